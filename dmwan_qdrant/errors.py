@@ -1,0 +1,75 @@
+"""Errors a user can meet, each with the exit code the CLI returns for it.
+
+The library raises these; the CLI prints ``str(error)`` on one line and exits with
+``error.exit_code``. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class DmwanError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UsageError(DmwanError):
+    """Bad arguments or options that argument parsing alone could not catch."""
+
+    exit_code = 2
+
+
+class ImageError(DmwanError):
+    """An image that cannot be read: missing, truncated, not an image, too large."""
+
+    exit_code = 3
+
+
+class DatasetError(DmwanError):
+    """A dataset root that is missing or does not have the expected layout."""
+
+    exit_code = 4
+
+
+class ModelError(DmwanError):
+    """A model that cannot be built: unknown preset, bad config."""
+
+    exit_code = 5
+
+
+class WeightsUnavailableError(ModelError):
+    """Pretrained weights that cannot be reached (no internet, no local file)."""
+
+
+class CheckpointError(ModelError):
+    """A model bundle that is missing, corrupted, truncated or inconsistent."""
+
+
+class StoreError(DmwanError):
+    """Base class of vector-store errors."""
+
+    exit_code = 6
+
+
+class StoreInUseError(StoreError):
+    """An embedded store already opened by another process."""
+
+    exit_code = 7
+
+
+class CollectionNotFoundError(StoreError):
+    """A collection that does not exist."""
+
+    exit_code = 8
+
+
+class ModelMismatchError(StoreError):
+    """A collection filled by another model than the one asked to read or write it."""
+
+    exit_code = 9
+
+
+class ServerUnavailableError(StoreError):
+    """A Qdrant server that does not answer, refuses the credentials, or keeps failing."""
+
+    exit_code = 10

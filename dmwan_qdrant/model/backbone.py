@@ -1,0 +1,168 @@
+"""Visual and text towers: open_clip's CLIP and timm ViTs behind one small interface.
+
+The visual adapters expose the ViT's token sequence so that a learned domain embedding can be
+added to every input token, and return both the pooled (global) feature and the patch tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import WeightsUnavailableError
+from .config import ModelConfig
+
+
+def _offline_hint(what: str, source: str) -> str:
+    return (
+        f"cannot load {what} weights {source!r}: they are not cached and could not be downloaded. "
+        "Download the file on a machine with internet access and pass its path instead "
+        "(e.g. --pretrained /path/to/open_clip_pytorch_model.bin)"
+    )
+
+
+class OpenClipVisual(nn.Module):
+    """The CLIP visual tower with a per-sample bias added to its input tokens."""
+
+    def __init__(self, visual: nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+        self.width = int(visual.class_embedding.shape[0])
+        self.out_dim = int(visual.proj.shape[1]) if visual.proj is not None else self.width
+        self.grid = tuple(visual.grid_size)
+
+    def forward(self, images: torch.Tensor, token_bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self.visual
+        x = v.conv1(images).flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        if token_bias is not None:
+            x = x + token_bias[:, None, :].to(x.dtype)
+        x = v.ln_pre(v.patch_dropout(x))
+        x = v.transformer(x)
+        x = v.ln_post(x)
+        pooled, tokens = x[:, 0], x[:, 1:]
+        if v.proj is not None:
+            pooled = pooled @ v.proj
+        return pooled, tokens
+
+
+class TimmVisual(nn.Module):
+    """A timm VisionTransformer with a per-sample bias added to its input tokens."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+        self.width = int(vit.embed_dim)
+        self.out_dim = self.width
+        self.grid = tuple(vit.patch_embed.grid_size)
+        self.prefix = int(vit.num_prefix_tokens)
+
+    def forward(self, images: torch.Tensor, token_bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self.vit
+        x = v._pos_embed(v.patch_embed(images))
+        if token_bias is not None:
+            x = x + token_bias[:, None, :].to(x.dtype)
+        x = v.norm_pre(v.patch_drop(x))
+        x = v.blocks(x)
+        x = v.norm(x)
+        pooled = x[:, 0] if self.prefix else x.mean(dim=1)
+        return pooled, x[:, self.prefix :]
+
+
+def _is_local_file(source: str | None) -> bool:
+    return bool(source) and Path(str(source)).expanduser().is_file()
+
+
+def create_clip(config: ModelConfig, pretrained: str | None) -> nn.Module:
+    """The open_clip CLIP model of ``config``, with ``pretrained`` weights (tag or file) or random.
+
+    Raises:
+        WeightsUnavailableError: a tag that is not cached and cannot be downloaded, or a path
+            that does not exist.
+    """
+    import open_clip
+
+    if config.clip_config is not None:
+        from open_clip.model import CLIP
+
+        cfg = dict(config.clip_config)
+        model = CLIP(**cfg)
+        if pretrained:
+            _load_state_file(model, pretrained, "CLIP")
+        return model
+    if pretrained and not _is_local_file(pretrained):
+        if os.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors", ".pth")):
+            raise WeightsUnavailableError(f"pretrained weights file not found: {pretrained}")
+        known = [tag for name, tag in open_clip.list_pretrained() if name == config.clip_model]
+        if pretrained not in known:
+            raise WeightsUnavailableError(
+                f"unknown pretrained tag {pretrained!r} for {config.clip_model} (tags: {', '.join(known)})"
+            )
+    try:
+        return open_clip.create_model(config.clip_model, pretrained=pretrained or None, load_weights=bool(pretrained))
+    except (OSError, RuntimeError, ValueError) as exc:
+        if pretrained and not _is_local_file(pretrained):
+            raise WeightsUnavailableError(_offline_hint("CLIP", pretrained)) from exc
+        raise WeightsUnavailableError(f"cannot load CLIP weights from {pretrained}: {exc}") from exc
+
+
+def _load_state_file(model: nn.Module, path: str, what: str) -> None:
+    path = str(Path(path).expanduser())
+    if not Path(path).is_file():
+        raise WeightsUnavailableError(f"{what} weights file not found: {path}")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state) if isinstance(state, dict) else state
+        model.load_state_dict(state)
+    except Exception as exc:  # any reader or shape error is the same user-facing problem
+        raise WeightsUnavailableError(f"cannot load {what} weights from {path}: {exc}") from exc
+
+
+def create_timm_vit(config: ModelConfig, pretrained: str | None) -> nn.Module:
+    """A timm ViT; ``pretrained`` is "hub" (download), a local file, or None (random)."""
+    import timm
+
+    kwargs: dict[str, Any] = dict(config.timm_kwargs)
+    if not pretrained:
+        return timm.create_model(config.timm_model, pretrained=False, **kwargs)
+    if _is_local_file(pretrained):
+        overlay = dict(file=str(Path(pretrained).expanduser()))
+        return timm.create_model(config.timm_model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    if pretrained != "hub":
+        raise WeightsUnavailableError(f"timm weights must be 'hub' or an existing file, not {pretrained!r}")
+    try:
+        return timm.create_model(config.timm_model, pretrained=True, **kwargs)
+    except Exception as exc:  # network errors come as many types from huggingface_hub
+        raise WeightsUnavailableError(_offline_hint("timm", config.timm_model or "")) from exc
+
+
+def create_towers(
+    config: ModelConfig, pretrained: str | None, text_pretrained: str | None = None
+) -> tuple[nn.Module, nn.Module | None]:
+    """The visual adapter and the CLIP model that provides the text tower (None without text).
+
+    For the open_clip backbone both towers come from one CLIP model and ``pretrained`` loads both.
+    For timm, ``pretrained`` loads the ViT and ``text_pretrained`` the CLIP text tower.
+    """
+    needs_text = config.use_text or config.use_weighting
+    if config.backbone == "open_clip":
+        clip = create_clip(config, pretrained)
+        visual = OpenClipVisual(clip.visual)
+        del clip.visual  # owned by the adapter now; the text parts stay
+        return visual, (clip if needs_text else None)
+    visual = TimmVisual(create_timm_vit(config, pretrained))
+    clip = None
+    if needs_text:
+        clip = create_clip(config, text_pretrained)
+        del clip.visual
+    return visual, clip

@@ -1,0 +1,140 @@
+"""Self-contained model bundles: safetensors weights, config, preprocessing, fingerprint.
+
+A bundle is a folder::
+
+    model.safetensors   every tensor of the model (text tower included)
+    config.json         {"format": 1, "model": ModelConfig, "preprocessing": ..., "fingerprint": ...,
+                         "metadata": {...}}
+
+``load_model`` rebuilds the architecture from the config without downloading anything, loads the
+tensors strictly and checks the fingerprint, so a corrupted or truncated bundle is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, ModelError
+from .config import ModelConfig
+from .dmwan import DMWAN
+from .preprocess import preprocessing_record
+
+BUNDLE_FORMAT = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def _state_for_saving(model: DMWAN) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or non-contiguous storage; clone each tensor on the CPU.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over tensor names, dtypes, shapes and bytes, in name order (first 16 hex digits)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model: DMWAN) -> str:
+    """Fingerprint of a live model's weights (equal to its bundle's after saving)."""
+    return weights_fingerprint(model.state_dict())
+
+
+def save_model(model: DMWAN, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as a bundle folder at ``path`` (atomically: a crash leaves no half bundle)."""
+    from safetensors.torch import save_file
+
+    model = getattr(model, "module", model)  # unwrap DDP
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = _state_for_saving(model)
+    record = {
+        "format": BUNDLE_FORMAT,
+        "model": model.config.to_dict(),
+        "preprocessing": preprocessing_record(model.config),
+        "fingerprint": weights_fingerprint(state),
+        "metadata": {**(metadata or {}), "class_names": list(getattr(model, "class_names", []))},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"fingerprint": record["fingerprint"]})
+    (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2))
+    old = path.with_name(f".{path.name}.old")
+    _rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _rmtree(old)
+    return path
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def read_bundle_record(path: str | Path) -> dict[str, Any]:
+    """The bundle's config.json, validated; raises CheckpointError naming what is wrong."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a model bundle (expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        record = json.loads((path / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing {CONFIG_FILE}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}/{CONFIG_FILE}: not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != BUNDLE_FORMAT or "model" not in record:
+        raise CheckpointError(f"{path}/{CONFIG_FILE}: not a format-{BUNDLE_FORMAT} DMWAN bundle")
+    return record
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> DMWAN:
+    """Restore a model saved by :func:`save_model`, exactly.
+
+    Raises:
+        CheckpointError: missing, corrupted or truncated files, or weights that do not match the
+            recorded fingerprint or architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    record = read_bundle_record(path)
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: missing {WEIGHTS_FILE}")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights}: corrupted or truncated weights ({exc})") from None
+    if weights_fingerprint(state) != record.get("fingerprint"):
+        raise CheckpointError(f"{weights}: weights do not match the bundle's fingerprint (corrupted?)")
+    try:
+        config = ModelConfig.from_dict(record["model"])
+        model = DMWAN(config, pretrained=None)
+    except (ModelError, TypeError) as exc:
+        raise CheckpointError(f"{path}: bad model config ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the architecture ({str(exc).splitlines()[0]})") from None
+    model.fingerprint = record["fingerprint"]
+    model.metadata = record.get("metadata", {})
+    class_names = model.metadata.get("class_names") or []
+    if class_names:
+        model.class_names = list(class_names)
+    return model.to(device).eval()

@@ -1,0 +1,144 @@
+"""Model configuration: one dataclass, named presets stored as JSON files.
+
+Every choice of the DMWAN reconstruction is a field here, so that an ablation is a config change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+PRESET_PACKAGE = "dmwan_qdrant.presets"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture, weighting and loss settings of a DMWAN model."""
+
+    name: str = "custom"
+
+    # --- feature extraction -------------------------------------------------------------------
+    #: "open_clip": the CLIP visual tower; "timm": a timm ViT (text tower still from open_clip).
+    backbone: str = "open_clip"
+    #: open_clip architecture name, e.g. "ViT-B-16" (text tower; visual too for open_clip).
+    clip_model: str | None = "ViT-B-16"
+    #: Inline open_clip config (embed_dim, vision_cfg, text_cfg) instead of a named one.
+    clip_config: dict[str, Any] | None = None
+    #: timm model name when backbone == "timm".
+    timm_model: str | None = None
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Global embedding size D; must equal the CLIP embedding size when text is used.
+    embed_dim: int = 512
+    #: Local token size d_tok after projection.
+    token_dim: int = 128
+    #: Local tokens kept per image (patch grid average-pooled to a square of this many); 0 = all.
+    num_tokens: int = 16
+    #: Learned domain embedding (sketch / photo) added to every input token of the shared ViT.
+    domain_embedding: bool = True
+    #: Freeze the visual backbone and train only the heads (the linear-probe baseline).
+    freeze_backbone: bool = False
+    #: Context length of the text tokenizer.
+    context_length: int = 77
+    #: Prompts averaged into a class's text anchor; "{}" is the class name.
+    prompts: tuple[str, ...] = ("a photo of a {}", "a sketch of a {}", "a drawing of a {}")
+
+    # --- preprocessing (travels with the weights) ---------------------------------------------
+    image_size: int = 224
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+    # --- multi-level weighting ----------------------------------------------------------------
+    #: Weight positive pairs by alignment; off = uniform weights.
+    use_weighting: bool = True
+    #: Local aggregation block (token cross-attention + token similarity) in the alignment score.
+    use_local: bool = True
+    cross_attention_heads: int = 2
+    #: Coefficients of the local score, the global cosine and the text agreement in the score.
+    local_coef: float = 1.0
+    global_coef: float = 1.0
+    text_coef: float = 0.5
+    #: Softmax temperature over standardised scores; larger = flatter weights.
+    weight_temperature: float = 1.0
+    #: Momentum of the running score statistics and of the per-sample score memory.
+    weight_momentum: float = 0.9
+    #: Steps with uniform weights before weighting starts (embeddings are noise at first).
+    weight_warmup_steps: int = 50
+    weight_min: float = 0.2
+    weight_max: float = 3.0
+
+    # --- losses -------------------------------------------------------------------------------
+    #: "quadruplet" (negative photo and negative sketch) or "triplet" (negative photo only).
+    loss: str = "quadruplet"
+    margin_photo: float = 0.2
+    margin_sketch: float = 0.2
+    #: lambda: weight of the sketch-negative term of the quadruplet loss.
+    sketch_term_weight: float = 1.0
+    #: Semantic loss: cross-entropy of cos(embedding, class anchor) / tau over training classes.
+    use_text: bool = True
+    semantic_weight: float = 1.0
+    semantic_temperature: float = 0.07
+    #: Token-level alignment term (MaxSim triplet on local tokens); trains what re-ranking uses.
+    token_loss_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("open_clip", "timm"):
+            raise ModelError(f"backbone must be 'open_clip' or 'timm', not {self.backbone!r}")
+        if self.loss not in ("quadruplet", "triplet"):
+            raise ModelError(f"loss must be 'quadruplet' or 'triplet', not {self.loss!r}")
+        if self.clip_model is None and self.clip_config is None and (self.use_text or self.backbone == "open_clip"):
+            raise ModelError("a CLIP model name or inline config is needed for the text tower")
+        if self.backbone == "timm" and not self.timm_model:
+            raise ModelError("backbone 'timm' needs timm_model")
+        side = int(round(self.num_tokens**0.5))
+        if self.num_tokens and side * side != self.num_tokens:
+            raise ModelError(f"num_tokens must be a square number or 0, not {self.num_tokens}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field."""
+        d = asdict(self)
+        for key in ("prompts", "mean", "std"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Build from a dict, refusing unknown keys (typos must not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(f"unknown model config keys: {', '.join(unknown)}")
+        data = dict(data)
+        for key in ("prompts", "mean", "std"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> "ModelConfig":
+        """A copy with some fields replaced (ablation switches, sizes)."""
+        if not overrides:
+            return self
+        return ModelConfig.from_dict({**self.to_dict(), **overrides})
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped model presets."""
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".json"))
+
+
+def get_preset(name: str) -> ModelConfig:
+    """The config of a shipped preset by name, or of a preset JSON file by path."""
+    path = Path(name)
+    if path.suffix == ".json" and path.is_file():
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    resource = resources.files(PRESET_PACKAGE) / f"{name}.json"
+    if not resource.is_file():
+        raise ModelError(f"unknown model preset {name!r} (presets: {', '.join(list_presets())})")
+    return ModelConfig.from_dict(json.loads(resource.read_text()))
+
+
+__all__ = ["ModelConfig", "get_preset", "list_presets", "replace"]

@@ -1,0 +1,218 @@
+"""The DMWAN model: shared ViT with domain embedding, multi-level weighting, weighted losses."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .backbone import create_towers
+from .config import ModelConfig
+from .losses import semantic_loss, token_triplet_loss, weighted_quadruplet_loss
+from .preprocess import DOMAINS, PHOTO, SKETCH, build_transform
+from .weighting import AlignmentScores, AlignmentWeighting, LocalAggregation, maxsim, weight_statistics
+
+
+@dataclass
+class Embeddings:
+    """Output of the inference API: L2-normalised global vectors and local tokens (float32)."""
+
+    global_: torch.Tensor  # (B, D)
+    tokens: torch.Tensor  # (B, n_tokens, token_dim)
+
+    def __len__(self) -> int:
+        return int(self.global_.shape[0])
+
+
+class DMWAN(nn.Module):
+    """Dynamic Multi-level Weighted Alignment Network for zero-shot sketch-based image retrieval.
+
+    Calling the module on a batch of quadruplets returns the training loss and its parts; the
+    ``embed_*`` methods are the inference API.
+    """
+
+    def __init__(self, config: ModelConfig, pretrained: str | None = None, text_pretrained: str | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.visual, self.clip = create_towers(config, pretrained, text_pretrained)
+        if self.clip is not None:
+            self.clip.requires_grad_(False)  # the text tower is frozen: class anchors stay put
+        width, out_dim = self.visual.width, self.visual.out_dim
+        self.domain_embedding = nn.Embedding(2, width) if config.domain_embedding else None
+        if self.domain_embedding is not None:
+            nn.init.normal_(self.domain_embedding.weight, std=0.02)
+        self.global_head = nn.Linear(out_dim, config.embed_dim, bias=False)
+        if out_dim == config.embed_dim:
+            # Start as the identity so a CLIP visual tower stays aligned with its text tower.
+            nn.init.eye_(self.global_head.weight)
+        self.token_head = nn.Linear(width, config.token_dim)
+        self.local_block = LocalAggregation(config.token_dim, config.cross_attention_heads) if config.use_local else None
+        self.weighting = AlignmentWeighting(config)
+        if config.freeze_backbone:
+            self.visual.requires_grad_(False)
+        self.register_buffer("class_anchors", torch.zeros(0, config.embed_dim), persistent=False)
+        self._tokenizer = None
+
+    # --- encoders -----------------------------------------------------------------------------
+    def encode(self, images: torch.Tensor, domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised global embeddings (B, D) and local tokens (B, n, d) of preprocessed images."""
+        bias = self.domain_embedding(domains) if self.domain_embedding is not None else None
+        pooled, patches = self.visual(images, bias)
+        global_ = F.normalize(self.global_head(pooled.float()), dim=-1)
+        n = self.config.num_tokens
+        if n:
+            gh, gw = self.visual.grid
+            grid = patches.transpose(1, 2).reshape(patches.shape[0], -1, gh, gw)
+            side = int(round(n**0.5))
+            patches = F.adaptive_avg_pool2d(grid, side).flatten(2).transpose(1, 2)
+        tokens = F.normalize(self.token_head(patches.float()), dim=-1)
+        return global_, tokens
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            import open_clip
+
+            cfg = self.config
+            if cfg.clip_config is not None:
+                from open_clip.tokenizer import SimpleTokenizer
+
+                self._tokenizer = SimpleTokenizer(context_length=cfg.context_length)
+            else:
+                self._tokenizer = open_clip.get_tokenizer(cfg.clip_model, context_length=cfg.context_length)
+        return self._tokenizer
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Normalised text embeddings (B, D) from the frozen CLIP text tower."""
+        if self.clip is None:
+            raise RuntimeError("this model has no text tower (use_text and use_weighting are off)")
+        device = self.global_head.weight.device
+        ids = self.tokenizer(list(texts)).to(device)
+        with torch.no_grad():
+            return F.normalize(self.clip.encode_text(ids).float(), dim=-1)
+
+    def text_anchors(self, class_names: Sequence[str]) -> torch.Tensor:
+        """Per class, the normalised mean of its prompt embeddings: (C, D)."""
+        prompts = self.config.prompts
+        texts = [p.format(c.replace("_", " ")) for c in class_names for p in prompts]
+        emb = self.encode_text(texts).view(len(class_names), len(prompts), -1).mean(dim=1)
+        return F.normalize(emb, dim=-1)
+
+    def set_class_names(self, class_names: Sequence[str]) -> None:
+        """Fix the training classes whose text anchors the semantic loss and weighting use."""
+        self.class_names = list(class_names)
+        if self.clip is not None:
+            self.class_anchors = self.text_anchors(class_names)
+
+    # --- training -----------------------------------------------------------------------------
+    def alignment_scores(
+        self,
+        sketch: tuple[torch.Tensor, torch.Tensor],
+        photo: tuple[torch.Tensor, torch.Tensor],
+        labels: torch.Tensor | None,
+    ) -> AlignmentScores:
+        """Local and global alignment of paired (global, tokens) sketch and photo encodings."""
+        (gs, ts), (gp, tp) = sketch, photo
+        local = self.local_block(ts, tp) if self.local_block is not None else None
+        text = None
+        if self.config.use_text and labels is not None and self.class_anchors.numel():
+            anchors = self.class_anchors[labels]
+            text = 0.5 * ((gs * anchors).sum(-1) + (gp * anchors).sum(-1))
+        return AlignmentScores(local=local, global_=(gs * gp).sum(-1), text=text)
+
+    def forward(
+        self,
+        sketch: torch.Tensor,
+        photo: torch.Tensor,
+        neg_photo: torch.Tensor,
+        neg_sketch: torch.Tensor,
+        labels: torch.Tensor,
+        neg_labels: torch.Tensor,
+        sample_ids: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Loss of a batch of quadruplets; returns ``loss``, its parts and the weight list."""
+        cfg = self.config
+        b = sketch.shape[0]
+        quad = cfg.loss == "quadruplet"
+        images = [sketch, photo, neg_photo] + ([neg_sketch] if quad else [])
+        domains = [SKETCH, PHOTO, PHOTO] + ([SKETCH] if quad else [])
+        dom = torch.cat([torch.full((b,), d, dtype=torch.long, device=sketch.device) for d in domains])
+        g, t = self.encode(torch.cat(images), dom)
+        gs, gp, gpn = g[:b], g[b : 2 * b], g[2 * b : 3 * b]
+        ts, tp, tpn = t[:b], t[b : 2 * b], t[2 * b : 3 * b]
+        gsn = g[3 * b :] if quad else None
+
+        scores = self.alignment_scores((gs, ts), (gp, tp), labels)
+        weights = self.weighting(scores.combined(cfg), sample_ids)
+        out: dict[str, torch.Tensor] = {"weights": weights}
+        loss = weighted_quadruplet_loss(
+            gs, gp, gpn, gsn, weights, cfg.margin_photo, cfg.margin_sketch, cfg.sketch_term_weight
+        )
+        out["loss_quadruplet"] = loss.detach()
+        if cfg.use_text and self.class_anchors.numel() and cfg.semantic_weight:
+            all_labels = torch.cat([labels, labels, neg_labels] + ([neg_labels] if quad else []))
+            sem = semantic_loss(g, self.class_anchors, all_labels, cfg.semantic_temperature)
+            loss = loss + cfg.semantic_weight * sem
+            out["loss_semantic"] = sem.detach()
+        if cfg.token_loss_weight:
+            tok = token_triplet_loss(maxsim(ts, tp), maxsim(ts, tpn), cfg.margin_photo)
+            if self.local_block is not None:
+                tok = tok + token_triplet_loss(scores.local, self.local_block(ts, tpn), cfg.margin_photo)
+            loss = loss + cfg.token_loss_weight * tok
+            out["loss_token"] = tok.detach()
+        out["loss"] = loss
+        return out
+
+    @staticmethod
+    def weight_statistics(weights: torch.Tensor) -> dict[str, float]:
+        return weight_statistics(weights)
+
+    # --- inference API ------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.global_head.weight.device
+
+    def transform(self, domain: str, train: bool = False):
+        """The preprocessing of ``domain`` images for this model."""
+        return build_transform(self.config, domain, train)
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        was_training = self.training
+        self.eval()
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
+        )
+        try:
+            with torch.inference_mode(), autocast:
+                yield
+        finally:
+            self.train(was_training)
+
+    def _embed(self, images: torch.Tensor | Sequence[Image.Image], domain: str) -> Embeddings:
+        if not isinstance(images, torch.Tensor):
+            tf = self.transform(domain)
+            images = torch.stack([tf(im) for im in images])
+        images = images.to(self.device, non_blocking=True)
+        domains = torch.full((images.shape[0],), DOMAINS[domain], dtype=torch.long, device=self.device)
+        with self._inference():
+            g, t = self.encode(images, domains)
+        return Embeddings(global_=g.float(), tokens=t.float())
+
+    def embed_photos(self, images: torch.Tensor | Sequence[Image.Image]) -> Embeddings:
+        """Embed a batch of photos (preprocessed tensor (B, 3, S, S) or PIL images)."""
+        return self._embed(images, "photo")
+
+    def embed_sketches(self, images: torch.Tensor | Sequence[Image.Image]) -> Embeddings:
+        """Embed a batch of sketches (preprocessed tensor (B, 3, S, S) or PIL images)."""
+        return self._embed(images, "sketch")
+
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed texts into the retrieval space (B, D), e.g. "a red shoe"."""
+        with self._inference():
+            return self.encode_text(texts).float()

@@ -1,0 +1,37 @@
+"""One factory: a DMWAN model from a preset name (or config) plus a weights source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import ModelConfig, get_preset
+from .dmwan import DMWAN
+
+
+def create_model(
+    preset: str | ModelConfig,
+    pretrained: str | None = None,
+    text_pretrained: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> DMWAN:
+    """Build a DMWAN model.
+
+    Args:
+        preset: a preset name (``"tiny"``, ``"vit_b16"``, ...), a preset JSON path, or a config.
+        pretrained: backbone weights: an open_clip tag such as ``"openai"`` (downloads), a local
+            weights file, ``"hub"`` for a timm backbone, or None for random initialisation.
+        text_pretrained: CLIP weights for the text tower when the backbone is timm.
+        overrides: config fields to replace (ablation switches, sizes).
+        seed: seeds the random initialisation, so the same call builds the same model.
+
+    Raises:
+        ModelError: unknown preset or bad config. WeightsUnavailableError: weights not reachable.
+    """
+    import torch
+
+    config = preset if isinstance(preset, ModelConfig) else get_preset(preset)
+    config = config.with_overrides(overrides)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return DMWAN(config, pretrained=pretrained, text_pretrained=text_pretrained)

@@ -1,0 +1,37 @@
+import torch
+import torch.nn.functional as F
+
+from dmwan_qdrant.model.losses import weighted_quadruplet_loss
+
+
+def _emb(b, d, seed):
+    return F.normalize(torch.randn(b, d, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def test_reduces_to_plain_triplet():
+    s, p, pn, sn = (_emb(8, 16, i) for i in range(4))
+    d = lambda a, b: 1 - (a * b).sum(-1)  # noqa: E731
+    plain = F.relu(d(s, p) - d(s, pn) + 0.3).mean()
+    assert torch.allclose(weighted_quadruplet_loss(s, p, pn, None, None, margin_photo=0.3), plain)
+    assert torch.allclose(weighted_quadruplet_loss(s, p, pn, sn, None, margin_photo=0.3, sketch_term_weight=0), plain)
+    # the same as torch's own triplet loss with the cosine distance
+    torch_triplet = F.triplet_margin_with_distance_loss(s, p, pn, distance_function=d, margin=0.3)
+    assert torch.allclose(weighted_quadruplet_loss(s, p, pn, None, margin_photo=0.3), torch_triplet)
+
+
+def test_uniform_weights_give_unweighted_quadruplet():
+    s, p, pn, sn = (_emb(8, 16, i) for i in range(4))
+    unweighted = weighted_quadruplet_loss(s, p, pn, sn, None)
+    assert torch.allclose(weighted_quadruplet_loss(s, p, pn, sn, torch.ones(8)), unweighted)
+    assert torch.allclose(weighted_quadruplet_loss(s, p, pn, sn, torch.full((8,), 3.0)), unweighted)
+
+
+def test_weights_change_the_loss_but_get_no_gradient():
+    s, p, pn, sn = (_emb(8, 16, i) for i in range(4))
+    w = torch.linspace(0.2, 2.0, 8, requires_grad=True)
+    s = s.clone().requires_grad_(True)
+    loss = weighted_quadruplet_loss(s, p, pn, sn, w)
+    loss.backward()
+    assert w.grad is None
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert not torch.allclose(loss.detach(), weighted_quadruplet_loss(s.detach(), p, pn, sn, None))

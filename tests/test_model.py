@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from dmwan_qdrant.errors import ModelError, WeightsUnavailableError
+from dmwan_qdrant.model import create_model, list_presets
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny_timm"])
+def test_forward_backward_and_size(preset, random_batch):
+    model = create_model(preset, seed=0)
+    model.set_class_names(["cat", "dog", "car", "house"])
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    out = model(**random_batch())
+    out["loss"].backward()
+    grads = [p.grad for p in model.visual.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+    assert all(p.grad is None for p in model.clip.parameters()), "the text tower is frozen"
+    assert out["weights"].shape == (4,)
+    assert torch.isfinite(out["loss"])
+
+
+def test_inference_api_shapes_and_norms(tiny_model):
+    from PIL import Image
+
+    e = tiny_model.embed_photos(torch.randn(3, 3, 64, 64))
+    assert e.global_.shape == (3, 64) and e.tokens.shape == (3, 16, 32)
+    assert torch.allclose(e.global_.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(e.tokens.norm(dim=-1), torch.ones(3, 16), atol=1e-5)
+    pil = [Image.new("RGB", (80, 50), "white"), Image.new("RGB", (30, 90), "red")]
+    s = tiny_model.embed_sketches(pil)
+    assert s.global_.shape == (2, 64)
+    t = tiny_model.embed_texts(["a red shoe", "a cat"])
+    assert t.shape == (2, 64) and not t.requires_grad
+    assert tiny_model.training, "embedding must not change the module's mode"
+
+
+def test_domain_embedding_separates_domains(tiny_model):
+    x = torch.randn(2, 3, 64, 64)
+    assert not torch.allclose(tiny_model.embed_photos(x).global_, tiny_model.embed_sketches(x).global_)
+
+
+def test_ablation_switches(random_batch):
+    model = create_model("tiny", seed=0, overrides={"loss": "triplet", "use_local": False, "use_weighting": False})
+    model.set_class_names(["cat", "dog", "car", "house"])
+    out = model(**random_batch())
+    assert model.local_block is None
+    assert torch.equal(out["weights"], torch.ones(4))
+    with pytest.raises(ModelError, match="unknown model config keys"):
+        create_model("tiny", overrides={"use_wieghting": False})
+
+
+def test_presets_and_weight_errors():
+    assert {"tiny", "tiny_timm", "vit_b16", "vit_b16_timm"} <= set(list_presets())
+    with pytest.raises(ModelError, match="unknown model preset"):
+        create_model("nope")
+    with pytest.raises(WeightsUnavailableError, match="not found"):
+        create_model("tiny", pretrained="/no/such/weights.pt")
+    with pytest.raises(WeightsUnavailableError, match="unknown pretrained tag"):
+        create_model("vit_b16", pretrained="not-a-tag")
+
+
+def test_pretrained_local_file_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    source = create_model("tiny", seed=1)
+    clip_state = {f"visual.{k}": v.contiguous() for k, v in source.visual.visual.state_dict().items()}
+    clip_state.update({k: v.contiguous() for k, v in source.clip.state_dict().items()})
+    save_file(clip_state, tmp_path / "clip.safetensors")
+    model = create_model("tiny", pretrained=str(tmp_path / "clip.safetensors"), seed=2)
+    assert torch.equal(model.visual.visual.conv1.weight, source.visual.visual.conv1.weight)
