@@ -1,0 +1,49 @@
+"""`dmwan eval`: the protocol's table for a model bundle on a benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app
+
+
+@app.command("eval")
+def evaluate(
+    model: Path = typer.Option(..., "--model", "-m", help="model bundle folder"),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="procedural, sketchy, tuberlin or quickdraw"),
+    root: Path = typer.Option(..., "--root", help="dataset root folder"),
+    split: Optional[str] = typer.Option(None, help="benchmark split (Sketchy: 1 or 2)"),
+    batch_size: int = typer.Option(128, help="images per forward pass"),
+    workers: int = typer.Option(0, help="image decoding workers"),
+    per_class: bool = typer.Option(False, "--per-class", help="also report AP per unseen class"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the metrics as JSON here"),
+) -> None:
+    """Score a model on the unseen classes: mAP@all, P@100, mAP@200, P@200 (x100)."""
+    from dmwan_qdrant.data import load_benchmark
+    from dmwan_qdrant.eval.evaluate import evaluate_split
+    from dmwan_qdrant.model import load_model
+
+    net = load_model(model, device="cuda" if _cuda() else "cpu")
+    bench = load_benchmark(dataset, root, split)
+    metrics = evaluate_split(net, bench, batch_size=batch_size, num_workers=workers, per_class=per_class)
+    metrics.update(model=str(model), fingerprint=net.fingerprint, dataset=dataset, split=split)
+    typer.echo(f"{dataset}{' split ' + split if split else ''}: {metrics['queries']} sketches x {metrics['gallery']} photos")
+    typer.echo("| mAP@all | P@100 | mAP@200 | P@200 |\n|---|---|---|---|")
+    typer.echo("| " + " | ".join(f"{100 * metrics[k]:.1f}" for k in ("mAP@all", "P@100", "mAP@200", "P@200")) + " |")
+    if per_class:
+        for name, ap in sorted(metrics["per_class_ap"].items(), key=lambda kv: kv[1]):
+            typer.echo(f"  {name:<24} AP {100 * ap:5.1f}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2))
+        typer.echo(f"wrote {out}")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

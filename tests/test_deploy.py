@@ -1,0 +1,65 @@
+"""The deployment files parse and agree with the code's real entry point and config paths."""
+
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = "dmwan_qdrant.training.train"
+
+
+def _check_command(command: str) -> None:
+    args = shlex.split(command)
+    assert args[:3] == ["python", "-m", ENTRY], command
+    from dmwan_qdrant.training.train import parse_args
+
+    parsed = parse_args(args[3:])
+    assert (ROOT / parsed.config).is_file(), parsed.config
+    from dmwan_qdrant.training.config import TrainConfig
+
+    TrainConfig.from_file(ROOT / parsed.config)
+
+
+def test_entry_point_module_exists():
+    import importlib
+
+    assert callable(importlib.import_module(ENTRY).main)
+
+
+def test_rayjob_manifest():
+    job = yaml.safe_load((ROOT / "deploy/rayjob.yaml").read_text())
+    assert job["kind"] == "RayJob" and job["apiVersion"].startswith("ray.io/")
+    _check_command(job["spec"]["entrypoint"])
+    spec = job["spec"]["rayClusterSpec"]
+    import ray
+
+    assert spec["rayVersion"] == ray.__version__
+    workers = spec["workerGroupSpecs"][0]
+    assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+
+
+def test_cluster_launcher_and_readme_commands():
+    cluster = yaml.safe_load((ROOT / "deploy/cluster.yaml").read_text())
+    assert cluster["head_node_type"] in cluster["available_node_types"]
+    text = (ROOT / "deploy/cluster.yaml").read_text() + (ROOT / "README.md").read_text()
+    commands = re.findall(r"-- (python -m \S+ --config \S+[^\n\\]*)", text)
+    assert commands, "the job-submit commands must be documented"
+    for command in commands:
+        _check_command(command.split(" --workers")[0])
+
+
+def test_dockerfile_and_compose():
+    docker = (ROOT / "deploy/Dockerfile").read_text()
+    import ray
+
+    assert f"rayproject/ray:{ray.__version__}" in docker
+    for folder in ("dmwan_qdrant", "training", "cli"):
+        assert f"COPY --chown=ray:users {folder} ./{folder}" in docker
+    cmd = re.search(r'^CMD (\[.*\])$', docker, re.M).group(1)
+    import json
+
+    _check_command(" ".join(json.loads(cmd)))
+    compose = yaml.safe_load((ROOT / "deploy/qdrant-compose.yaml").read_text())
+    assert compose["services"]["qdrant"]["image"].startswith("qdrant/qdrant:")

@@ -1,0 +1,66 @@
+"""`ray job submit` against a real head node started with `ray start --head` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_job_submit_trains_and_exports(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    ray = shutil.which("ray", path=str(bin_dir)) or shutil.which("ray")
+    assert ray, "ray CLI missing: install the [train] extra"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "disabled",  # loopback only
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    temp = Path("/tmp") / f"dmwan-rayjob-{os.getpid()}"
+    dash = _free_port()
+    config = {
+        "name": "job",
+        "storage_path": str(tmp_path / "runs"),
+        "data": {"name": "procedural", "root": str(tmp_path / "bench"),
+                 "generate": {"n_classes": 12, "unseen_classes": 4, "photos_per_class": 8,
+                              "sketches_per_class": 8, "image_size": 64, "seed": 0}},
+        "model": {"preset": "tiny"},
+        "optim": {"epochs": 1, "steps_per_epoch": 5, "batch_size": 8, "warmup_steps": 2},
+        "scaling": {"workers": 1, "cpus_per_worker": 0.5},
+    }
+    (tmp_path / "job.json").write_text(json.dumps(config))
+    start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={_free_port()}",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+             f"--temp-dir={temp}", "--disable-usage-stats"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        job = subprocess.run(
+            [ray, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}",
+             f"--runtime-env={ROOT / 'deploy/runtime_env.yaml'}", "--",
+             "python", "-m", "dmwan_qdrant.training.train", "--config", str(tmp_path / "job.json")],
+            env=env, capture_output=True, text=True, timeout=400, cwd=ROOT,
+        )
+        output = job.stdout + job.stderr
+        assert job.returncode == 0, output[-3000:]
+        assert "succeeded" in output, output[-3000:]
+        assert "epoch   1" in output, output[-3000:]
+        assert (tmp_path / "runs" / "job" / "model" / "model.safetensors").is_file()
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -1,0 +1,20 @@
+"""The benchmark a run trains on: generated on first use when procedural, optionally capped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dmwan_qdrant.data import BenchmarkSplit, ProceduralConfig, generate_benchmark, load_benchmark
+
+from .config import TrainConfig
+
+
+def prepare_split(cfg: TrainConfig) -> BenchmarkSplit:
+    """Load the configured split, generating the procedural benchmark first if it is missing."""
+    root = Path(cfg.data.root).expanduser()
+    if cfg.data.name == "procedural":
+        generate_benchmark(root, ProceduralConfig(**cfg.data.generate))
+    split = load_benchmark(cfg.data.name, root, cfg.data.split)
+    if cfg.data.max_per_class:
+        split = split.limit(cfg.data.max_per_class, seed=cfg.seed)
+    return split

@@ -1,0 +1,272 @@
+"""The training loop: one epoch function shared by Ray Train workers and a plain local loop.
+
+``train_loop_per_worker`` is Ray Train's idiom (prepare_model, prepare_data_loader, one
+``ray.train.report`` per epoch with a checkpoint). ``train_local`` runs the same epochs in this
+process without Ray, for tests and for measuring what Ray costs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dmwan_qdrant.data import QuadrupletDataset, load_benchmark
+from dmwan_qdrant.eval.evaluate import evaluate_split
+from dmwan_qdrant.model import DMWAN, create_model, load_model, save_model
+
+from .config import TrainConfig
+from .data import prepare_split
+
+STATE_FILE = "state.pt"
+MODEL_DIR = "model"
+BEST_DIR = "best"
+PROGRESS_FILE = "progress.jsonl"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: DMWAN, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no decay on norms, biases and embeddings) with linear warmup then cosine decay."""
+    o = cfg.optim
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.ndim >= 2 and "embedding" not in name
+        backbone = name.startswith("visual.")
+        groups.setdefault((decay, backbone), []).append(p)
+    param_groups = [
+        {"params": ps, "weight_decay": o.weight_decay if decay else 0.0, "lr": o.lr * (o.backbone_lr_scale if bb else 1.0)}
+        for (decay, bb), ps in groups.items()
+    ]
+    optimizer = torch.optim.AdamW(param_groups, lr=o.lr)
+    total = max(1, o.epochs * o.steps_per_epoch)
+
+    def schedule(step: int) -> float:
+        if step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+@dataclass
+class RunState:
+    """What a checkpoint restores besides the weights."""
+
+    epoch: int = 0
+    best_map: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class WorkerContext:
+    """How the epoch loop talks to its runtime (Ray Train or plain)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    prepare_model: Callable[[torch.nn.Module], torch.nn.Module]
+    prepare_loader: Callable[[DataLoader], DataLoader]
+    #: Called once per epoch with the metrics and a checkpoint folder (rank 0) or None.
+    report: Callable[[dict[str, Any], Path | None], None]
+    #: The folder of the checkpoint to resume from, or None.
+    resume_dir: Path | None
+
+
+def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
+    """Train for ``cfg.optim.epochs`` epochs from ``ctx.resume_dir`` (if any); returns the state."""
+    seed_everything(cfg.seed)
+    split = prepare_split(cfg)
+    model = create_model(
+        cfg.model.preset, cfg.model.pretrained, cfg.model.text_pretrained, cfg.model.overrides, seed=cfg.seed
+    )
+    state = RunState()
+    optimizer_state = scheduler_state = None
+    if ctx.resume_dir is not None:
+        model = load_model(ctx.resume_dir / MODEL_DIR)
+        saved = torch.load(ctx.resume_dir / STATE_FILE, map_location="cpu", weights_only=False)
+        state = RunState(**saved["run"])
+        optimizer_state, scheduler_state = saved["optimizer"], saved["scheduler"]
+        weighting_state = saved.get("weighting")
+    model.set_class_names(split.seen_classes)
+    model.weighting.resize_memory(len(split.train_sketches))
+    if ctx.resume_dir is not None and weighting_state is not None:
+        model.weighting.memory.copy_(weighting_state)
+    model.train()
+    core = model
+    optimizer, scheduler = build_optimizer(core, cfg)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
+    model = ctx.prepare_model(model)
+
+    o = cfg.optim
+    dataset = QuadrupletDataset(
+        split.train_photos,
+        split.train_sketches,
+        core.transform("photo", train=True),
+        core.transform("sketch", train=True),
+        length=o.steps_per_epoch * o.batch_size * ctx.world_size,
+        seed=cfg.seed,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=o.batch_size,
+        shuffle=False,
+        num_workers=cfg.data.loader_workers,
+        persistent_workers=cfg.data.loader_workers > 0,
+        drop_last=True,
+    )
+    loader = ctx.prepare_loader(loader)
+    use_amp = ctx.device.type == "cuda"
+
+    for epoch in range(state.epoch, o.epochs):
+        if epoch == cfg.fail_at_epoch and ctx.rank == 0:
+            _fail_once(cfg)
+        dataset.set_epoch(epoch)
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        steps = samples = 0
+        for batch in loader:
+            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                out = model(
+                    batch["sketch"], batch["photo"], batch["neg_photo"], batch["neg_sketch"],
+                    batch["label"], batch["neg_label"], batch["sketch_index"],
+                )
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            if o.grad_clip:
+                torch.nn.utils.clip_grad_norm_(core.parameters(), o.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            steps += 1
+            samples += batch["sketch"].shape[0]
+            for k, v in out.items():
+                if k.startswith("loss"):
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+            for k, v in core.weight_statistics(out["weights"]).items():
+                sums[k] = sums.get(k, 0.0) + v
+        train_time = time.perf_counter() - t0
+        metrics: dict[str, Any] = {k: v / max(1, steps) for k, v in sums.items()}
+        metrics.update(epoch=epoch + 1, steps=steps, train_seconds=train_time,
+                       samples_per_second=samples * ctx.world_size / max(train_time, 1e-9),
+                       lr=scheduler.get_last_lr()[0])
+        checkpoint_dir = None
+        if ctx.rank == 0:
+            metrics.update(evaluate_split(core, split, batch_size=cfg.eval_batch_size))
+            core.train()
+            state.epoch = epoch + 1
+            state.history.append(metrics)
+            improved = metrics["mAP@all"] > state.best_map
+            if improved:
+                state.best_map, state.best_epoch = metrics["mAP@all"], epoch + 1
+            checkpoint_dir = _write_checkpoint(core, optimizer, scheduler, state, improved, ctx.resume_dir, cfg)
+            _append_progress(cfg, metrics)
+        ctx.report(metrics, checkpoint_dir)
+        ctx.resume_dir = checkpoint_dir if checkpoint_dir is not None else ctx.resume_dir
+    return state
+
+
+def _write_checkpoint(model, optimizer, scheduler, state: RunState, improved: bool, previous: Path | None, cfg) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="dmwan-ckpt-"))
+    meta = {"run": cfg.name, "epoch": state.epoch, "dataset": cfg.data.name, "split": cfg.data.split}
+    save_model(model, folder / MODEL_DIR, metadata=meta)
+    torch.save(
+        {"run": state.__dict__, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+         "weighting": model.weighting.memory.detach().cpu(), "config": cfg.to_dict()},
+        folder / STATE_FILE,
+    )
+    best_src = folder / MODEL_DIR if improved else (previous / BEST_DIR if previous else None)
+    if best_src is not None and best_src.exists():
+        import shutil
+
+        shutil.copytree(best_src, folder / BEST_DIR)
+    return folder
+
+
+def _append_progress(cfg: TrainConfig, metrics: dict[str, Any]) -> None:
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.run_dir / PROGRESS_FILE, "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+
+
+def _fail_once(cfg: TrainConfig) -> None:
+    """Kill this process the first time (a real crash: no exception handling, no cleanup)."""
+    marker = cfg.run_dir / ".failed_once"
+    if marker.exists():
+        return
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry: run the epochs on this worker and report each one."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = TrainConfig.from_dict(config)
+    context = ray.train.get_context()
+    checkpoint = ray.train.get_checkpoint()
+    resume_dir = None
+    if checkpoint is not None:
+        resume_dir = Path(tempfile.mkdtemp(prefix="dmwan-resume-"))
+        checkpoint.to_directory(str(resume_dir))
+    core_cfg = cfg.model.overrides
+    find_unused = not (core_cfg.get("use_local", True) or core_cfg.get("token_loss_weight", 0.5))
+
+    def report(metrics: dict[str, Any], folder: Path | None) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(str(folder)) if folder is not None else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    ctx = WorkerContext(
+        rank=context.get_world_rank(),
+        world_size=context.get_world_size(),
+        device=ray.train.torch.get_device(),
+        prepare_model=lambda m: ray.train.torch.prepare_model(
+            m, parallel_strategy_kwargs={"find_unused_parameters": find_unused}
+        ),
+        prepare_loader=ray.train.torch.prepare_data_loader,
+        report=report,
+        resume_dir=resume_dir,
+    )
+    torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    run_training(cfg, ctx)
+
+
+def train_local(cfg: TrainConfig, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None) -> tuple[DMWAN, RunState]:
+    """The same training without Ray, in this process; returns the best model and the state."""
+    last: dict[str, Path | None] = {"dir": None}
+
+    def report(metrics: dict[str, Any], folder: Path | None) -> None:
+        last["dir"] = folder
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    ctx = WorkerContext(0, 1, torch.device(device), lambda m: m.to(device), lambda dl: dl, report, None)
+    state = run_training(cfg, ctx)
+    best = load_model(last["dir"] / BEST_DIR) if last["dir"] is not None else None
+    return best, state

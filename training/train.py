@@ -1,0 +1,62 @@
+"""Training entry point, the same locally and under `ray job submit`.
+
+    python -m dmwan_qdrant.training.train --config training/configs/procedural_tiny.yaml
+    ray job submit --working-dir . -- python -m dmwan_qdrant.training.train --config <file>
+
+Against a running cluster (``RAY_ADDRESS`` set, as ``ray job submit`` does) it joins that cluster;
+otherwise it starts a local one for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dmwan_qdrant.errors import DmwanError
+
+from .config import TrainConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dmwan_qdrant.training.train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="YAML or JSON training config")
+    p.add_argument("--workers", type=int, help="Ray Train workers (overrides the config)")
+    p.add_argument("--gpus", action="store_true", help="one GPU per worker")
+    p.add_argument("--cpus-per-worker", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--name", help="run name; a run with the same name resumes")
+    p.add_argument("--storage-path", help="folder holding runs")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    cfg = TrainConfig.from_file(args.config)
+    overrides = {
+        "scaling.workers": args.workers,
+        "scaling.cpus_per_worker": args.cpus_per_worker,
+        "optim.epochs": args.epochs,
+        "name": args.name,
+        "storage_path": args.storage_path,
+        "scaling.use_gpu": True if args.gpus else None,
+    }
+    return cfg.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        from .trainer import fit
+
+        cfg = config_from_args(args)
+        summary = fit(cfg, address=args.address)
+    except DmwanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
