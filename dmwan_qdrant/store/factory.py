@@ -1,0 +1,56 @@
+"""`open_store`: pick the backend from arguments and the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.store.base import Store
+
+ENV_URL = "QDRANT_URL"
+ENV_API_KEY = "QDRANT_API_KEY"
+ENV_STORE = "DMWAN_STORE"
+
+
+def default_store_path() -> Path:
+    """The embedded store's folder: ``$DMWAN_STORE``, else ``<user data dir>/store``."""
+    env = os.environ.get(ENV_STORE)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("dmwan-qdrant")) / "store"
+
+
+def open_store(
+    url: str | None = None,
+    path: str | Path | None = None,
+    api_key: str | None = None,
+    memory: bool = False,
+) -> Store:
+    """Open the store the arguments (or the environment) point at.
+
+    In order: ``memory=True`` gives a `MemoryStore`; a ``url`` a `ServerStore`; a ``path`` an
+    `EdgeStore` there; else ``$QDRANT_URL`` a `ServerStore`; else an `EdgeStore` at
+    `default_store_path`. The API key defaults to ``$QDRANT_API_KEY`` for servers.
+
+    Raises:
+        UsageError: both ``url`` and ``path`` given, or a malformed URL.
+        StoreInUseError: the embedded store is open in another process.
+    """
+    if url and path:
+        raise UsageError("give either a Qdrant URL or a store path, not both")
+    if memory:
+        from dmwan_qdrant.store.server import MemoryStore
+
+        return MemoryStore()
+    if not url and path is None:
+        url = os.environ.get(ENV_URL) or None
+    if url:
+        from dmwan_qdrant.store.server import ServerStore
+
+        return ServerStore(url, api_key=api_key or os.environ.get(ENV_API_KEY) or None)
+    from dmwan_qdrant.store.edge import EdgeStore
+
+    return EdgeStore(Path(path).expanduser() if path is not None else default_store_path())
