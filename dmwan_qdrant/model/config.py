@@ -46,6 +46,9 @@ class ModelConfig:
     context_length: int = 77
     #: Prompts averaged into a class's text anchor; "{}" is the class name.
     prompts: tuple[str, ...] = ("a photo of a {}", "a sketch of a {}", "a drawing of a {}")
+    #: Subtract the mean anchor of the training classes before normalising. Class prompts share
+    #: most of their text, so raw anchors are nearly collinear; centring spreads them apart.
+    center_anchors: bool = True
 
     # --- preprocessing (travels with the weights) ---------------------------------------------
     image_size: int = 224
@@ -78,6 +81,11 @@ class ModelConfig:
     margin_sketch: float = 0.2
     #: lambda: weight of the sketch-negative term of the quadruplet loss.
     sketch_term_weight: float = 1.0
+    #: Anchor of the sketch-negative term: "photo" ranks sketches for the positive photo,
+    #: [d(s,p) - d(p,s-) + m2]+, so both terms compare cross-domain distances; "sketch" is the
+    #: literal [d(s,p) - d(s,s-) + m2]+, which compares a cross-domain distance with a
+    #: within-domain one and collapses a backbone trained from scratch (sketches start clustered).
+    sketch_term_anchor: str = "photo"
     #: Semantic loss: cross-entropy of cos(embedding, class anchor) / tau over training classes.
     use_text: bool = True
     semantic_weight: float = 1.0
@@ -86,6 +94,8 @@ class ModelConfig:
     token_loss_weight: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.sketch_term_anchor not in ("photo", "sketch"):
+            raise ModelError(f"sketch_term_anchor must be 'photo' or 'sketch', not {self.sketch_term_anchor!r}")
         if self.backbone not in ("open_clip", "timm"):
             raise ModelError(f"backbone must be 'open_clip' or 'timm', not {self.backbone!r}")
         if self.loss not in ("quadruplet", "triplet"):

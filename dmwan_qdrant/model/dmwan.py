@@ -107,7 +107,10 @@ class DMWAN(nn.Module):
         """Fix the training classes whose text anchors the semantic loss and weighting use."""
         self.class_names = list(class_names)
         if self.clip is not None:
-            self.class_anchors = self.text_anchors(class_names)
+            anchors = self.text_anchors(class_names)
+            if self.config.center_anchors and len(class_names) > 1:
+                anchors = F.normalize(anchors - anchors.mean(dim=0, keepdim=True), dim=-1)
+            self.class_anchors = anchors
 
     # --- training -----------------------------------------------------------------------------
     def alignment_scores(
@@ -151,7 +154,7 @@ class DMWAN(nn.Module):
         weights = self.weighting(scores.combined(cfg), sample_ids)
         out: dict[str, torch.Tensor] = {"weights": weights}
         loss = weighted_quadruplet_loss(
-            gs, gp, gpn, gsn, weights, cfg.margin_photo, cfg.margin_sketch, cfg.sketch_term_weight
+            gs, gp, gpn, gsn, weights, cfg.margin_photo, cfg.margin_sketch, cfg.sketch_term_weight, cfg.sketch_term_anchor
         )
         out["loss_quadruplet"] = loss.detach()
         if cfg.use_text and self.class_anchors.numel() and cfg.semantic_weight:

@@ -20,16 +20,20 @@ def weighted_quadruplet_loss(
     margin_photo: float = 0.2,
     margin_sketch: float = 0.2,
     sketch_term_weight: float = 1.0,
+    sketch_term_anchor: str = "sketch",
 ) -> torch.Tensor:
-    """L = sum_i w_i ([d(s,p) - d(s,p-) + m1]+ + lambda [d(s,p) - d(s,s-) + m2]+) / sum_i w_i.
+    """L = sum_i w_i ([d(s,p) - d(s,p-) + m1]+ + lambda [d(s,p) - d(a,s-) + m2]+) / sum_i w_i.
 
-    With ``neg_sketch=None`` (or lambda = 0) it is the plain triplet loss; with ``weights=None`` the
+    ``a`` is the anchor sketch s (``sketch_term_anchor="sketch"``, the literal form) or the
+    positive photo p (``"photo"``: both terms then compare cross-domain distances). With
+    ``neg_sketch=None`` (or lambda = 0) it is the plain triplet loss; with ``weights=None`` the
     unweighted mean. Inputs are L2-normalised embeddings (B, D).
     """
     d_pos = cosine_distance(sketch, photo)
     per_pair = F.relu(d_pos - cosine_distance(sketch, neg_photo) + margin_photo)
     if neg_sketch is not None and sketch_term_weight != 0:
-        per_pair = per_pair + sketch_term_weight * F.relu(d_pos - cosine_distance(sketch, neg_sketch) + margin_sketch)
+        anchor = photo if sketch_term_anchor == "photo" else sketch
+        per_pair = per_pair + sketch_term_weight * F.relu(d_pos - cosine_distance(anchor, neg_sketch) + margin_sketch)
     if weights is None:
         return per_pair.mean()
     weights = weights.detach()
