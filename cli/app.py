@@ -49,10 +49,7 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` defaults to ``sys.argv[1:]``."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    try:
-        _register_commands()
-    except ImportError:
-        pass  # commands still arriving in this source tree; `version` and `--help` keep working
+    _register_commands()
     try:
         app(args=argv, prog_name="dmwan")
     except DmwanError as exc:

@@ -62,9 +62,9 @@ def test_presets_and_weight_errors():
 def test_pretrained_local_file_loads(tmp_path):
     from safetensors.torch import save_file
 
-    source = create_model("tiny", seed=1)
+    source = create_model("tiny", seed=1, overrides={"conv_stem": False})
     clip_state = {f"visual.{k}": v.contiguous() for k, v in source.visual.visual.state_dict().items()}
     clip_state.update({k: v.contiguous() for k, v in source.clip.state_dict().items()})
     save_file(clip_state, tmp_path / "clip.safetensors")
-    model = create_model("tiny", pretrained=str(tmp_path / "clip.safetensors"), seed=2)
+    model = create_model("tiny", pretrained=str(tmp_path / "clip.safetensors"), seed=2, overrides={"conv_stem": False})
     assert torch.equal(model.visual.visual.conv1.weight, source.visual.visual.conv1.weight)

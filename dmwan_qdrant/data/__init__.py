@@ -1,21 +1,63 @@
-"""Benchmarks: the procedural generator, real-benchmark loaders, and torch datasets."""
+"""Benchmarks: the procedural generator, the real-benchmark loaders, and torch datasets.
 
-from .benchmarks import LAYOUTS, load_benchmark, normalise_class_name, split_classes
-from .datasets import ImageDataset, QuadrupletDataset
+The torch datasets are imported lazily, so that generating or listing a benchmark (and the
+generator's worker processes) does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .benchmarks import LAYOUTS, SPLIT_FILES, Layout, load_benchmark, normalise_class_name, split_classes
+from .classes import CLASS_NAMES, CLASSES
 from .layout import BenchmarkSplit, Sample
-from .procedural import CLASS_NAMES, ProceduralConfig, class_structures, generate_benchmark
+from .procedural import (
+    GENERATOR_VERSION,
+    ProceduralConfig,
+    choose_classes,
+    class_structures,
+    generate_benchmark,
+    read_manifest,
+)
+from .render import ABSTRACT, CLUTTERED, WRONG_PART, render_photo, render_sketch, silhouette
+from .shapes import KINDS, Part
+
+if TYPE_CHECKING:
+    from .datasets import ImageDataset, QuadrupletDataset
 
 __all__ = [
+    "ABSTRACT",
+    "CLASSES",
     "CLASS_NAMES",
+    "CLUTTERED",
+    "GENERATOR_VERSION",
+    "KINDS",
     "LAYOUTS",
+    "SPLIT_FILES",
+    "WRONG_PART",
     "BenchmarkSplit",
     "ImageDataset",
+    "Layout",
+    "Part",
     "ProceduralConfig",
     "QuadrupletDataset",
     "Sample",
+    "choose_classes",
     "class_structures",
     "generate_benchmark",
     "load_benchmark",
     "normalise_class_name",
+    "read_manifest",
+    "render_photo",
+    "render_sketch",
+    "silhouette",
     "split_classes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ImageDataset", "QuadrupletDataset"):
+        from . import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UsageError
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -38,17 +40,25 @@ class BenchmarkSplit:
         )
 
     def limit(self, max_per_class: int, seed: int = 0) -> "BenchmarkSplit":
-        """A smaller split with at most ``max_per_class`` images per class and domain (seeded)."""
-        rng = random.Random(seed)
+        """A smaller split with at most ``max_per_class`` images per class and domain, for fast runs.
+
+        The images kept are drawn by ``seed``, independently per class and domain, so capping
+        the test set does not depend on the training set.
+        """
+        if max_per_class < 1:
+            raise UsageError(f"max_per_class must be at least 1, got {max_per_class}")
 
         def cap(samples: list[Sample]) -> list[Sample]:
             by_class: dict[str, list[Sample]] = {}
             for s in samples:
                 by_class.setdefault(s.label, []).append(s)
             out: list[Sample] = []
-            for label in sorted(by_class):
-                items = by_class[label]
-                out += sorted(rng.sample(items, min(max_per_class, len(items))), key=lambda s: str(s.path))
+            for label, items in by_class.items():  # keeps the split's class order
+                if len(items) > max_per_class:
+                    rng = random.Random(f"{seed}/{items[0].domain}/{label}")
+                    keep = set(rng.sample(range(len(items)), max_per_class))
+                    items = [s for i, s in enumerate(items) if i in keep]
+                out += items
             return out
 
         return BenchmarkSplit(

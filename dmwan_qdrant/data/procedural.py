@@ -1,293 +1,290 @@
-"""A procedural ZS-SBIR benchmark: photos and sketches of object classes built from parts.
+"""The procedural ZS-SBIR benchmark: photos and sketches of object classes built from parts.
 
-Each class is a fixed arrangement of 2-4 parts (ellipses, boxes, triangles, stars, ...). A photo
-renders the parts filled, shaded, textured and coloured at a random pose and scale on a cluttered
-background; a sketch renders their outlines as jittered strokes of varied width, with some strokes
-missing. A share of samples is low-quality on purpose: over-abstract or partly wrong sketches and
-heavily cluttered photos, which is what DMWAN's weighting is for. Colour is drawn per sample, so
-only structure tells classes apart.
+The default data of every offline run. Classes (``classes.py``) are everyday objects made of
+primitive parts; photos render them filled, shaded and textured on cluttered backgrounds, sketches
+as wobbly outlines (``render.py``). A controllable share of samples is low-quality on purpose
+(heavily cluttered photos, over-abstract or partly wrong sketches): the samples DMWAN's alignment
+weights are meant to discount. The manifest records which ones, so experiments can compare the
+learned weights with the truth.
 
-The generator writes the layout the real-benchmark loader reads::
+The generator writes the layout the benchmark loader reads::
 
-    root/photo/<class>/<n>.png   root/sketch/<class>/<n>.png
-    root/zeroshot/seen_classes.txt   root/zeroshot/unseen_classes.txt   root/manifest.json
+    root/photo/<class>/<n>.png     root/sketch/<class>/<n>.png
+    root/zeroshot/seen_classes.txt root/zeroshot/unseen_classes.txt
+    root/manifest.json             (written last: its presence means the benchmark is complete)
+
+Every image is a pure function of (seed, class, domain, index), so the same config gives
+byte-identical files whatever the number of worker processes.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
-from PIL import Image, ImageDraw, ImageFilter
+from ..errors import DatasetError, UsageError
+from .classes import CLASS_NAMES, CLASSES
+from .render import ABSTRACT, CLUTTERED, WRONG_PART, render_photo, render_sketch
+from .shapes import Part
 
-#: Names of the generated object classes (their structures come from CLASS_STRUCTURE_SEED).
-CLASS_NAMES = (
-    "anvil", "arch", "badge", "balloon", "banner", "barrel", "beacon", "bell", "bench", "blimp",
-    "boat", "bottle", "bridge", "brooch", "bucket", "buoy", "cactus", "candle", "cart", "castle",
-    "chalice", "chair", "clock", "cloud", "comet", "compass", "crown", "cup", "drum", "easel",
-    "fan", "flag", "flower", "fountain", "gate", "gem", "glider", "hammer", "helmet", "hourglass",
-    "house", "kettle", "key", "kite", "ladder", "lamp", "lantern", "lighthouse", "lock", "mask",
-    "mushroom", "owl", "pagoda", "rocket", "robot", "sailboat", "shield", "snowman", "spade", "tent",
-    "torch", "tower", "tractor", "tree", "trophy", "truck", "umbrella", "vase", "windmill", "yacht",
-)
+#: Bumped whenever rendering changes, so an old benchmark on disk is regenerated, not reused.
+GENERATOR_VERSION = 1
+_GENERATOR = "dmwan-qdrant procedural benchmark"
+_PARTIAL_MARKER = ".generating"
+_LOCK = ".lock"
 MAX_CLASSES = len(CLASS_NAMES)
-CLASS_STRUCTURE_SEED = 20251101
-SHAPES = ("ellipse", "box", "triangle", "star", "diamond", "hexagon", "bar", "arc", "cross", "trapezoid")
+
+#: ``progress(done_images, total_images)``, called as classes finish.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class ProceduralConfig:
-    """Settings of a generated benchmark (same settings, byte-identical files)."""
+    """Settings of a generated benchmark: the same settings give byte-identical files."""
 
     n_classes: int = 60
-    unseen_classes: int = 15
-    photos_per_class: int = 40
-    sketches_per_class: int = 40
+    #: Unseen (test) classes: a count, or a fraction of ``n_classes`` when below 1.
+    unseen_classes: int | float = 15
+    photos_per_class: int = 80
+    sketches_per_class: int = 80
     image_size: int = 64
-    #: Share of low-quality samples (abstract or wrong sketches, cluttered photos), 0-1.
+    #: Share of low-quality samples in [0, 1], per class and domain.
     low_quality: float = 0.0
     seed: int = 0
-    #: Processes used for rendering; 0 = all cores.
+    #: Rendering processes; 0 = one per CPU core. Does not change the output.
     workers: int = 0
 
     def __post_init__(self) -> None:
         if not 2 <= self.n_classes <= MAX_CLASSES:
-            raise ValueError(f"n_classes must be within 2..{MAX_CLASSES}")
-        if not 1 <= self.unseen_classes < self.n_classes:
-            raise ValueError("unseen_classes must be at least 1 and fewer than n_classes")
+            raise UsageError(f"procedural n_classes must be within 2..{MAX_CLASSES}, got {self.n_classes}")
+        if not 1 <= self.n_unseen < self.n_classes:
+            raise UsageError(f"procedural unseen_classes must leave 1..{self.n_classes - 1} unseen classes, "
+                             f"got {self.unseen_classes}")
         if not 0.0 <= self.low_quality <= 1.0:
-            raise ValueError("low_quality must be within 0..1")
+            raise UsageError(f"procedural low_quality must be within 0..1, got {self.low_quality}")
+        if self.photos_per_class < 1 or self.sketches_per_class < 1:
+            raise UsageError("procedural photos_per_class and sketches_per_class must be at least 1")
+        if not 16 <= self.image_size <= 512:
+            raise UsageError(f"procedural image_size must be within 16..512, got {self.image_size}")
+
+    @property
+    def n_unseen(self) -> int:
+        """The number of unseen classes."""
+        u = self.unseen_classes
+        return int(u) if u >= 1 else max(1, round(u * self.n_classes))
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the files (everything but ``workers``)."""
+        return {k: v for k, v in asdict(self).items() if k != "workers"}
 
 
-Part = tuple[str, float, float, float, float, float]  # shape, cx, cy, w, h, rotation (radians)
+def class_structures() -> dict[str, tuple[Part, ...]]:
+    """The part list of every class, by name."""
+    return dict(CLASSES)
 
 
-def class_structures() -> dict[str, list[Part]]:
-    """The part layout of every class name; fixed, independent of any benchmark seed."""
-    rng = random.Random(CLASS_STRUCTURE_SEED)
-    structures: dict[str, list[Part]] = {}
-    for name in CLASS_NAMES:
-        n_parts = rng.choice((2, 3, 3, 4))
-        parts: list[Part] = []
-        # A main body, then parts attached around it: structure, not colour, is the class.
-        body = (rng.choice(SHAPES[:6] + ("trapezoid",)), 0.0, rng.uniform(-0.1, 0.15),
-                rng.uniform(0.5, 0.9), rng.uniform(0.4, 0.9), rng.choice((0.0, 0.0, math.pi / 4)))
-        parts.append(body)
-        for _ in range(n_parts - 1):
-            angle = rng.uniform(0, 2 * math.pi)
-            dist = rng.uniform(0.35, 0.6)
-            parts.append((rng.choice(SHAPES), dist * math.cos(angle), dist * math.sin(angle),
-                          rng.uniform(0.15, 0.45), rng.uniform(0.15, 0.45), rng.uniform(0, math.pi)))
-        structures[name] = parts
-    return structures
+def choose_classes(config: ProceduralConfig) -> tuple[list[str], list[str]]:
+    """The benchmark's (seen, unseen) classes, drawn by ``config.seed``."""
+    rng = random.Random(f"classes/{config.seed}")
+    classes = sorted(rng.sample(CLASS_NAMES, config.n_classes))
+    unseen = sorted(rng.sample(classes, config.n_unseen))
+    return [c for c in classes if c not in unseen], unseen
 
 
-def _outline(shape: str, n: int = 24) -> list[tuple[float, float]]:
-    """Closed outline of a unit shape centred at 0 (half-size 1), or an open stroke for bar/arc."""
-    if shape == "ellipse":
-        return [(math.cos(2 * math.pi * i / n), math.sin(2 * math.pi * i / n)) for i in range(n)]
-    if shape == "box":
-        return [(-1, -1), (1, -1), (1, 1), (-1, 1)]
-    if shape == "triangle":
-        return [(0, -1), (1, 1), (-1, 1)]
-    if shape == "diamond":
-        return [(0, -1), (1, 0), (0, 1), (-1, 0)]
-    if shape == "hexagon":
-        return [(math.cos(math.pi / 3 * i), math.sin(math.pi / 3 * i)) for i in range(6)]
-    if shape == "trapezoid":
-        return [(-0.5, -1), (0.5, -1), (1, 1), (-1, 1)]
-    if shape == "star":
-        return [((1.0 if i % 2 == 0 else 0.45) * math.cos(math.pi / 5 * i - math.pi / 2),
-                 (1.0 if i % 2 == 0 else 0.45) * math.sin(math.pi / 5 * i - math.pi / 2)) for i in range(10)]
-    if shape == "cross":
-        a = 0.35
-        return [(-a, -1), (a, -1), (a, -a), (1, -a), (1, a), (a, a), (a, 1), (-a, 1), (-a, a), (-1, a), (-1, -a), (-a, -a)]
-    if shape == "bar":
-        return [(-1, -0.2), (1, -0.2), (1, 0.2), (-1, 0.2)]
-    if shape == "arc":  # a thick crescent
-        outer = [(math.cos(math.pi * i / 12), -math.sin(math.pi * i / 12)) for i in range(13)]
-        inner = [(0.6 * x, 0.6 * y) for x, y in reversed(outer)]
-        return outer + inner
-    raise ValueError(shape)
+def _low_quality_indices(config: ProceduralConfig, name: str, domain: str, count: int) -> set[int]:
+    # An exact share per class and domain (not a coin flip per image), so that small benchmarks
+    # hold the share asked for and every class is equally affected.
+    rng = random.Random(f"{config.seed}/{name}/{domain}/low-quality")
+    return set(rng.sample(range(count), round(config.low_quality * count)))
 
 
-def _place(part: Part, pose: tuple[float, float, float, float], size: float) -> list[tuple[float, float]]:
-    shape, cx, cy, w, h, rot = part
-    angle, scale, tx, ty = pose
-    pts = []
-    for x, y in _outline(shape):
-        x, y = x * w / 2, y * h / 2
-        x, y = x * math.cos(rot) - y * math.sin(rot) + cx, x * math.sin(rot) + y * math.cos(rot) + cy
-        x, y = x * math.cos(angle) - y * math.sin(angle), x * math.sin(angle) + y * math.cos(angle)
-        pts.append(((x * scale + tx + 1) * size / 2, (y * scale + ty + 1) * size / 2))
-    return pts
-
-
-def _random_pose(rng: random.Random) -> tuple[float, float, float, float]:
-    return (rng.uniform(-0.45, 0.45), rng.uniform(0.9, 1.3), rng.uniform(-0.12, 0.12), rng.uniform(-0.12, 0.12))
-
-
-def _colour(rng: random.Random, lo: int = 30, hi: int = 230) -> tuple[int, int, int]:
-    return (rng.randint(lo, hi), rng.randint(lo, hi), rng.randint(lo, hi))
-
-
-def render_photo(parts: list[Part], rng: random.Random, size: int, low_quality: bool) -> Image.Image:
-    """A filled, shaded, textured object at a random pose on a cluttered background."""
-    big = size * 2
-    bg = _colour(rng, 120, 250)
-    img = Image.new("RGB", (big, big), bg)
-    draw = ImageDraw.Draw(img)
-    # background texture and clutter; low-quality photos get much more, some drawn over the object
-    for _ in range(rng.randint(3, 7) + (12 if low_quality else 0)):
-        x, y, r = rng.uniform(0, big), rng.uniform(0, big), rng.uniform(2, big / 6)
-        if rng.random() < 0.5:
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=_colour(rng, 90, 250))
+def _render_job(job: tuple[str, str, str, dict[str, Any], list[str]]) -> dict[str, dict[str, str]]:
+    """Render one class in one domain; returns {relative path: low-quality details}."""
+    root, name, domain, cfg_fields, classes = job
+    config = ProceduralConfig(**cfg_fields)
+    parts = CLASSES[name]
+    count = config.photos_per_class if domain == "photo" else config.sketches_per_class
+    bad = _low_quality_indices(config, name, domain, count)
+    folder = Path(root) / domain / name
+    folder.mkdir(parents=True, exist_ok=True)
+    low: dict[str, dict[str, str]] = {}
+    for i in range(count):
+        rng = random.Random(f"{config.seed}/{name}/{domain}/{i}")
+        rel = f"{domain}/{name}/{i:05d}.png"
+        if domain == "photo":
+            quality = CLUTTERED if i in bad else "ok"
+            image = render_photo(parts, rng, config.image_size, quality)
+            details = {"kind": quality}
         else:
-            draw.line((x, y, rng.uniform(0, big), rng.uniform(0, big)), fill=_colour(rng), width=rng.randint(1, 4))
-    pose = _random_pose(rng)
-    base = _colour(rng)
-    texture = rng.choice(("plain", "stripes", "dots"))
-    for i, part in enumerate(parts):
-        pts = _place(part, pose, big)
-        shade = 1.0 - 0.12 * i
-        fill = tuple(int(c * shade) for c in (base if i == 0 or rng.random() < 0.5 else _colour(rng)))
-        mask = Image.new("L", (big, big), 0)
-        ImageDraw.Draw(mask).polygon(pts, fill=255)
-        layer = Image.new("RGB", (big, big), fill)
-        ld = ImageDraw.Draw(layer)
-        # lighting: a darker lower band, then the texture
-        ld.rectangle((0, big * rng.uniform(0.5, 0.7), big, big), fill=tuple(int(c * 0.75) for c in fill))
-        if texture == "stripes":
-            step = rng.randint(5, 9)
-            for k in range(-big, big, step):
-                ld.line((k, 0, k + big, big), fill=tuple(min(255, c + 45) for c in fill), width=2)
-        elif texture == "dots":
-            for _ in range(25):
-                x, y = rng.uniform(0, big), rng.uniform(0, big)
-                ld.ellipse((x - 2, y - 2, x + 2, y + 2), fill=tuple(max(0, c - 50) for c in fill))
-        img.paste(layer, mask=mask)
-        draw.polygon(pts, outline=tuple(max(0, c - 70) for c in fill))
-    if low_quality:
-        for _ in range(rng.randint(2, 4)):  # occluders over the object
-            x, y, r = rng.uniform(big * 0.2, big * 0.8), rng.uniform(big * 0.2, big * 0.8), rng.uniform(big / 10, big / 5)
-            draw.rectangle((x - r, y - r, x + r, y + r), fill=_colour(rng, 60, 250))
-    img = img.filter(ImageFilter.GaussianBlur(0.6))
-    return img.resize((size, size), Image.Resampling.LANCZOS)
-
-
-def _jittered(pts: list[tuple[float, float]], rng: random.Random, amount: float, closed: bool = True) -> list[tuple[float, float]]:
-    """Resample a polyline densely and wobble it like a hand-drawn stroke."""
-    loop = pts + [pts[0]] if closed else pts
-    out = []
-    phase, freq = rng.uniform(0, 6.28), rng.uniform(0.2, 0.5)
-    for (x0, y0), (x1, y1) in zip(loop, loop[1:]):
-        steps = max(2, int(math.hypot(x1 - x0, y1 - y0) / 4))
-        for s in range(steps):
-            t = s / steps
-            k = len(out)
-            out.append((x0 + (x1 - x0) * t + amount * math.sin(phase + freq * k) + rng.gauss(0, amount / 3),
-                        y0 + (y1 - y0) * t + amount * math.cos(phase + 1.3 * freq * k) + rng.gauss(0, amount / 3)))
-    out.append(out[0] if closed else loop[-1])
-    return out
-
-
-def render_sketch(parts: list[Part], rng: random.Random, size: int, low_quality: bool, wrong_part: Part | None) -> Image.Image:
-    """A black-on-white line drawing of the parts' outlines, hand-drawn in feel."""
-    big = size * 2
-    img = Image.new("RGB", (big, big), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    pose = _random_pose(rng)
-    width = rng.randint(2, 4)
-    jitter = rng.uniform(0.6, 2.0) * (2.5 if low_quality else 1.0)
-    chosen = list(parts)
-    if low_quality:
-        if wrong_part is not None and rng.random() < 0.5:
-            chosen[rng.randrange(len(chosen))] = wrong_part  # partly wrong
-        else:
-            chosen = chosen[: max(1, len(chosen) // 2)]  # over-abstract
-    else:
-        keep = [p for p in chosen if rng.random() > 0.12]
-        chosen = keep or chosen[:1]  # missing strokes, never all of them
-    for part in chosen:
-        pts = _jittered(_place(part, pose, big), rng, jitter)
-        if rng.random() < 0.25:  # a stroke left unfinished
-            pts = pts[: int(len(pts) * rng.uniform(0.6, 0.9))]
-        draw.line(pts, fill=(0, 0, 0), width=width, joint="curve")
-    return img.resize((size, size), Image.Resampling.LANCZOS)
-
-
-def _render_class(job: tuple) -> list[str]:
-    """Render all images of one class; returns the relative paths of its low-quality files."""
-    root, name, index, cfg_dict, structures = job
-    cfg = ProceduralConfig(**cfg_dict)
-    parts = structures[name]
-    others = [p for n, ps in structures.items() if n != name for p in ps]
-    low: list[str] = []
-    for domain, count in (("photo", cfg.photos_per_class), ("sketch", cfg.sketches_per_class)):
-        folder = Path(root) / domain / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for n in range(count):
-            rng = random.Random(f"{cfg.seed}/{name}/{domain}/{n}")
-            bad = rng.random() < cfg.low_quality
-            if domain == "photo":
-                img = render_photo(parts, rng, cfg.image_size, bad)
-            else:
-                img = render_sketch(parts, rng, cfg.image_size, bad, rng.choice(others))
-            rel = f"{domain}/{name}/{n:04d}.png"
-            img.save(Path(root) / rel, optimize=False)
-            if bad:
-                low.append(rel)
+            quality = (ABSTRACT if len(parts) == 1 or rng.random() < 0.5 else WRONG_PART) if i in bad else "ok"
+            # The donor comes from the benchmark's own classes, as a confusable part would; its
+            # own generator keeps the clean images independent of the benchmark's class list.
+            donor_rng = random.Random(f"{config.seed}/{name}/{domain}/{i}/donor")
+            donor_class = donor_rng.choice([c for c in classes if c != name])
+            donor = donor_rng.choice(CLASSES[donor_class])
+            image = render_sketch(parts, rng, config.image_size, quality, donor)
+            details = {"kind": quality, **({"donor": donor_class} if quality == WRONG_PART else {})}
+        image.save(Path(root) / rel, format="PNG", compress_level=1)
+        if quality != "ok":
+            low[rel] = details
     return low
 
 
-def generate_benchmark(
-    root: str | Path, config: ProceduralConfig = ProceduralConfig(), progress: Callable[[int, int], None] | None = None
-) -> Path:
-    """Write the benchmark under ``root``; a complete one with the same config is kept as is."""
-    root = Path(root)
-    manifest_path = root / "manifest.json"
-    wanted = {k: v for k, v in asdict(config).items() if k != "workers"}
-    if manifest_path.is_file():
+def _is_complete(root: Path, config: ProceduralConfig) -> bool:
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if (manifest.get("generator"), manifest.get("version"), manifest.get("config")) != (
+        _GENERATOR, GENERATOR_VERSION, config.identity()
+    ):
+        return False
+    if (root / _PARTIAL_MARKER).exists():
+        return False
+    want = {"photo": config.photos_per_class, "sketch": config.sketches_per_class}
+    for domain, count in want.items():
+        for name in manifest.get("classes", []):
+            folder = root / domain / name
+            if not folder.is_dir() or sum(1 for e in os.scandir(folder) if e.name.endswith(".png")) != count:
+                return False
+    return True
+
+
+def _assert_ours(root: Path) -> None:
+    """Refuse a root that holds anything but a benchmark this generator wrote (or began)."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise DatasetError(f"{root} is a file; the procedural benchmark needs a folder")
+    entries = {p.name for p in root.iterdir()} - {_LOCK}
+    ours = _PARTIAL_MARKER in entries
+    if "manifest.json" in entries:
         try:
-            if json.loads(manifest_path.read_text()).get("config") == wanted:
-                return root
-        except json.JSONDecodeError:
+            ours = ours or json.loads((root / "manifest.json").read_text()).get("generator") == _GENERATOR
+        except (OSError, ValueError):
             pass
-    # Regenerate from scratch: a partial or different benchmark must not leak into this one.
-    for sub in ("photo", "sketch", "zeroshot", "manifest.json"):
-        target = root / sub
-        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    if entries and not ours:
+        raise DatasetError(f"{root} is not empty and holds no procedural benchmark; refusing to overwrite it "
+                           "(give an empty or new folder)")
+
+
+def _clear(root: Path) -> None:
+    """Remove a previous benchmark of this generator."""
+    _assert_ours(root)
+    for name in ("manifest.json", "photo", "sketch", "zeroshot"):
+        target = root / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def generate_benchmark(root: str | Path, config: ProceduralConfig | None = None,
+                       progress: Progress | None = None) -> Path:
+    """Write the procedural benchmark under ``root`` and return ``root``.
+
+    Idempotent: a complete benchmark with the same config (and generator version) is kept as it
+    is; anything else this generator wrote there is replaced.
+
+    Raises:
+        DatasetError: ``root`` is a file, or a non-empty folder that is not a procedural benchmark.
+    """
+    config = config or ProceduralConfig()
+    root = Path(root).expanduser()
+    if _is_complete(root, config):
+        return root
+    _assert_ours(root)
     root.mkdir(parents=True, exist_ok=True)
-    structures = class_structures()
-    rng = random.Random(config.seed)
-    classes = sorted(rng.sample(CLASS_NAMES, config.n_classes))
-    unseen = sorted(rng.sample(classes, config.unseen_classes))
-    seen = [c for c in classes if c not in unseen]
-    jobs = [(str(root), name, i, asdict(config), structures) for i, name in enumerate(classes)]
+    # Every training worker prepares its data: the first generates, the others wait and reuse.
+    with _exclusive(root):
+        if not _is_complete(root, config):
+            _generate(root, config, progress)
+    return root
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``root`` across processes (POSIX; a no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(root / _LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _generate(root: Path, config: ProceduralConfig, progress: Progress | None) -> None:
+    """Render every image, then write the split files and, last, the manifest."""
+    _clear(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / _PARTIAL_MARKER).write_text(json.dumps(config.identity()))
+
+    seen, unseen = choose_classes(config)
+    classes = sorted(seen + unseen)
+    jobs = [(str(root), name, domain, asdict(config), classes) for name in classes for domain in ("photo", "sketch")]
+    total = len(classes) * (config.photos_per_class + config.sketches_per_class)
     workers = config.workers or os.cpu_count() or 1
-    low: list[str] = []
+    # A pool costs more than it saves on tiny benchmarks (tests, smoke runs).
+    workers = 1 if total < 600 else min(workers, len(jobs))
+    low: dict[str, dict[str, str]] = {}
+    done = 0
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            for done, result in enumerate(pool.map(_render_class, jobs), 1):
-                low += result
-                progress and progress(done, len(jobs))
+            results = pool.map(_render_job, jobs)
+            for job, result in zip(jobs, results):
+                low.update(result)
+                done += config.photos_per_class if job[2] == "photo" else config.sketches_per_class
+                if progress:
+                    progress(done, total)
     else:
-        for done, job in enumerate(jobs, 1):
-            low += _render_class(job)
-            progress and progress(done, len(jobs))
+        for job in jobs:
+            low.update(_render_job(job))
+            done += config.photos_per_class if job[2] == "photo" else config.sketches_per_class
+            if progress:
+                progress(done, total)
+
     (root / "zeroshot").mkdir(exist_ok=True)
-    (root / "zeroshot" / "seen_classes.txt").write_text("\n".join(seen) + "\n")
-    (root / "zeroshot" / "unseen_classes.txt").write_text("\n".join(unseen) + "\n")
-    manifest = {"config": wanted, "classes": classes, "seen": seen, "unseen": unseen, "low_quality": sorted(low),
-                "structures": {n: structures[n] for n in classes}}
-    tmp = manifest_path.with_suffix(".tmp")
+    (root / "zeroshot" / "seen_classes.txt").write_text("".join(c + "\n" for c in seen))
+    (root / "zeroshot" / "unseen_classes.txt").write_text("".join(c + "\n" for c in unseen))
+    manifest = {
+        "generator": _GENERATOR,
+        "version": GENERATOR_VERSION,
+        "config": config.identity(),
+        "classes": classes,
+        "seen_classes": seen,
+        "unseen_classes": unseen,
+        "counts": {"photo": config.photos_per_class * len(classes), "sketch": config.sketches_per_class * len(classes)},
+        # Relative paths of the deliberately bad samples, and how each is bad.
+        "low_quality": sorted(low),
+        "low_quality_details": {k: low[k] for k in sorted(low)},
+        "structures": {name: [p._asdict() for p in CLASSES[name]] for name in classes},
+    }
+    tmp = root / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)  # written last: its presence means the benchmark is complete
-    return root
+    os.replace(tmp, root / "manifest.json")
+    (root / _PARTIAL_MARKER).unlink()
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """The manifest of a generated benchmark (config, classes, low-quality samples).
+
+    Raises:
+        DatasetError: no readable manifest under ``root``.
+    """
+    path = Path(root).expanduser() / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: no readable procedural manifest ({exc.__class__.__name__})") from None

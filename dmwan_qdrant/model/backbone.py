@@ -28,9 +28,10 @@ def _offline_hint(what: str, source: str) -> str:
 class OpenClipVisual(nn.Module):
     """The CLIP visual tower with a per-sample bias added to its input tokens."""
 
-    def __init__(self, visual: nn.Module) -> None:
+    def __init__(self, visual: nn.Module, pool: str = "token") -> None:
         super().__init__()
         self.visual = visual
+        self.pool = pool
         self.width = int(visual.class_embedding.shape[0])
         self.out_dim = int(visual.proj.shape[1]) if visual.proj is not None else self.width
         self.grid = tuple(visual.grid_size)
@@ -45,7 +46,7 @@ class OpenClipVisual(nn.Module):
         x = v.ln_pre(v.patch_dropout(x))
         x = v.transformer(x)
         x = v.ln_post(x)
-        pooled, tokens = x[:, 0], x[:, 1:]
+        pooled, tokens = (x[:, 0] if self.pool == "token" else x[:, 1:].mean(dim=1)), x[:, 1:]
         if v.proj is not None:
             pooled = pooled @ v.proj
         return pooled, tokens
@@ -54,9 +55,10 @@ class OpenClipVisual(nn.Module):
 class TimmVisual(nn.Module):
     """A timm VisionTransformer with a per-sample bias added to its input tokens."""
 
-    def __init__(self, vit: nn.Module) -> None:
+    def __init__(self, vit: nn.Module, pool: str = "token") -> None:
         super().__init__()
         self.vit = vit
+        self.pool = pool
         self.width = int(vit.embed_dim)
         self.out_dim = self.width
         self.grid = tuple(vit.patch_embed.grid_size)
@@ -70,8 +72,20 @@ class TimmVisual(nn.Module):
         x = v.norm_pre(v.patch_drop(x))
         x = v.blocks(x)
         x = v.norm(x)
-        pooled = x[:, 0] if self.prefix else x.mean(dim=1)
+        pooled = x[:, 0] if self.prefix and self.pool == "token" else x[:, self.prefix :].mean(dim=1)
         return pooled, x[:, self.prefix :]
+
+
+def conv_stem(out_channels: int, patch_size: int) -> nn.Module:
+    """Stride-2 3x3 convolutions down to the patch grid, then a 1x1 to the token width."""
+    layers: list[nn.Module] = []
+    channels, c = 3, max(16, out_channels // 4)
+    stride = 1
+    while stride < patch_size:
+        layers += [nn.Conv2d(channels, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        channels, c, stride = c, min(out_channels, c * 2), stride * 2
+    layers.append(nn.Conv2d(channels, out_channels, 1))
+    return nn.Sequential(*layers)
 
 
 def _is_local_file(source: str | None) -> bool:
@@ -157,10 +171,16 @@ def create_towers(
     needs_text = config.use_text or config.use_weighting
     if config.backbone == "open_clip":
         clip = create_clip(config, pretrained)
-        visual = OpenClipVisual(clip.visual)
+        if config.conv_stem:
+            clip.visual.conv1 = conv_stem(clip.visual.conv1.out_channels, clip.visual.conv1.kernel_size[0])
+        visual = OpenClipVisual(clip.visual, config.global_pool)
         del clip.visual  # owned by the adapter now; the text parts stay
         return visual, (clip if needs_text else None)
-    visual = TimmVisual(create_timm_vit(config, pretrained))
+    vit = create_timm_vit(config, pretrained)
+    if config.conv_stem:
+        proj = vit.patch_embed.proj
+        vit.patch_embed.proj = conv_stem(proj.out_channels, proj.kernel_size[0])
+    visual = TimmVisual(vit, config.global_pool)
     clip = None
     if needs_text:
         clip = create_clip(config, text_pretrained)

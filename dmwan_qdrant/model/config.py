@@ -38,6 +38,12 @@ class ModelConfig:
     token_dim: int = 128
     #: Local tokens kept per image (patch grid average-pooled to a square of this many); 0 = all.
     num_tokens: int = 16
+    #: Global feature: "token" (the CLS token, as CLIP was trained) or "avg" (mean of patch
+    #: tokens; a ViT trained from scratch learns much faster from it).
+    global_pool: str = "token"
+    #: Replace the ViT's patchify convolution by a small convolutional stem with the same output
+    #: grid (early convolutions make a ViT trained from scratch optimise far faster).
+    conv_stem: bool = False
     #: Learned domain embedding (sketch / photo) added to every input token of the shared ViT.
     domain_embedding: bool = True
     #: Freeze the visual backbone and train only the heads (the linear-probe baseline).
@@ -94,6 +100,8 @@ class ModelConfig:
     token_loss_weight: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.global_pool not in ("token", "avg"):
+            raise ModelError(f"global_pool must be 'token' or 'avg', not {self.global_pool!r}")
         if self.sketch_term_anchor not in ("photo", "sketch"):
             raise ModelError(f"sketch_term_anchor must be 'photo' or 'sketch', not {self.sketch_term_anchor!r}")
         if self.backbone not in ("open_clip", "timm"):

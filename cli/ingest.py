@@ -1,0 +1,131 @@
+"""`dmwan ingest`: embed photo folders into a collection (incremental; bad files reported)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from dmwan_qdrant.errors import UsageError
+
+from .app import app
+from .collections import api_key_option, open_cli_store, store_option, url_option
+
+EXIT_SOME_FAILED = 11
+"""Exit code when the run finished but some files could not be read (the good ones are stored)."""
+
+_MAX_LISTED_FAILURES = 20
+
+
+@app.command("ingest")
+def ingest_command(
+    paths: list[Path] = typer.Argument(..., help="photo files or folders (walked recursively)"),
+    collection: str = typer.Option(..., "--collection", "-c", help="collection to fill (created if missing)"),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="model bundle; required for a new collection, else the recorded one"
+    ),
+    store: Optional[Path] = store_option(),
+    url: Optional[str] = url_option(),
+    api_key: Optional[str] = api_key_option(),
+    label_from_folder: bool = typer.Option(False, "--label-from-folder", help="store each file's folder name as its label"),
+    prune: bool = typer.Option(False, "--prune", help="delete points under PATHS whose file is gone"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="images per forward pass and per upsert"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="decoding workers (default: cores - 1, at most 8)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
+) -> None:
+    """Embed the photos under PATHS into a collection.
+
+    Unchanged files (same path, size and mtime) are skipped; a duplicate or renamed file adds no
+    point. Exit code 0 when every file was stored, 11 when some could not be read.
+    """
+    from dmwan_qdrant.encoder import load_bundle
+    from dmwan_qdrant.ingest import ingest
+    from dmwan_qdrant.search import load_collection_model
+
+    with open_cli_store(store, url, api_key) as st:
+        if st.collection_exists(collection):
+            net = load_collection_model(st, collection, model)
+        elif model is None:
+            raise UsageError(f"collection '{collection}' does not exist yet: give --model BUNDLE to create it")
+        else:
+            net = load_bundle(model)
+        with _ProgressDisplay() as bar:
+            report = ingest(
+                paths,
+                st,
+                collection,
+                net,
+                label_from_folder=label_from_folder,
+                prune=prune,
+                batch_size=batch_size,
+                num_workers=workers,
+                progress=bar.update,
+            )
+    if as_json:
+        typer.echo(json.dumps({"collection": collection, **report.to_dict()}, indent=2))
+    else:
+        _print_summary(collection, report)
+    if report.failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _print_summary(collection: str, report: Any) -> None:
+    typer.echo(
+        f"{collection}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.duplicates} duplicates, {report.pruned} pruned, {len(report.failed)} failed "
+        f"({report.found} images found, {report.decoded} decoded in {report.seconds:.1f} s, "
+        f"{report.images_per_second:.1f} images/s)"
+    )
+    for path, reason in report.failed[:_MAX_LISTED_FAILURES]:
+        typer.echo(f"  failed: {path}: {reason}")
+    if len(report.failed) > _MAX_LISTED_FAILURES:
+        typer.echo(f"  ... and {len(report.failed) - _MAX_LISTED_FAILURES} more (see --json)")
+
+
+class _ProgressDisplay:
+    """A progress bar with images/s on a terminal; a line every few seconds otherwise (logs)."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.tty = sys.stderr.isatty()
+        self.every_s = every_s
+        self._last = 0.0
+        self._bar = None
+        self._task = None
+
+    def __enter__(self) -> "_ProgressDisplay":
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("ingest"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:.1f} images/s, {task.fields[failed]} failed"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("ingest", total=None, rate=0.0, failed=0)
+        return self
+
+    def update(self, p: Any) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=p.total, completed=p.done, rate=p.images_per_second, failed=p.failed)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every_s or p.done == p.total:
+            self._last = now
+            typer.echo(
+                f"ingest: {p.done}/{p.total} files, {p.images_per_second:.1f} images/s, {p.failed} failed",
+                err=True,
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

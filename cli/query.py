@@ -1,0 +1,96 @@
+"""`dmwan query`: search a collection with sketches (or a text) and print the ranked photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from dmwan_qdrant.errors import UsageError
+
+from .app import app
+from .collections import api_key_option, open_cli_store, store_option, url_option
+
+
+@app.command("query")
+def query_command(
+    sketches: Optional[list[Path]] = typer.Argument(None, help="sketch image files (embedded in one batch)"),
+    collection: str = typer.Option(..., "--collection", "-c", help="collection to search"),
+    k: int = typer.Option(10, "-k", "--top-k", min=1, help="results per query"),
+    filters: Optional[list[str]] = typer.Option(
+        None, "--filter", help="exact payload match key=value, e.g. label=shoe (repeat to AND)"
+    ),
+    no_rerank: bool = typer.Option(False, "--no-rerank", help="rank by the global embedding only"),
+    prefetch: int = typer.Option(100, "--prefetch", min=1, help="candidates re-ranked by local tokens"),
+    text: Optional[str] = typer.Option(None, "--text", help='search by text instead, e.g. "a red shoe"'),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    paths_only: bool = typer.Option(False, "--paths", help="print only the photo paths, one a line"),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="also write a contact sheet PNG here"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle (default: the collection's)"),
+    store: Optional[Path] = store_option(),
+    url: Optional[str] = url_option(),
+    api_key: Optional[str] = api_key_option(),
+) -> None:
+    """Find the photos that look like SKETCHES (or match --text), best first.
+
+    Scores are cosines of global embeddings, or MaxSim sums over local tokens when re-ranked.
+    """
+    from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
+
+    sketches = sketches or []
+    if not sketches and text is None:
+        raise UsageError("give one or more sketch files, or --text")
+    if sketches and text is not None:
+        raise UsageError("give sketch files or --text, not both")
+    if as_json and paths_only:
+        raise UsageError("--json and --paths are exclusive")
+    flt = parse_filters(filters or []) or None
+
+    with open_cli_store(store, url, api_key) as st:
+        net = load_collection_model(st, collection, model)
+        if text is not None:
+            queries: list[Any] = [text]
+            results = search_text(st, collection, net, text, k=k, filter=flt)
+        else:
+            queries = [str(s) for s in sketches]
+            results = search_sketches(st, collection, net, sketches, k=k, filter=flt, rerank=not no_rerank, prefetch=prefetch)
+
+    if sheet is not None:
+        from dmwan_qdrant.sheet import contact_sheets
+
+        contact_sheets(list(zip(queries, results)), sheet, is_text=text is not None)
+    if paths_only:
+        for res in results:
+            for r in res:
+                typer.echo(r.path)
+    elif as_json:
+        out = {
+            "collection": collection,
+            "mode": "text" if text is not None else "sketch",
+            "rerank": text is None and not no_rerank,
+            "queries": [{"query": q, "results": [r.to_dict() for r in res]} for q, res in zip(queries, results)],
+        }
+        if sheet is not None:
+            out["sheet"] = str(sheet)
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        for i, (q, res) in enumerate(zip(queries, results)):
+            if i:
+                typer.echo("")
+            _print_table(q, res, text is not None)
+        if sheet is not None:
+            typer.echo(f"\ncontact sheet: {sheet}")
+
+
+def _print_table(query: str, results: list[Any], is_text: bool) -> None:
+    typer.echo(f'query: "{query}"' if is_text else f"query: {query}")
+    if not results:
+        typer.echo("  (no results)")
+        return
+    labels = [r.label or "-" for r in results]
+    lw = max(5, max(len(s) for s in labels))
+    typer.echo(f"{'rank':>4}  {'score':>8}  {'label':<{lw}}  path")
+    for r, label in zip(results, labels):
+        typer.echo(f"{r.rank:>4}  {r.score:>8.4f}  {label:<{lw}}  {r.path}")

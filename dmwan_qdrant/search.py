@@ -1,0 +1,187 @@
+"""Search a collection with sketches or text, using the encoder recorded with the collection.
+
+Retrieval is the cosine of global embeddings, served by the store's index; with ``rerank`` the
+top ``prefetch`` candidates are re-ranked inside the database by MaxSim over the local tokens
+(the multi-level alignment, at query time). Re-ranked scores are MaxSim sums (one best cosine per
+query token, added up), so they range up to the number of tokens, not 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .encoder import check_same_model, resolve_collection_model
+from .errors import CollectionNotFoundError, UsageError
+from .imageio import load_image
+from .store import Hit, Store
+
+DEFAULT_PREFETCH = 100
+"""Candidates the global index hands to the token re-rank."""
+
+#: Payload fields compared as integers in ``--filter key=value``; every other key is a string.
+INTEGER_FIELDS = frozenset({"size", "width", "height", "mtime_ns"})
+_FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One retrieved photo.
+
+    Attributes:
+        rank: 1 for the best match.
+        score: cosine of the global embeddings, or the MaxSim sum when re-ranked.
+        path: the photo file.
+        label: the stored label (folder name when ingested with it), or None.
+        id: the point id (a UUID derived from the file's content hash).
+        payload: everything stored with the point.
+    """
+
+    rank: int
+    score: float
+    path: str
+    label: str | None
+    id: str
+    payload: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "path": self.path,
+            "label": self.label,
+            "id": self.id,
+            "width": self.payload.get("width"),
+            "height": self.payload.get("height"),
+        }
+
+
+def parse_filters(specs: Sequence[str]) -> dict[str, str | int]:
+    """``["label=cat", "width=640"]`` -> ``{"label": "cat", "width": 640}``.
+
+    Values are strings except for the integer fields (`INTEGER_FIELDS`), so that a folder named
+    ``2024`` still matches its string label.
+
+    Raises:
+        UsageError: an item without ``=``, an empty or odd key, a key given twice, or a
+            non-integer value for an integer field.
+    """
+    out: dict[str, str | int] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key = key.strip()
+        if not sep or not _FILTER_KEY.match(key):
+            raise UsageError(f"bad filter {spec!r}: expected key=value, e.g. label=shoe")
+        if key in out:
+            raise UsageError(f"bad filter {spec!r}: {key} is given twice (conditions are ANDed)")
+        if key in INTEGER_FIELDS:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise UsageError(f"bad filter {spec!r}: {key} takes an integer") from None
+        else:
+            out[key] = value
+    return out
+
+
+def load_collection_model(
+    store: Store, collection: str, model_path: str | Path | None = None, device: str | None = None
+) -> Any:
+    """The encoder of ``collection``: its recorded bundle, or ``model_path`` checked against it.
+
+    Raises:
+        CollectionNotFoundError: no such collection.
+        CheckpointError: no bundle recorded and none given, or a missing/corrupted bundle.
+        ModelMismatchError: the bundle holds other weights than the ones that filled the collection.
+    """
+    return resolve_collection_model(collection, store.get_model_record(collection), model_path, device)
+
+
+def _check(store: Store, collection: str, model: Any) -> None:
+    if not store.collection_exists(collection):
+        names = ", ".join(store.list_collections()) or "none"
+        raise CollectionNotFoundError(f"no collection named '{collection}' (collections: {names})")
+    check_same_model(collection, store.get_model_record(collection), model)
+
+
+def _results(hits: list[Hit]) -> list[Result]:
+    return [
+        Result(i + 1, h.score, str(h.payload.get("path", "")), h.payload.get("label"), h.id, h.payload)
+        for i, h in enumerate(hits)
+    ]
+
+
+def embed_sketch_files(model: Any, sketch_paths: Sequence[str | Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global embeddings ``(n, D)`` and tokens ``(n, t, d)`` of sketch files, in one batch.
+
+    Raises:
+        ImageError: a sketch that cannot be read (the message names it).
+    """
+    transform = model.transform("sketch")
+    batch = torch.stack([transform(load_image(p)) for p in sketch_paths])
+    emb = model.embed_sketches(batch)
+    return emb.global_.cpu(), emb.tokens.cpu()
+
+
+def search_sketches(
+    store: Store,
+    collection: str,
+    model: Any,
+    sketch_paths: Sequence[str | Path],
+    k: int = 10,
+    filter: dict[str, Any] | None = None,
+    rerank: bool = True,
+    prefetch: int = DEFAULT_PREFETCH,
+) -> list[list[Result]]:
+    """The top ``k`` photos for each sketch, best first (sketches embedded in one batch).
+
+    Args:
+        store: an open store.
+        collection: the collection to search.
+        model: its encoder (see `load_collection_model`).
+        sketch_paths: sketch image files.
+        k: results per sketch.
+        filter: exact-match payload conditions, e.g. ``{"label": "shoe"}`` (see `parse_filters`).
+        rerank: re-rank the top ``prefetch`` by MaxSim over local tokens.
+        prefetch: candidates for the re-rank.
+
+    Raises:
+        CollectionNotFoundError, ModelMismatchError, ImageError, UsageError.
+    """
+    if not sketch_paths:
+        raise UsageError("give at least one sketch")
+    _check(store, collection, model)
+    vectors, tokens = embed_sketch_files(model, sketch_paths)
+    toks = list(tokens.numpy()) if rerank else None
+    hits = store.search_batch(collection, vectors.numpy(), k, filter, toks, prefetch)
+    return [_results(h) for h in hits]
+
+
+def search_text(
+    store: Store,
+    collection: str,
+    model: Any,
+    text: str | Sequence[str],
+    k: int = 10,
+    filter: dict[str, Any] | None = None,
+) -> list[list[Result]]:
+    """The top ``k`` photos for each text query (e.g. ``"a red shoe"``), through the CLIP text
+    tower; global cosine only (text has no local tokens to re-rank with).
+
+    Raises:
+        CollectionNotFoundError, ModelMismatchError, UsageError (empty text, no text tower).
+    """
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts or not all(t.strip() for t in texts):
+        raise UsageError("the text query is empty")
+    _check(store, collection, model)
+    if getattr(model, "clip", None) is None:
+        raise UsageError("this model has no text tower, so it cannot search by text")
+    vectors = model.embed_texts(texts).cpu().numpy()
+    return [_results(h) for h in store.search_batch(collection, vectors, k, filter)]

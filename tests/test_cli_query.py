@@ -1,0 +1,159 @@
+"""`dmwan query` and `dmwan collections` end to end, on a collection the CLI ingested."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+import dmwan_qdrant.cli.collections  # noqa: F401 - registers the commands on `app`
+import dmwan_qdrant.cli.ingest  # noqa: F401
+import dmwan_qdrant.cli.query  # noqa: F401
+from dmwan_qdrant.cli.app import main
+from dmwan_qdrant.ingest import ingest
+from dmwan_qdrant.model import create_model, get_preset, save_model
+from dmwan_qdrant.store import open_store
+
+SHAPES = ("circle", "square")
+
+
+def dmwan(capsys, *args) -> tuple[int, str, str]:
+    """Run `dmwan ARGS` in this process; returns (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def shape(kind: str, seed: int, sketch: bool) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (48, 48), "white") if sketch else Image.fromarray(
+        rng.integers(140, 255, (48, 48, 3), dtype=np.uint8))
+    x, r = int(rng.integers(18, 30)), int(rng.integers(9, 14))
+    kw = {"outline": "black", "width": 2} if sketch else {"fill": (30, 30, 200)}
+    (ImageDraw.Draw(img).ellipse if kind == "circle" else ImageDraw.Draw(img).rectangle)((x - r, x - r, x + r, x + r), **kw)
+    return img
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A store with collection 'pics' (8 photos, labels circle/square) ingested by the CLI."""
+    root = tmp_path_factory.mktemp("cliq")
+    bundle = save_model(create_model("tiny", seed=0), root / "bundle")
+    for kind in SHAPES:
+        (root / "photos" / kind).mkdir(parents=True)
+        for i in range(4):
+            shape(kind, i, sketch=False).save(root / "photos" / kind / f"{kind}{i}.png")
+        shape(kind, 9, sketch=True).save(root / f"{kind}.png")
+    store = root / "store"
+    try:
+        main(["ingest", str(root / "photos"), "-c", "pics", "-m", str(bundle), "--store", str(store),
+              "--label-from-folder"])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    return {"root": root, "store": store, "bundle": bundle, "sketches": [root / "circle.png", root / "square.png"]}
+
+
+def q(capsys, env, *args):
+    return dmwan(capsys, "query", *args, "-c", "pics", "--store", env["store"])
+
+
+def test_table(capsys, env):
+    code, out, err = q(capsys, env, env["sketches"][0], "-k", "3")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0] == f"query: {env['sketches'][0]}"
+    assert lines[1].split() == ["rank", "score", "label", "path"] and len(lines) == 5
+    rank, score, label, path = lines[2].split()
+    assert rank == "1" and float(score) > 0 and label in SHAPES and Path(path).is_file()
+
+
+def test_json_with_several_sketches_filter_and_no_rerank(capsys, env):
+    code, out, _ = q(capsys, env, *env["sketches"], "-k", "3", "--json", "--filter", "label=square", "--no-rerank")
+    data = json.loads(out)
+    assert code == 0 and data["mode"] == "sketch" and data["rerank"] is False
+    assert [x["query"] for x in data["queries"]] == [str(s) for s in env["sketches"]]
+    for x in data["queries"]:
+        assert [r["rank"] for r in x["results"]] == [1, 2, 3]
+        assert all(r["label"] == "square" and -1 <= r["score"] <= 1.0001 for r in x["results"])
+
+
+def test_paths_and_sheet(capsys, env, tmp_path):
+    code, out, _ = q(capsys, env, env["sketches"][1], "-k", "4", "--paths", "--sheet", tmp_path / "sheet.png")
+    paths = out.strip().splitlines()
+    assert code == 0 and len(paths) == 4 and all(Path(p).is_file() for p in paths)
+    with Image.open(tmp_path / "sheet.png") as im:
+        assert im.format == "PNG" and im.width > 4 * 100
+
+
+def test_text_query(capsys, env, tmp_path):
+    code, out, _ = q(capsys, env, "--text", "a blue circle", "-k", "2", "--json", "--sheet", tmp_path / "t.png")
+    data = json.loads(out)
+    assert code == 0 and data["mode"] == "text" and len(data["queries"][0]["results"]) == 2
+    assert (tmp_path / "t.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["{sketch}", "-c", "nope"], 8, "no collection named 'nope'"),
+        (["{bad}", "-c", "pics"], 3, "not an image"),
+        (["{sketch}", "-c", "pics", "--filter", "label"], 2, "key=value"),
+        (["-c", "pics"], 2, "--text"),
+        (["{sketch}", "-c", "pics", "--text", "x"], 2, "not both"),
+        (["{sketch}", "-c", "pics", "--model", "{nobundle}"], 5, "missing config.json"),
+    ],
+)
+def test_query_errors_are_one_line_with_distinct_codes(capsys, env, tmp_path, args, code, words):
+    (tmp_path / "bad.png").write_text("not a png")
+    subs = {"{sketch}": str(env["sketches"][0]), "{bad}": str(tmp_path / "bad.png"), "{nobundle}": str(tmp_path)}
+    got, _, err = dmwan(capsys, "query", *[subs.get(a, a) for a in args], "--store", env["store"])
+    assert got == code and words in one_line_error(err)
+
+
+def test_no_model_recorded_and_server_unreachable(capsys, env, tmp_path, monkeypatch):
+    with open_store(path=tmp_path / "s") as st:  # filled from Python with an unsaved model
+        ingest([env["sketches"][0]], st, "live", create_model("tiny", seed=0), num_workers=0)
+    code, _, err = dmwan(capsys, "query", env["sketches"][0], "-c", "live", "--store", tmp_path / "s")
+    assert code == 5 and "--model" in one_line_error(err)
+    code, _, err = dmwan(capsys, "query", env["sketches"][0], "-c", "live", "--store", tmp_path / "s",
+                         "--model", env["bundle"])
+    assert code == 0
+    monkeypatch.setattr("dmwan_qdrant.store.retry.RetryPolicy.delay", lambda self, attempt: 0.0)
+    code, _, err = dmwan(capsys, "collections", "list", "--url", "http://127.0.0.1:9")
+    assert code == 10 and "unreachable" in one_line_error(err)
+
+
+def test_collections_list_info_optimize_delete(capsys, env, tmp_path):
+    store = tmp_path / "s"
+    main_args = ["--store", store]
+    assert dmwan(capsys, "ingest", env["root"] / "photos" / "circle", "-c", "tmp", "-m", env["bundle"], *main_args)[0] == 0
+    code, out, _ = dmwan(capsys, "collections", "list", *main_args)
+    assert code == 0 and out.split()[:3] == ["tmp", "4", "points"]
+    code, out, _ = dmwan(capsys, "collections", "info", "tmp", "--json", *main_args)
+    info = json.loads(out)
+    tiny = get_preset("tiny")
+    assert (info["points"], info["dim"], info["token_dim"]) == (4, tiny.embed_dim, tiny.token_dim)
+    assert info["model"]["bundle"] == str(env["bundle"].resolve())
+    code, out, _ = dmwan(capsys, "collections", "info", "tmp", *main_args)
+    assert code == 0 and "points       4" in out and "fingerprint" in out
+    code, out, _ = dmwan(capsys, "collections", "optimize", "tmp", *main_args)
+    assert code == 0 and "optimized 'tmp'" in out
+    code, _, err = dmwan(capsys, "collections", "delete", "tmp", *main_args)
+    assert code == 2 and "--yes" in one_line_error(err)
+    assert dmwan(capsys, "collections", "delete", "tmp", "--yes", *main_args)[0] == 0
+    code, out, _ = dmwan(capsys, "collections", "list", *main_args)
+    assert out.strip() == "no collections"
+    code, _, err = dmwan(capsys, "collections", "info", "tmp", *main_args)
+    assert code == 8 and "no collection named 'tmp'" in one_line_error(err)

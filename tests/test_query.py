@@ -1,0 +1,147 @@
+"""Search with sketches and text against an ingested collection; the collection's model; sheets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from dmwan_qdrant.encoder import load_bundle
+from dmwan_qdrant.errors import CheckpointError, CollectionNotFoundError, ImageError, ModelMismatchError, UsageError
+from dmwan_qdrant.ingest import ingest
+from dmwan_qdrant.model import create_model, save_model
+from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
+from dmwan_qdrant.sheet import contact_sheet
+from dmwan_qdrant.store import open_store
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def draw(shape: str, seed: int, sketch: bool = False) -> Image.Image:
+    """A photo (coloured shape on noise) or a sketch (black outline on white) of ``shape``."""
+    rng = np.random.default_rng(seed)
+    if sketch:
+        img = Image.new("RGB", (56, 56), "white")
+    else:
+        img = Image.fromarray(rng.integers(150, 255, (40, 48, 3), dtype=np.uint8))
+    d = ImageDraw.Draw(img)
+    x, y, r = int(rng.integers(16, 30)), int(rng.integers(16, 24)), int(rng.integers(8, 13))
+    kw = {"outline": "black", "width": 2} if sketch else {"fill": (200, 40 * len(shape), 60)}
+    if shape == "circle":
+        d.ellipse((x - r, y - r, x + r, y + r), **kw)
+    elif shape == "square":
+        d.rectangle((x - r, y - r, x + r, y + r), **kw)
+    else:
+        d.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], **kw)
+    return img
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A bundle, a store with a 12-photo collection 'shapes' (labels from folders), 2 sketches."""
+    root = tmp_path_factory.mktemp("query")
+    bundle = save_model(create_model("tiny", seed=0), root / "bundle")
+    for c, shape in enumerate(SHAPES):
+        (root / "photos" / shape).mkdir(parents=True)
+        for i in range(4):
+            draw(shape, c * 10 + i).save(root / "photos" / shape / f"{i}.jpg")
+    sketches = []
+    for shape in ("circle", "square"):
+        sketches.append(root / f"{shape}_sketch.png")
+        draw(shape, 5, sketch=True).save(sketches[-1])
+    model = load_bundle(bundle, device="cpu")
+    with open_store(path=root / "store") as st:
+        ingest([root / "photos"], st, "shapes", model, label_from_folder=True, num_workers=0)
+    return root, bundle, model, sketches
+
+
+@pytest.fixture
+def store(setup):
+    with open_store(path=setup[0] / "store") as st:
+        yield st
+
+
+def test_several_sketches_in_one_call_ranked_best_first(setup, store):
+    _, _, model, sketches = setup
+    out = search_sketches(store, "shapes", model, sketches, k=5)
+    assert len(out) == 2
+    for results in out:
+        assert [r.rank for r in results] == [1, 2, 3, 4, 5]
+        scores = [r.score for r in results]
+        assert scores == sorted(scores, reverse=True)
+        assert all(Path(r.path).is_file() and r.label in SHAPES for r in results)
+    # Without the token re-rank, scores are cosines of global embeddings.
+    plain = search_sketches(store, "shapes", model, sketches[:1], k=12, rerank=False)[0]
+    assert len(plain) == 12 and all(-1.0 <= r.score <= 1.0 + 1e-5 for r in plain)
+    # The same sketch alone gives the same results as in a batch.
+    alone = search_sketches(store, "shapes", model, sketches[1:], k=5)[0]
+    assert [r.id for r in alone] == [r.id for r in out[1]]
+
+
+def test_filter_and_text_search(setup, store):
+    _, _, model, sketches = setup
+    results = search_sketches(store, "shapes", model, sketches[:1], k=10, filter={"label": "square"})[0]
+    assert len(results) == 4 and {r.label for r in results} == {"square"}
+    texts = search_text(store, "shapes", model, "a red circle", k=3, filter=parse_filters(["label=circle"]))
+    assert len(texts) == 1 and [r.label for r in texts[0]] == ["circle"] * 3
+    with pytest.raises(UsageError):
+        search_text(store, "shapes", model, "  ")
+
+
+def test_parse_filters():
+    assert parse_filters(["label=cat", "width=640", "path=/a=b"]) == {"label": "cat", "width": 640, "path": "/a=b"}
+    assert parse_filters(["label=2024"]) == {"label": "2024"}  # folder names stay strings
+    for bad in (["label"], ["=x"], ["width=wide"], ["label=a", "label=b"]):
+        with pytest.raises(UsageError):
+            parse_filters(bad)
+
+
+def test_collection_model_is_loaded_and_checked(setup, store, tmp_path):
+    root, bundle, model, sketches = setup
+    assert load_collection_model(store, "shapes").fingerprint == model.fingerprint
+    copy = shutil.copytree(bundle, tmp_path / "copy")  # same weights elsewhere: accepted
+    assert load_collection_model(store, "shapes", copy).fingerprint == model.fingerprint
+    other = save_model(create_model("tiny", seed=1), tmp_path / "other")
+    with pytest.raises(ModelMismatchError, match=model.fingerprint):
+        load_collection_model(store, "shapes", other)
+    with pytest.raises(ModelMismatchError):
+        search_sketches(store, "shapes", load_bundle(other), sketches)
+    with pytest.raises(CollectionNotFoundError):
+        load_collection_model(store, "nope")
+    with pytest.raises(CollectionNotFoundError):
+        search_sketches(store, "nope", model, sketches)
+
+
+def test_recorded_bundle_gone_or_missing(setup, tmp_path):
+    _, _, _, sketches = setup
+    bundle = save_model(create_model("tiny", seed=0), tmp_path / "moved")
+    model = load_bundle(bundle)
+    with open_store(path=tmp_path / "store") as st:
+        ingest([sketches[0]], st, "c", model, num_workers=0)
+        shutil.rmtree(bundle)
+        with pytest.raises(CheckpointError, match="gone"):
+            load_collection_model(st, "c")
+        ingest([sketches[0]], st, "live", create_model("tiny", seed=0), num_workers=0)  # no bundle
+        with pytest.raises(CheckpointError, match="--model"):
+            load_collection_model(st, "live")
+
+
+def test_unreadable_sketch_is_an_image_error(setup, store, tmp_path):
+    _, _, model, sketches = setup
+    (tmp_path / "bad.png").write_text("no")
+    with pytest.raises(ImageError, match="bad.png"):
+        search_sketches(store, "shapes", model, [sketches[0], tmp_path / "bad.png"])
+
+
+def test_contact_sheet(setup, store, tmp_path):
+    _, _, model, sketches = setup
+    results = search_sketches(store, "shapes", model, sketches[:1], k=7)[0]
+    out = contact_sheet(sketches[0], results, tmp_path / "sheets" / "s.png", thumb=96)
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.width > 5 * 96 and im.height > 2 * 96
+    # A result whose file disappeared still gets a cell.
+    gone = results[0].__class__(1, 0.5, str(tmp_path / "gone.jpg"), None, "x", {})
+    assert contact_sheet(sketches[0], [gone], tmp_path / "g.png").is_file()
