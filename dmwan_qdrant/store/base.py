@@ -312,7 +312,6 @@ class Store(ABC):
 
     # -- search --------------------------------------------------------------------------------
 
-    @abstractmethod
     def search(
         self,
         name: str,
@@ -335,6 +334,8 @@ class Store(ABC):
                 (score = sum over query tokens of the best cosine), inside the database.
             prefetch: candidates for the re-rank.
         """
+        toks = None if rerank_tokens is None else [rerank_tokens]
+        return self.search_batch(name, [vector], k, filter, toks, prefetch)[0]
 
     @abstractmethod
     def search_batch(

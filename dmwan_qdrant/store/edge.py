@@ -287,18 +287,6 @@ class EdgeStore(Store):
             with_payload=True,
         )
 
-    def search(
-        self,
-        name: str,
-        vector: np.ndarray,
-        k: int,
-        filter: dict[str, str] | None = None,
-        rerank_tokens: np.ndarray | None = None,
-        prefetch: int = 100,
-    ) -> list[Hit]:
-        toks = None if rerank_tokens is None else [rerank_tokens]
-        return self.search_batch(name, [vector], k, filter, toks, prefetch)[0]
-
     def search_batch(
         self,
         name: str,
