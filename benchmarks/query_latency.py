@@ -35,10 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CLI = (
-    "import dmwan_qdrant.cli.collections, dmwan_qdrant.cli.ingest, dmwan_qdrant.cli.query; "
-    "from dmwan_qdrant.cli.app import main; main()"
-)
+DMWAN = [sys.executable, "-m", "dmwan_qdrant.cli"]  # the `dmwan` console script's entry point
 
 
 def draw(seed: int, sketch: bool):
@@ -169,7 +166,7 @@ print(json.dumps(dict(imports=t1-t0, open_store=t2-t1, model_load=t3-t2, embed=t
     runs = []
     for _ in range(3):
         w0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", CLI, *args], check=True, capture_output=True)
+        subprocess.run([*DMWAN, *args], check=True, capture_output=True)
         cli_wall = time.perf_counter() - w0
         w0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout

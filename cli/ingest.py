@@ -23,7 +23,7 @@ _MAX_LISTED_FAILURES = 20
 
 @app.command("ingest")
 def ingest_command(
-    paths: list[Path] = typer.Argument(..., help="photo files or folders (walked recursively)"),
+    paths: list[Path] = typer.Argument(..., metavar="PATH", help="photo files or folders (walked recursively)"),
     collection: str = typer.Option(..., "--collection", "-c", help="collection to fill (created if missing)"),
     model: Optional[Path] = typer.Option(
         None, "--model", "-m", help="model bundle; required for a new collection, else the recorded one"

@@ -16,7 +16,9 @@ from .collections import api_key_option, open_cli_store, store_option, url_optio
 
 @app.command("query")
 def query_command(
-    sketches: Optional[list[Path]] = typer.Argument(None, help="sketch image files (embedded in one batch)"),
+    sketches: Optional[list[Path]] = typer.Argument(
+        None, metavar="SKETCH", help="sketch image files (embedded in one batch)"
+    ),
     collection: str = typer.Option(..., "--collection", "-c", help="collection to search"),
     k: int = typer.Option(10, "-k", "--top-k", min=1, help="results per query"),
     filters: Optional[list[str]] = typer.Option(
@@ -60,7 +62,10 @@ def query_command(
     if sheet is not None:
         from dmwan_qdrant.sheet import contact_sheets
 
-        contact_sheets(list(zip(queries, results)), sheet, is_text=text is not None)
+        try:
+            contact_sheets(list(zip(queries, results)), sheet, is_text=text is not None)
+        except (OSError, ValueError) as e:  # unwritable folder, unknown image suffix
+            raise UsageError(f"cannot write the contact sheet {sheet}: {e}") from None
     if paths_only:
         for res in results:
             for r in res:

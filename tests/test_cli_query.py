@@ -113,12 +113,14 @@ def test_text_query(capsys, env, tmp_path):
         (["-c", "pics"], 2, "--text"),
         (["{sketch}", "-c", "pics", "--text", "x"], 2, "not both"),
         (["{sketch}", "-c", "pics", "--model", "{nobundle}"], 5, "missing config.json"),
+        (["{sketch}", "-c", "pics", "--sheet", "{bad}/sheet.png"], 2, "cannot write the contact sheet"),
     ],
 )
 def test_query_errors_are_one_line_with_distinct_codes(capsys, env, tmp_path, args, code, words):
     (tmp_path / "bad.png").write_text("not a png")
     subs = {"{sketch}": str(env["sketches"][0]), "{bad}": str(tmp_path / "bad.png"), "{nobundle}": str(tmp_path)}
-    got, _, err = dmwan(capsys, "query", *[subs.get(a, a) for a in args], "--store", env["store"])
+    args = [subs.get(a, a.replace("{bad}", subs["{bad}"])) for a in args]
+    got, _, err = dmwan(capsys, "query", *args, "--store", env["store"])
     assert got == code and words in one_line_error(err)
 
 

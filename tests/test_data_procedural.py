@@ -77,11 +77,12 @@ def test_same_config_gives_byte_identical_files(tmp_path):
     assert _digest(c) != _digest(a)
 
 
-def test_worker_count_does_not_change_the_files(tmp_path):
-    # Large enough for the process pool to be used (it is skipped for tiny benchmarks).
-    cfg = dict(n_classes=8, unseen_classes=2, photos_per_class=40, sketches_per_class=40, image_size=16)
-    one = generate_benchmark(tmp_path / "one", ProceduralConfig(**cfg, workers=1))
-    two = generate_benchmark(tmp_path / "two", ProceduralConfig(**cfg, workers=2))
+def test_worker_count_does_not_change_the_files(tmp_path, monkeypatch):
+    from dmwan_qdrant.data import procedural
+
+    monkeypatch.setattr(procedural, "_POOL_MIN_IMAGES", 0)  # use the process pool even when tiny
+    one = generate_benchmark(tmp_path / "one", ProceduralConfig(**{**TINY, "workers": 1}))
+    two = generate_benchmark(tmp_path / "two", ProceduralConfig(**{**TINY, "workers": 2}))
     assert _digest(one) == _digest(two)
 
 

@@ -127,6 +127,7 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
         core.transform("sketch", train=True),
         length=o.steps_per_epoch * o.batch_size * ctx.world_size,
         seed=cfg.seed,
+        classes=split.seen_classes,  # label indices must match the model's class anchors
     )
     loader = DataLoader(
         dataset,

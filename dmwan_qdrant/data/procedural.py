@@ -35,10 +35,12 @@ from .render import ABSTRACT, CLUTTERED, WRONG_PART, render_photo, render_sketch
 from .shapes import Part
 
 #: Bumped whenever rendering changes, so an old benchmark on disk is regenerated, not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _GENERATOR = "dmwan-qdrant procedural benchmark"
 _PARTIAL_MARKER = ".generating"
 _LOCK = ".lock"
+#: Below this many images, rendering stays in the calling process.
+_POOL_MIN_IMAGES = 600
 MAX_CLASSES = len(CLASS_NAMES)
 
 #: ``progress(done_images, total_images)``, called as classes finish.
@@ -237,7 +239,7 @@ def _generate(root: Path, config: ProceduralConfig, progress: Progress | None) -
     total = len(classes) * (config.photos_per_class + config.sketches_per_class)
     workers = config.workers or os.cpu_count() or 1
     # A pool costs more than it saves on tiny benchmarks (tests, smoke runs).
-    workers = 1 if total < 600 else min(workers, len(jobs))
+    workers = 1 if total < _POOL_MIN_IMAGES else min(workers, len(jobs))
     low: dict[str, dict[str, str]] = {}
     done = 0
     if workers > 1:

@@ -77,12 +77,13 @@ def _smooth_noise(nrng: np.random.Generator, size: int, cells: int) -> np.ndarra
     return np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BILINEAR))
 
 
-def _texture(rng: random.Random, nrng: np.random.Generator, size: int) -> np.ndarray | float:
-    """A multiplicative surface pattern around 1."""
+def _texture(rng: random.Random, nrng: np.random.Generator, xs: np.ndarray, ys: np.ndarray,
+             size: int) -> np.ndarray | float:
+    """A multiplicative surface pattern around 1, over the pixel grid ``xs``, ``ys`` of a
+    ``size``-pixel canvas (the pattern's scale follows the canvas)."""
     kind = rng.choice(("plain", "plain", "stripes", "dots", "checks", "noise"))
     if kind == "plain":
         return 1.0
-    xs, ys = _grid(size)
     k = 2 * math.pi / (size * rng.uniform(0.05, 0.11))
     if kind == "stripes":
         a = rng.uniform(0, math.pi)
@@ -91,7 +92,9 @@ def _texture(rng: random.Random, nrng: np.random.Generator, size: int) -> np.nda
         return 1 - 0.3 * (np.sin(k * xs) * np.sin(k * ys) > 0.55)
     if kind == "checks":
         return 1 + 0.13 * np.sign(np.sin(k * xs) * np.sin(k * ys))
-    return 1 + 0.14 * _smooth_noise(nrng, size, rng.randint(6, 16))
+    h, w = xs.shape
+    cells = max(2, round(rng.randint(6, 16) * max(h, w) / size))
+    return 1 + 0.14 * _smooth_noise(nrng, max(h, w), cells)[:h, :w]
 
 
 def _random_fragment(rng: random.Random, size: int, lo: float, hi: float, spread: float = 1.0) -> list[Point]:
@@ -105,15 +108,17 @@ def _random_fragment(rng: random.Random, size: int, lo: float, hi: float, spread
 
 def _background(rng: random.Random, nrng: np.random.Generator, size: int, clutter: int) -> Image.Image:
     """A blurred scene: colour gradient, soft noise, blobs, lines and distractor fragments."""
-    xs, ys = _grid(size)
+    # Gradient and soft noise are low-frequency: compute them coarse and upsample.
+    coarse = max(8, size // 4)
+    xs, ys = _grid(coarse)
     hue = rng.random()
     c0 = _hsv(hue, rng.uniform(0.05, 0.45), rng.uniform(0.45, 0.95))
     c1 = _hsv(hue + rng.uniform(-0.2, 0.2), rng.uniform(0.05, 0.45), rng.uniform(0.35, 0.95))
     a = rng.uniform(0, 2 * math.pi)
-    t = ((xs * math.cos(a) + ys * math.sin(a)) / size * 0.7 + 0.5)[..., None]
+    t = ((xs * math.cos(a) + ys * math.sin(a)) / coarse * 0.7 + 0.5)[..., None]
     arr = c0 * (1 - t) + c1 * t
-    arr *= (1 + 0.08 * _smooth_noise(nrng, size, rng.randint(3, 8)))[..., None]
-    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    arr *= (1 + 0.08 * _smooth_noise(nrng, coarse, rng.randint(3, 8)))[..., None]
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB").resize((size, size), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(img)
     for _ in range(clutter):
         colour = _rgb(_hsv(rng.random(), rng.uniform(0.05, 0.6), rng.uniform(0.3, 0.95)))
@@ -127,17 +132,21 @@ def _background(rng: random.Random, nrng: np.random.Generator, size: int, clutte
         else:
             draw.polygon(_random_fragment(rng, size, 0.1, 0.35), fill=colour)
     # Out of focus: the object stays sharp over it, as in a photograph.
-    return img.filter(ImageFilter.GaussianBlur(size * rng.uniform(0.006, 0.02)))
+    return img.filter(ImageFilter.BoxBlur(size * rng.uniform(0.006, 0.02)))
 
 
-def _part_mask(polys: list[tuple[list[Point], bool]], size: int, outline: bool = False) -> np.ndarray:
-    mask = Image.new("L", (size, size), 0)
+def _part_mask(polys: list[tuple[list[Point], bool]], size: int, box: tuple[int, int, int, int],
+               outline: bool = False) -> np.ndarray:
+    """The part's coverage in [0, 1] within ``box`` (x0, y0, x1, y1), shaped (h, w, 1)."""
+    x0, y0, x1, y1 = box
+    mask = Image.new("L", (x1 - x0, y1 - y0), 0)
     draw = ImageDraw.Draw(mask)
     for pts, add in polys:
+        local = [(x - x0, y - y0) for x, y in pts]
         if outline:
-            draw.polygon(pts, outline=255, width=max(1, size // 90))
+            draw.polygon(local, outline=255, width=max(1, size // 90))
         else:
-            draw.polygon(pts, fill=255 if add else 0)
+            draw.polygon(local, fill=255 if add else 0)
     return np.asarray(mask, dtype=np.float32)[..., None] / 255.0
 
 
@@ -159,7 +168,7 @@ def render_photo(parts: tuple[Part, ...], rng: random.Random, size: int, quality
         for pts, add in polys:
             if add:
                 sd.polygon([(x + off, y + off) for x, y in pts], fill=int(rng.uniform(70, 130)))
-    shadow = shadow.filter(ImageFilter.GaussianBlur(big * 0.02))
+    shadow = shadow.filter(ImageFilter.BoxBlur(big * 0.02))
     arr = arr * (1 - np.asarray(shadow, dtype=np.float32)[..., None] / 255.0)
 
     xs, ys = _grid(big)
@@ -169,24 +178,28 @@ def render_photo(parts: tuple[Part, ...], rng: random.Random, size: int, quality
     main = _hsv(hue, rng.uniform(0.35, 0.9), rng.uniform(0.5, 0.95))
     accent = _hsv(hue + rng.uniform(0.25, 0.75), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.9))
     for part, polys in placed:
-        m = _part_mask(polys, big)
-        if not m.any():
-            continue
-        colour = main if rng.random() < 0.6 else (accent if rng.random() < 0.7 else _hsv(rng.random(), 0.6, 0.7))
         pts = [p for poly, _ in polys for p in poly]
+        # Work inside the part's bounding box only: most of the canvas is not this part.
+        box = (max(0, int(min(x for x, _ in pts)) - 2), max(0, int(min(y for _, y in pts)) - 2),
+               min(big, int(max(x for x, _ in pts)) + 3), min(big, int(max(y for _, y in pts)) + 3))
+        colour = main if rng.random() < 0.6 else (accent if rng.random() < 0.7 else _hsv(rng.random(), 0.6, 0.7))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            continue
+        m = _part_mask(polys, big, box)
+        bx, by = xs[box[1]:box[3], box[0]:box[2]], ys[box[1]:box[3], box[0]:box[2]]
         cx, cy = sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
         r = max(2.0, max(math.hypot(x - cx, y - cy) for x, y in pts))
         # Lit from one side across the whole object, darker away from the light.
-        g = np.clip(((xs - cx) * lx + (ys - cy) * ly) / r, -1, 1)
-        shade = 1.0 - 0.32 * g
+        shade = 1.0 - 0.32 * np.clip(((bx - cx) * lx + (by - cy) * ly) / r, -1, 1)
         if part.kind in _ROUND_KINDS:  # round parts: falloff to the rim and a highlight
-            d2 = ((xs - cx) ** 2 + (ys - cy) ** 2) / (r * r)
+            d2 = ((bx - cx) ** 2 + (by - cy) ** 2) / (r * r)
             hx, hy = cx - 0.4 * r * lx, cy - 0.4 * r * ly
-            shade = shade - 0.2 * np.clip(d2, 0, 1) + 0.45 * np.exp(-((xs - hx) ** 2 + (ys - hy) ** 2) / (0.08 * r * r))
-        layer = colour * (shade * _texture(rng, nrng, big))[..., None]
-        arr = arr * (1 - m) + layer * m
-        edge = _part_mask(polys, big, outline=True)
-        arr = arr * (1 - 0.45 * edge)
+            shade = shade - 0.2 * np.clip(d2, 0, 1) + 0.45 * np.exp(-((bx - hx) ** 2 + (by - hy) ** 2) / (0.08 * r * r))
+        layer = colour * (shade * _texture(rng, nrng, bx, by, big))[..., None]
+        region = arr[box[1]:box[3], box[0]:box[2]]
+        region = region * (1 - m) + layer * m
+        region *= 1 - 0.45 * _part_mask(polys, big, box, outline=True)
+        arr[box[1]:box[3], box[0]:box[2]] = region
 
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
     if cluttered:  # occluders and foreground clutter over the object
