@@ -10,10 +10,6 @@ import torch
 
 from dmwan_qdrant.training.config import TrainConfig
 
-# Real training (minutes on 2 cores): run with `pytest -m slow`.
-pytestmark = pytest.mark.slow
-
-
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
     cfg = TrainConfig.from_dict(
         {
