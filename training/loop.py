@@ -236,8 +236,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         resume_dir = Path(tempfile.mkdtemp(prefix="dmwan-resume-"))
         checkpoint.to_directory(str(resume_dir))
-    core_cfg = cfg.model.overrides
-    find_unused = not (core_cfg.get("use_local", True) or core_cfg.get("token_loss_weight", 0.5))
+    from dmwan_qdrant.model import get_preset
+
+    # Token heads take no gradient when neither the local block nor the token loss uses them.
+    model_cfg = get_preset(cfg.model.preset).with_overrides(cfg.model.overrides)
+    find_unused = not (model_cfg.use_local or model_cfg.token_loss_weight)
 
     def report(metrics: dict[str, Any], folder: Path | None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(str(folder)) if folder is not None else None
