@@ -13,7 +13,7 @@ import typer
 from dmwan_qdrant.errors import UsageError
 
 from .app import app
-from .collections import api_key_option, open_cli_store, store_option, url_option
+from .options import api_key_option, open_cli_store, store_option, url_option
 
 EXIT_SOME_FAILED = 11
 """Exit code when the run finished but some files could not be read (the good ones are stored)."""

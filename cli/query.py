@@ -11,7 +11,7 @@ import typer
 from dmwan_qdrant.errors import UsageError
 
 from .app import app
-from .collections import api_key_option, open_cli_store, store_option, url_option
+from .options import api_key_option, open_cli_store, store_option, url_option
 
 
 @app.command("query")

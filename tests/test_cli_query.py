@@ -159,3 +159,24 @@ def test_collections_list_info_optimize_delete(capsys, env, tmp_path):
     assert out.strip() == "no collections"
     code, _, err = dmwan(capsys, "collections", "info", "tmp", *main_args)
     assert code == 8 and "no collection named 'tmp'" in one_line_error(err)
+
+
+def test_closed_pipe_stops_quietly(tmp_path):
+    """`dmwan ... | head`: the reader closing the pipe ends the command quietly (Click handles EPIPE)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import dmwan_qdrant.cli.app as a\n"
+        "@a.app.command()\n"
+        "def flood():\n"
+        "    while True:\n"
+        "        print('x' * 100)\n"
+        "a.main(['flood'])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert b"Traceback" not in err
