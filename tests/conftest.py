@@ -20,7 +20,10 @@ def tiny_model():
     return model
 
 
-def _random_batch(b: int = 4, size: int = 64, seed: int = 0) -> dict:
+def _random_batch(b: int = 4, size: int | None = None, seed: int = 0) -> dict:
+    from dmwan_qdrant.model import get_preset
+
+    size = size or get_preset("tiny").image_size
     g = torch.Generator().manual_seed(seed)
     img = lambda: torch.randn(b, 3, size, size, generator=g)  # noqa: E731
     labels = torch.arange(b) % 4

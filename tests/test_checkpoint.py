@@ -10,7 +10,7 @@ from dmwan_qdrant.model import load_model, model_fingerprint, save_model
 def test_round_trip_bitwise(tiny_model, tmp_path):
     path = save_model(tiny_model, tmp_path / "bundle", metadata={"epoch": 3})
     restored = load_model(path)
-    x = torch.randn(5, 3, 64, 64)
+    x = torch.randn(5, 3, 48, 48)
     a, b = tiny_model.embed_photos(x), restored.embed_photos(x)
     assert torch.equal(a.global_, b.global_) and torch.equal(a.tokens, b.tokens)
     assert torch.equal(tiny_model.embed_texts(["a cat"]), restored.embed_texts(["a cat"]))
@@ -18,7 +18,7 @@ def test_round_trip_bitwise(tiny_model, tmp_path):
     assert restored.metadata["epoch"] == 3
     assert restored.class_names == ["cat", "dog", "car", "house"]
     record = json.loads((path / "config.json").read_text())
-    assert record["preprocessing"]["image_size"] == 64
+    assert record["preprocessing"]["image_size"] == 48
 
 
 def test_overwrite_keeps_one_bundle(tiny_model, tmp_path):

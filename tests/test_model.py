@@ -22,7 +22,7 @@ def test_forward_backward_and_size(preset, random_batch):
 def test_inference_api_shapes_and_norms(tiny_model):
     from PIL import Image
 
-    e = tiny_model.embed_photos(torch.randn(3, 3, 64, 64))
+    e = tiny_model.embed_photos(torch.randn(3, 3, 48, 48))
     assert e.global_.shape == (3, 64) and e.tokens.shape == (3, 16, 32)
     assert torch.allclose(e.global_.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(e.tokens.norm(dim=-1), torch.ones(3, 16), atol=1e-5)
@@ -35,7 +35,7 @@ def test_inference_api_shapes_and_norms(tiny_model):
 
 
 def test_domain_embedding_separates_domains(tiny_model):
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 48, 48)
     assert not torch.allclose(tiny_model.embed_photos(x).global_, tiny_model.embed_sketches(x).global_)
 
 

@@ -177,7 +177,10 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
                        lr=scheduler.get_last_lr()[0])
         checkpoint_dir = None
         if ctx.rank == 0:
+            t_eval = time.perf_counter()
             metrics.update(evaluate_split(core, split, batch_size=cfg.eval_batch_size))
+            metrics["eval_seconds"] = time.perf_counter() - t_eval
+            metrics["reported_at"] = time.time()  # wall clock, to tell start-up from training
             core.train()
             state.epoch = epoch + 1
             state.history.append(metrics)

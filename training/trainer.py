@@ -68,10 +68,16 @@ class _ProgressTail(threading.Thread):
 
 
 def _init_ray(cfg: TrainConfig, address: str | None) -> None:
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return
+    # A local cluster's start-up notices (token auth on, "Started a local Ray instance") say
+    # nothing a training run needs; warnings and errors of everything else still show.
+    for name in ("ray._private.authentication.authentication_token_setup", "ray._private.worker"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
     if address is None and not os.environ.get("RAY_ADDRESS"):
         # A local cluster just for this run, with its temp files inside the run folder.
