@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/ray_overhead.py                     # tiny preset, procedural data, all cores
-    python benchmarks/ray_overhead.py --steps 60 --epochs 4 --threads 2
+    python benchmarks/ray_overhead.py --steps 100 --epochs 3 --threads 2
     python benchmarks/ray_overhead.py --preset vit_b16 --image-size 224 --gpu --batch 64   # on a GPU
 
 Both arms run the same training (``training/loop.py:run_training``: same model, batch, data,
@@ -68,7 +68,8 @@ def _summary(history: list[dict], t_call: float) -> dict:
     later = history[1:] or history
     samples = sum(h["samples_per_second"] * h["train_seconds"] for h in later)
     seconds = sum(h["train_seconds"] for h in later)
-    return {"startup_s": startup, "samples_per_s": samples / seconds, "timed_s": seconds,
+    cpu = sum(h.get("cpu_seconds", 0.0) for h in later)
+    return {"startup_s": startup, "samples_per_s": samples / seconds, "timed_s": seconds, "cpu_per_wall": cpu / seconds,
             "epochs_timed": len(later), "mAP@all": history[-1]["mAP@all"]}
 
 
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--preset", default=None, help="model preset instead of the config's")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=4, help="epochs per arm; all but the first are timed")
-    parser.add_argument("--steps", type=int, default=40, help="steps per epoch")
+    parser.add_argument("--steps", type=int, default=60, help="steps per epoch")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (= the Ray worker's CPUs)")
     parser.add_argument("--loader-workers", type=int, default=None)
     parser.add_argument("--gpu", action="store_true")
@@ -120,10 +121,10 @@ def main() -> None:
           f"{args.epochs} epochs x {args.steps} steps, {args.threads} threads, {'GPU' if args.gpu else 'CPU'}")
     plain = run_plain(plain_cfg, args.threads)
     print(f"plain loop : start-up {plain['startup_s']:5.1f} s   {plain['samples_per_s']:7.1f} quad/s "
-          f"over {plain['timed_s']:.0f} s ({plain['epochs_timed']} epochs)", flush=True)
+          f"over {plain['timed_s']:.0f} s ({plain['epochs_timed']} epochs), {plain['cpu_per_wall']:.2f} cores busy", flush=True)
     ray = run_ray(ray_cfg)
     print(f"Ray Train  : start-up {ray['startup_s']:5.1f} s   {ray['samples_per_s']:7.1f} quad/s "
-          f"over {ray['timed_s']:.0f} s ({ray['epochs_timed']} epochs)")
+          f"over {ray['timed_s']:.0f} s ({ray['epochs_timed']} epochs), {ray['cpu_per_wall']:.2f} cores busy")
     print(f"ratio Ray/plain samples/s: {ray['samples_per_s'] / plain['samples_per_s']:.3f}   "
           f"(same result: mAP@all {plain['mAP@all']:.4f} vs {ray['mAP@all']:.4f})")
     print(json.dumps({"plain": plain, "ray": ray}))

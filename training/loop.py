@@ -147,7 +147,7 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         sums: dict[str, float] = {}
         steps = samples = 0
         for batch in loader:
@@ -171,8 +171,9 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
             for k, v in core.weight_statistics(out["weights"]).items():
                 sums[k] = sums.get(k, 0.0) + v
         train_time = time.perf_counter() - t0
+        cpu_time = time.process_time() - cpu0  # all threads of this process
         metrics: dict[str, Any] = {k: v / max(1, steps) for k, v in sums.items()}
-        metrics.update(epoch=epoch + 1, steps=steps, train_seconds=train_time,
+        metrics.update(epoch=epoch + 1, steps=steps, train_seconds=train_time, cpu_seconds=cpu_time,
                        samples_per_second=samples * ctx.world_size / max(train_time, 1e-9),
                        lr=scheduler.get_last_lr()[0])
         checkpoint_dir = None
