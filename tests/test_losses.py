@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -35,3 +36,23 @@ def test_weights_change_the_loss_but_get_no_gradient():
     assert w.grad is None
     assert s.grad is not None and s.grad.abs().sum() > 0
     assert not torch.allclose(loss.detach(), weighted_quadruplet_loss(s.detach(), p, pn, sn, None))
+
+
+def test_one_sided_weighting_only_lowers_pairs_below_the_mean():
+    from dmwan_qdrant.model import get_preset
+    from dmwan_qdrant.model.weighting import AlignmentWeighting
+
+    scores = torch.tensor([0.9, 0.8, 0.85, 0.1, 0.88, 0.87])
+    out = {}
+    for one_sided in (False, True):
+        weighting = AlignmentWeighting(get_preset("tiny").with_overrides({"weight_one_sided": one_sided, "weight_warmup_steps": 0}))
+        weighting.train()
+        for _ in range(50):  # let the running statistics settle
+            w = weighting(scores)
+        out[one_sided] = w
+    assert out[True].mean().item() == pytest.approx(1.0) and out[False].mean().item() == pytest.approx(1.0)
+    above = torch.tensor([True, True, True, False, True, True])
+    # softmax weighting spreads the well-aligned pairs apart; one-sided keeps them equal
+    assert out[False][above].std() > 0.05
+    assert torch.allclose(out[True][above], out[True][above][0].expand(5))
+    assert out[True][3] < 0.5 * out[True][0]

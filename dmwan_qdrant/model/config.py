@@ -78,6 +78,10 @@ class ModelConfig:
     #: Steps with uniform weights before weighting starts (embeddings are noise at first).
     weight_warmup_steps: int = 50
     weight_min: float = 0.2
+    #: One-sided weighting: pairs scoring above the running mean all keep the same weight, only
+    #: those below it are down-weighted. The softmax over all scores (off) also up-weights pairs
+    #: that are already well aligned, whose hinge losses are mostly zero (BENCHMARKS.md, ablation).
+    weight_one_sided: bool = False
     weight_max: float = 3.0
 
     # --- losses -------------------------------------------------------------------------------

@@ -107,6 +107,8 @@ class AlignmentWeighting(nn.Module):
             if self.training:
                 self.memory[ids] = smoothed
             z = smoothed
+        if cfg.weight_one_sided:
+            z = z.clamp(max=0.0)  # only pairs below the running mean lose weight
         w = torch.softmax(z / cfg.weight_temperature, dim=0) * scores.numel()
         w = w.clamp(cfg.weight_min, cfg.weight_max)
         return w / w.mean()
