@@ -43,7 +43,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "triplet": ("plain triplet instead of quadruplet", {"loss": "triplet"}),
     "no_text": ("without the text (semantic) loss", {"use_text": False}),
     "no_local": ("without the local level", {"use_local": False, "token_loss_weight": 0.0}),
-    "frozen_linear": ("frozen backbone, linear head", {"freeze_backbone": True}),
+    "frozen_linear": ("frozen backbone, linear head", {"freeze_backbone": True, "domain_embedding": False}),
 }
 MARK_BEGIN = "<!-- ablation:begin -->"
 MARK_END = "<!-- ablation:end -->"

@@ -68,3 +68,20 @@ def test_pretrained_local_file_loads(tmp_path):
     save_file(clip_state, tmp_path / "clip.safetensors")
     model = create_model("tiny", pretrained=str(tmp_path / "clip.safetensors"), seed=2, overrides={"conv_stem": False})
     assert torch.equal(model.visual.visual.conv1.weight, source.visual.visual.conv1.weight)
+
+
+def test_frozen_backbone_trains_only_the_heads(random_batch):
+    from dmwan_qdrant.model import create_model
+
+    model = create_model("tiny", overrides={"freeze_backbone": True}, seed=0)
+    model.set_class_names(["cat", "dog", "car", "house"])
+    model.train()
+    assert not model.visual.training and model.global_head.training
+    before = {k: v.clone() for k, v in model.visual.state_dict().items()}
+    b = random_batch()
+    out = model(b["sketch"], b["photo"], b["neg_photo"], b["neg_sketch"], b["labels"], b["neg_labels"], b["sample_ids"])
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.visual.parameters())
+    assert model.global_head.weight.grad is not None
+    after = model.visual.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics too

@@ -58,6 +58,14 @@ class DMWAN(nn.Module):
         self.register_buffer("class_anchors", torch.zeros(0, config.embed_dim), persistent=False)
         self._tokenizer = None
 
+    def train(self, mode: bool = True) -> "DMWAN":
+        """Like ``nn.Module.train``; a frozen backbone stays in eval mode (normalisation statistics
+        fixed too), so the linear-probe baseline really trains only the heads."""
+        super().train(mode)
+        if self.config.freeze_backbone:
+            self.visual.eval()
+        return self
+
     # --- encoders -----------------------------------------------------------------------------
     def encode(self, images: torch.Tensor, domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised global embeddings (B, D) and local tokens (B, n, d) of preprocessed images."""
