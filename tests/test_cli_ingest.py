@@ -18,7 +18,7 @@ from PIL import Image
 import dmwan_qdrant.cli.collections  # noqa: F401 - registers the commands on `app`
 import dmwan_qdrant.cli.ingest  # noqa: F401
 import dmwan_qdrant.cli.query  # noqa: F401
-from dmwan_qdrant.cli.app import main
+from cli_helpers import dmwan, one_line_error
 from dmwan_qdrant.model import create_model, save_model
 from dmwan_qdrant.store import open_store
 
@@ -43,23 +43,6 @@ def make_bad(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "zero.png").write_bytes(b"")
     (root / "text.jpg").write_text("hello")
-
-
-def dmwan(capsys, *args) -> tuple[int, str, str]:
-    """Run `dmwan ARGS` in this process; returns (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -17,24 +17,9 @@ from dmwan_qdrant.ingest import ingest
 from dmwan_qdrant.model import create_model, get_preset, save_model
 from dmwan_qdrant.store import open_store
 
+from cli_helpers import dmwan, one_line_error
+
 SHAPES = ("circle", "square")
-
-
-def dmwan(capsys, *args) -> tuple[int, str, str]:
-    """Run `dmwan ARGS` in this process; returns (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def shape(kind: str, seed: int, sketch: bool) -> Image.Image:
