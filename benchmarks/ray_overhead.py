@@ -105,10 +105,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (= the Ray worker's CPUs)")
     parser.add_argument("--loader-workers", type=int, default=None)
     parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--worker-niceness", type=int, default=None,
+                        help="RAY_worker_niceness for the local cluster (Ray's default is 15)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep data and runs here")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dmwan-ray-bench-"))
+    if args.worker_niceness is not None:
+        os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
     from dmwan_qdrant.training.data import prepare_split
 
     plain_cfg = _config(args, workdir, "plain")
