@@ -79,9 +79,10 @@ class ModelConfig:
     weight_warmup_steps: int = 50
     weight_min: float = 0.2
     #: One-sided weighting: pairs scoring above the running mean all keep the same weight, only
-    #: those below it are down-weighted. The softmax over all scores (off) also up-weights pairs
-    #: that are already well aligned, whose hinge losses are mostly zero (BENCHMARKS.md, ablation).
-    weight_one_sided: bool = False
+    #: those below it are down-weighted. The softmax over all scores (off, the paper's reading)
+    #: also up-weights pairs that are already well aligned, whose hinge losses are mostly zero:
+    #: it cost 8 points of mAP without low-quality data, one-sided 3 (BENCHMARKS.md, ablation).
+    weight_one_sided: bool = True
     weight_max: float = 3.0
 
     # --- losses -------------------------------------------------------------------------------
