@@ -80,7 +80,11 @@ def _init_ray(cfg: TrainConfig, address: str | None) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
     if address is None and not os.environ.get("RAY_ADDRESS"):
-        # A local cluster just for this run, with its temp files inside the run folder.
+        # A local cluster just for this run (temp files under /tmp: socket paths must be short). Ray
+        # starts workers at nice 15, so on a small machine every other process preempts the
+        # training worker: 0.85 of the plain loop's speed on 2 cores, 0.94 at nice 0
+        # (benchmarks/ray_overhead.py). A dedicated run gets normal priority unless told otherwise.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         temp = Path("/tmp") / f"dmwan-ray-{os.getpid()}"
         kwargs.update(_temp_dir=str(temp), num_cpus=max(os.cpu_count() or 1, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker + 0.999)))
     else:
