@@ -22,7 +22,10 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
                 "generate": {"n_classes": 16, "unseen_classes": 5, "photos_per_class": 40,
                              "sketches_per_class": 40, "image_size": 48, "low_quality": 0.0, "seed": 0},
             },
-            "model": {"preset": "tiny"},
+            # The softmax weighting: on this small 16-class set it learns faster in this budget
+            # (0.48 unseen mAP@all) than the one-sided default (0.34; 0.36 after 450 steps), though
+            # one-sided wins on the demo's benchmark (BENCHMARKS.md, ablation).
+            "model": {"preset": "tiny", "overrides": {"weight_one_sided": False}},
             "optim": {"epochs": 4, "steps_per_epoch": 90, "batch_size": 16, "lr": 4e-3, "warmup_steps": 20},
             "scaling": {"workers": 1, "cpus_per_worker": 1},
             "eval_batch_size": 256,
