@@ -47,15 +47,19 @@ def test_ray_job_submit_trains_and_exports(tmp_path):
     (tmp_path / "job.json").write_text(json.dumps(config))
     start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={_free_port()}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-             f"--temp-dir={temp}", "--disable-usage-stats"]
+             f"--temp-dir={temp}", "--disable-usage-stats",
+             # Every agent on its own free port: another Ray in this process (the training tests'
+             # local cluster) holds the default ones, and a job agent that cannot bind its port
+             # leaves `ray job submit` with "No available agent".
+             *(f"--{flag}={_free_port()}" for flag in (
+                 "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+                 "metrics-export-port", "ray-client-server-port"))]
     subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
     try:
-        job = subprocess.run(
-            [ray, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}",
-             f"--runtime-env={ROOT / 'deploy/runtime_env.yaml'}", "--",
-             "python", "-m", "dmwan_qdrant.training.train", "--config", str(tmp_path / "job.json")],
-            env=env, capture_output=True, text=True, timeout=400, cwd=ROOT,
-        )
+        submit = [ray, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}",
+                  f"--runtime-env={ROOT / 'deploy/runtime_env.yaml'}", "--",
+                  "python", "-m", "dmwan_qdrant.training.train", "--config", str(tmp_path / "job.json")]
+        job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
         output = job.stdout + job.stderr
         assert job.returncode == 0, output[-3000:]
         assert "succeeded" in output, output[-3000:]
