@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/ablation.py                        # 6 variants x {0%, 30%} low quality x 2 seeds
+    python benchmarks/ablation.py                        # 7 variants x {0%, 30%} low quality x 2 seeds
     python benchmarks/ablation.py --seeds 0 1 2 --jobs 2 --workdir /data/ablation
     python benchmarks/ablation.py --write BENCHMARKS.md  # also replace the table in BENCHMARKS.md
 
@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--low-quality", nargs="+", type=float, default=[0.0, 0.3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 1), help="runs at once")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--steps", type=int, default=None, help="override the config's steps per epoch")
@@ -223,13 +223,15 @@ def main() -> None:
     from dmwan_qdrant.training.config import TrainConfig
     from dmwan_qdrant.training.data import prepare_split
 
-    jobs = []
+    jobs, unseen = [], 1
     for lq in args.low_quality:
         data_root = args.workdir / f"data-lq{int(round(lq * 100)):02d}"
         # generate each benchmark once, before the parallel runs read it
         cfg = TrainConfig.from_file(Path(args.config)).with_overrides(
             **{"data.root": str(data_root), "data.generate.low_quality": lq})
-        print(prepare_split(cfg).summary(), f"({int(lq * 100)}% low quality)", flush=True)
+        split = prepare_split(cfg)
+        unseen = len(split.unseen_classes)
+        print(split.summary(), f"({int(lq * 100)}% low quality)", flush=True)
         for seed in args.seeds:
             for variant in args.variants:
                 name = run_name(variant, lq, seed)
@@ -252,18 +254,12 @@ def main() -> None:
     o = cfg.optim
     header = (f"Unseen-class mAP@all and P@100 (x100, mean ± sd over seeds {args.seeds}) of the last epoch, "
               f"`{Path(args.config).name}` ({args.epochs or o.epochs} epochs x {args.steps or o.steps_per_epoch} steps, "
-              f"batch {o.batch_size}), chance mAP@all ≈ {100 / max(1, _unseen(cfg)):.1f}.")
+              f"batch {o.batch_size}), chance mAP@all ≈ {100 / unseen:.1f}.")
     text = header + "\n\n" + table(results, args.low_quality) + "\n\n" + diagnostics(results, args.low_quality)
     print(text)
     if args.write:
         write_section(args.write, text)
         print(f"wrote the table into {args.write}")
-
-
-def _unseen(cfg) -> int:
-    gen = cfg.data.generate or {}
-    n = gen.get("unseen_classes", 15)
-    return int(round(n * gen.get("n_classes", 60))) if isinstance(n, float) and n < 1 else int(n)
 
 
 if __name__ == "__main__":

@@ -156,8 +156,29 @@ def search_sketches(
     """
     if not sketch_paths:
         raise UsageError("give at least one sketch")
-    _check(store, collection, model)
+    _check(store, collection, model)  # before the embedding work, so a wrong name fails fast
     vectors, tokens = embed_sketch_files(model, sketch_paths)
+    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch)
+
+
+def search_sketch_embeddings(
+    store: Store,
+    collection: str,
+    model: Any,
+    vectors: torch.Tensor,
+    tokens: torch.Tensor,
+    k: int = 10,
+    filter: dict[str, Any] | None = None,
+    rerank: bool = True,
+    prefetch: int = DEFAULT_PREFETCH,
+) -> list[list[Result]]:
+    """`search_sketches` for sketches already embedded by `embed_sketch_files` (to search the
+    same batch several ways without embedding it again).
+
+    Raises:
+        CollectionNotFoundError, ModelMismatchError.
+    """
+    _check(store, collection, model)
     toks = list(tokens.numpy()) if rerank else None
     hits = store.search_batch(collection, vectors.numpy(), k, filter, toks, prefetch)
     return [_results(h) for h in hits]

@@ -1,8 +1,8 @@
 """The protocol's metrics measured through a store: rank with Qdrant, score the rankings.
 
 `evaluate_split` scores embeddings in memory. This scores what a user gets: the unseen photos
-ingested into a collection, every unseen sketch sent through `search_sketches` (the code path of
-`dmwan query`), and mAP@all and P@100 computed from the ranked labels Qdrant returned. With the
+ingested into a collection, every unseen sketch embedded and searched as `search_sketches` does (the code path
+of `dmwan query`), and mAP@all and P@100 computed from the ranked labels Qdrant returned. With the
 full gallery retrieved and no re-ranking, both must agree up to ties in the scores.
 """
 
@@ -48,7 +48,7 @@ def evaluate_through_store(
     after the token re-rank of the top 100 (a re-rank only reorders those 100, so P@100 cannot
     move), the number of queries, and the re-ranked top 100 of each query.
     """
-    from ..search import search_sketches
+    from ..search import embed_sketch_files, search_sketch_embeddings
 
     gallery = store.count(collection)
     counts = Counter(s.label for s in split.test_photos)
@@ -56,9 +56,10 @@ def evaluate_through_store(
     labels = [s.label for s in split.test_sketches]
     ranked, top = [], []
     for start in range(0, len(sketches), batch):
-        chunk = sketches[start : start + batch]
-        ranked += [[r.label for r in rs] for rs in search_sketches(store, collection, model, chunk, k=gallery, rerank=False)]
-        top += search_sketches(store, collection, model, chunk, k=min(100, gallery), rerank=True)
+        vectors, tokens = embed_sketch_files(model, sketches[start : start + batch])
+        full = search_sketch_embeddings(store, collection, model, vectors, tokens, k=gallery, rerank=False)
+        ranked += [[r.label for r in rs] for rs in full]
+        top += search_sketch_embeddings(store, collection, model, vectors, tokens, k=min(100, gallery), rerank=True)
     result: dict[str, Any] = ranking_metrics(labels, ranked, dict(counts))
     result["P@10"] = sum(sum(label == q for label in rs[:10]) / 10 for q, rs in zip(labels, ranked)) / len(labels)
     result["P@10 reranked"] = sum(sum(r.label == q for r in rs[:10]) / 10 for q, rs in zip(labels, top)) / len(labels)

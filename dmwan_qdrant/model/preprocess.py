@@ -80,8 +80,8 @@ class ToNormalizedTensor:
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-        tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+        array = np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy for torch
+        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
         return tensor.sub_(self.mean).div_(self.std)
 
 
