@@ -73,3 +73,31 @@ class ServerUnavailableError(StoreError):
     """A Qdrant server that does not answer, refuses the credentials, or keeps failing."""
 
     exit_code = 10
+
+
+class StoreDamagedError(StoreError):
+    """A collection whose files are damaged or incomplete (see ``dmwan collections check``)."""
+
+    exit_code = 12
+
+
+class DiskFullError(StoreError):
+    """Too little free space to write safely; what was stored before stays, re-running resumes."""
+
+    exit_code = 13
+
+
+class Interrupted(DmwanError):
+    """The run was stopped by SIGINT (Ctrl-C, exit 130) or SIGTERM (exit 143).
+
+    Raised in the main thread by the handlers of `dmwan_qdrant.interrupts`; long-running library
+    functions (ingest) catch it, make what is complete durable, and raise it again with a message
+    that says what was stored.
+    """
+
+    exit_code = 130
+
+    def __init__(self, message: str = "interrupted", signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
