@@ -16,7 +16,7 @@ from .options import api_key_option, open_cli_store, store_option, url_option
 
 collections_app = typer.Typer(
     name="collections",
-    help="List, inspect, delete and optimize collections.",
+    help="List, inspect, check, repair, recover, delete and optimize collections.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -30,19 +30,23 @@ def list_collections(
     api_key: Optional[str] = api_key_option(),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """List the collections with their point counts and models."""
-    with open_cli_store(store, url, api_key) as st:
+    """List the collections with their point counts and models (and any damaged ones)."""
+    with open_cli_store(store, url, api_key, read_only=True) as st:
         infos = [st.collection_info(name) for name in st.list_collections()]
+        damaged = st.damaged_collections()
     if as_json:
-        typer.echo(json.dumps([_info_dict(i) for i in infos], indent=2))
+        out = [_info_dict(i) for i in infos] + [{"name": n, "damaged": why} for n, why in damaged.items()]
+        typer.echo(json.dumps(out, indent=2))
         return
-    if not infos:
+    if not infos and not damaged:
         typer.echo("no collections")
         return
-    width = max(len(i.name) for i in infos)
+    width = max(len(n) for n in [i.name for i in infos] + list(damaged))
     for i in infos:
         m = i.model
         typer.echo(f"{i.name:<{width}}  {i.points:>9} points  {m.get('preset', '?')} {m.get('fingerprint', '?')}")
+    for n, why in damaged.items():
+        typer.echo(f"{n:<{width}}  DAMAGED: {why}")
 
 
 @collections_app.command("info")
@@ -54,7 +58,7 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Point count, model record, vector sizes and index state of a collection."""
-    with open_cli_store(store, url, api_key) as st:
+    with open_cli_store(store, url, api_key, read_only=True) as st:
         i = st.collection_info(name)
     if as_json:
         typer.echo(json.dumps(_info_dict(i), indent=2))
@@ -107,6 +111,101 @@ def optimize(
         i = st.collection_info(name)
     typer.echo(
         f"optimized '{name}' in {time.perf_counter() - t0:.1f} s: {i.points} points, index {i.index_state}"
+    )
+
+
+EXIT_DAMAGED = 12
+"""Exit code of `check` when the collection is damaged (the same as StoreDamagedError's)."""
+
+
+@collections_app.command("check")
+def check(
+    name: str = typer.Argument(..., help="collection name"),
+    repair: bool = typer.Option(False, "--repair", help="rewrite what is damaged, from the files still on disk"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle for --repair (default: the recorded one)"),
+    store: Optional[Path] = store_option(),
+    url: Optional[str] = url_option(),
+    api_key: Optional[str] = api_key_option(),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Read every point back: counts, finite unit-norm vectors, payloads, the model record.
+
+    Exit code 0 when intact, 12 when damaged. With --repair, damaged points are embedded again
+    from their files and lost ones restored by re-ingesting the folders the collection came from.
+    """
+    from dmwan_qdrant.check import check_collection, repair_collection
+
+    with open_cli_store(store, url, api_key, read_only=not repair) as st:
+        report = check_collection(st, name)
+        fixed = None
+        if repair and not report.ok:
+            from dmwan_qdrant.search import load_collection_model
+
+            net = load_collection_model(st, name, model)
+            fixed = repair_collection(st, name, net, report)
+            after = check_collection(st, name)
+    if as_json:
+        out: dict[str, Any] = report.to_dict()
+        if fixed is not None:
+            out["repair"] = {**vars(fixed), "lost": [{"id": i, "why": w} for i, w in fixed.lost]}
+            out["after"] = after.to_dict()
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        _print_check(report)
+        if fixed is not None:
+            typer.echo(
+                f"repaired '{name}': {fixed.kept} points kept, {fixed.reembedded} embedded again, "
+                f"{fixed.restored} restored from the ingested folders, {len(fixed.lost)} lost"
+            )
+            for pid, why in fixed.lost[:10]:
+                typer.echo(f"  lost: {pid} {why}".rstrip())
+            _print_check(after)
+    final = after if fixed is not None else report
+    if not final.ok:
+        raise typer.Exit(EXIT_DAMAGED)
+
+
+def _print_check(r: Any) -> None:
+    expected = f", {r.expected} left by the last ingest" if r.expected is not None else ""
+    state = "intact" if r.ok else "DAMAGED"
+    typer.echo(f"{r.collection}: {state}: {r.points} points{expected}, {len(r.damaged)} damaged")
+    for line in r.problems:
+        typer.echo(f"  {line}")
+    for pid, why in r.damaged[:10]:
+        typer.echo(f"  {pid}: {why}")
+    if len(r.damaged) > 10:
+        typer.echo(f"  ... and {len(r.damaged) - 10} more (see --json)")
+    if not r.ok:
+        typer.echo(f"  run `dmwan collections check {r.collection} --repair` to rewrite it from the files")
+
+
+@collections_app.command("recover")
+def recover(
+    name: str = typer.Argument(..., help="collection folder that lost its manifest"),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="the bundle that filled it, where the shard keeps no copy of the manifest"
+    ),
+    store: Optional[Path] = store_option(),
+) -> None:
+    """Rebuild the manifest of an embedded collection from its shard (nothing else is touched)."""
+    from dmwan_qdrant.store import EdgeStore
+
+    with open_cli_store(store, None, None) as st:
+        if not isinstance(st, EdgeStore):
+            raise UsageError("recover is for the embedded store (--store); a server keeps its own records")
+        record, verify = None, None
+        if model is not None:
+            from dmwan_qdrant.check import verify_model
+            from dmwan_qdrant.encoder import load_bundle, model_record
+
+            net = load_bundle(model)
+            record = model_record(net)
+            verify = lambda: verify_model(st, name, net)  # noqa: E731
+        manifest = st.recover_collection(name, record, verify)
+        points = st.count(name)
+    typer.echo(
+        f"recovered '{name}': {points} points, vectors {manifest['dim']}/{manifest['token_dim']}, "
+        f"model {manifest['model'].get('preset', '?')} {manifest['model'].get('fingerprint', '?')}"
     )
 
 

@@ -26,10 +26,18 @@ def api_key_option() -> Any:
     return typer.Option(None, "--api-key", help=API_KEY_HELP)
 
 
-def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[str]):
-    """Open the store the options name (see `dmwan_qdrant.store.open_store` for the order)."""
+def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[str], read_only: bool = False):
+    """Open the store the options name (see `dmwan_qdrant.store.open_store` for the order).
+
+    ``read_only`` for commands that only read: an embedded store must then exist already, and
+    one that cannot be written (read-only medium, full disk) is searched through a private copy.
+    """
     from dmwan_qdrant.store import open_store
 
     if api_key and store is not None:
         raise UsageError("--api-key goes with --url, not with --store")
-    return open_store(url=url, path=store, api_key=api_key)
+    opened = open_store(url=url, path=store, api_key=api_key, read_only=read_only)
+    notice = getattr(opened, "notice", None)
+    if notice:
+        typer.echo(f"note: {notice}", err=True)
+    return opened

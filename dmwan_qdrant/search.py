@@ -8,6 +8,7 @@ query token, added up), so they range up to the number of tokens, not 1.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 
 from .encoder import check_same_model, resolve_collection_model
-from .errors import CollectionNotFoundError, UsageError
+from .errors import CollectionNotFoundError, StoreDamagedError, UsageError
 from .imageio import load_image
 from .store import Hit, Store
 
@@ -110,7 +111,16 @@ def _check(store: Store, collection: str, model: Any) -> None:
     check_same_model(collection, store.get_model_record(collection), model)
 
 
-def _results(hits: list[Hit]) -> list[Result]:
+def _results(hits: list[Hit], collection: str, bound: float) -> list[Result]:
+    """Hits as results; a score no sound collection can give (|score| above ``bound``: 1 for a
+    cosine, the query's token count for a MaxSim sum) means damaged vectors, never a result."""
+    for h in hits:
+        if not math.isfinite(h.score) or abs(h.score) > bound * (1 + 1e-3):
+            raise StoreDamagedError(
+                f"collection '{collection}' returned an impossible score ({h.score:.4g}, at most "
+                f"{bound:g} is possible): its vectors are damaged; run `dmwan collections check "
+                f"{collection} --repair`"
+            )
     return [
         Result(i + 1, h.score, str(h.payload.get("path", "")), h.payload.get("label"), h.id, h.payload)
         for i, h in enumerate(hits)
@@ -181,7 +191,8 @@ def search_sketch_embeddings(
     _check(store, collection, model)
     toks = list(tokens.numpy()) if rerank else None
     hits = store.search_batch(collection, vectors.numpy(), k, filter, toks, prefetch)
-    return [_results(h) for h in hits]
+    bound = float(tokens.shape[1]) if rerank else 1.0
+    return [_results(h, collection, bound) for h in hits]
 
 
 def search_text(
@@ -205,4 +216,4 @@ def search_text(
     if getattr(model, "clip", None) is None:
         raise UsageError("this model has no text tower, so it cannot search by text")
     vectors = model.embed_texts(texts).cpu().numpy()
-    return [_results(h) for h in store.search_batch(collection, vectors, k, filter)]
+    return [_results(h, collection, 1.0) for h in store.search_batch(collection, vectors, k, filter)]

@@ -71,6 +71,16 @@ class PhotoPoint:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class StoredPoint:
+    """A point as stored, vectors included (see `Store.read_points`)."""
+
+    id: str
+    payload: dict[str, Any]
+    vector: np.ndarray
+    tokens: np.ndarray
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result: point id (canonical UUID string), score (higher is better), payload."""
@@ -309,6 +319,33 @@ class Store(ABC):
     @abstractmethod
     def count(self, name: str) -> int:
         """Exact number of points."""
+
+    @abstractmethod
+    def read_points(self, name: str, ids: Sequence[str]) -> list[StoredPoint]:
+        """The points with these ids, vectors included; missing ids are omitted. An engine that
+        cannot read a point's vectors raises `StoreError` (see ``dmwan collections check``)."""
+
+    def update_payload(self, name: str, point_id: str, fields: dict[str, Any]) -> None:
+        """Set ``fields`` in the payload of one point (other fields kept); unknown ids ignored.
+
+        Written as read-and-upsert, so every backend gets the same one-point atomicity.
+        """
+        for p in self.read_points(name, [point_id]):
+            self.upsert(name, [PhotoPoint(p.id, p.vector, p.tokens, {**p.payload, **fields})])
+
+    def ingest_record(self, name: str) -> dict[str, Any] | None:
+        """What the last finished ingest left in the collection (points, roots, options), where
+        the backend keeps such a record (the embedded store), else None."""
+        self.get_model_record(name)
+        return None
+
+    def set_ingest_record(self, name: str, record: dict[str, Any]) -> None:  # noqa: B027
+        """Keep ``record`` (see `ingest_record`) with the collection; a no-op where unsupported."""
+
+    def damaged_collections(self) -> dict[str, str]:
+        """Collections that cannot be opened, with one line each on what is wrong and how to
+        recover (the embedded store: a folder that lost its manifest). Empty elsewhere."""
+        return {}
 
     # -- search --------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from dmwan_qdrant.store.base import (
     Hit,
     PhotoPoint,
     Store,
+    StoredPoint,
     canonical_ids,
     check_k,
     check_name,
@@ -260,6 +261,30 @@ class ClientStore(Store):
             ),
         )
         found = {str(r.id): dict(r.payload or {}) for r in records}
+        return [found[i] for i in wanted if i in found]
+
+    def read_points(self, name: str, ids: Sequence[str]) -> list[StoredPoint]:
+        check_name(name)
+        wanted = canonical_ids(ids)
+        if not wanted:
+            self._record(name)
+            return []
+        records = self._call(
+            name,
+            "reading vectors",
+            lambda: self._client.retrieve(
+                name, cast(list[qm.ExtendedPointId], wanted), with_payload=True, with_vectors=True
+            ),
+        )
+        found = {}
+        for r in records:
+            vec = r.vector if isinstance(r.vector, dict) else {}
+            found[str(r.id)] = StoredPoint(
+                str(r.id),
+                dict(r.payload or {}),
+                np.asarray(vec.get(GLOBAL, []), dtype=np.float32),
+                np.asarray(vec.get(TOKENS, []), dtype=np.float32),
+            )
         return [found[i] for i in wanted if i in found]
 
     def scroll_payloads(

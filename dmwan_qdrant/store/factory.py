@@ -28,12 +28,15 @@ def open_store(
     path: str | Path | None = None,
     api_key: str | None = None,
     memory: bool = False,
+    read_only: bool = False,
 ) -> Store:
     """Open the store the arguments (or the environment) point at.
 
     In order: ``memory=True`` gives a `MemoryStore`; a ``url`` a `ServerStore`; a ``path`` an
     `EdgeStore` there; else ``$QDRANT_URL`` a `ServerStore`; else an `EdgeStore` at
     `default_store_path`. The API key defaults to ``$QDRANT_API_KEY`` for servers.
+    ``read_only`` opens an embedded store for reading only: it must exist, nothing is created,
+    and one that cannot be written is searched through a private copy (see `EdgeStore`).
 
     Raises:
         UsageError: both ``url`` and ``path`` given, or a malformed URL.
@@ -53,4 +56,5 @@ def open_store(
         return ServerStore(url, api_key=api_key or os.environ.get(ENV_API_KEY) or None)
     from dmwan_qdrant.store.edge import EdgeStore
 
-    return EdgeStore(Path(path).expanduser() if path is not None else default_store_path())
+    where = Path(path).expanduser() if path is not None else default_store_path()
+    return EdgeStore(where, read_only=read_only)
