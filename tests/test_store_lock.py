@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -132,3 +134,137 @@ def test_acknowledged_points_survive_kill_9(tmp_path, flush):
         assert store.retrieve("photos", [first]) == [{"i": 0}]
         rng = np.random.default_rng(0)
         assert store.search("photos", rng.standard_normal(8), 1)[0].id == first
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _open_within(path: Path, seconds: float) -> int:
+    """Open the store and count 'photos', retrying while it is in use; the count."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with EdgeStore(path) as store:
+                return store.count("photos")
+        except StoreInUseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+LOADER_CHILD = """
+import os, sys, time
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+from dmwan_qdrant.store import CollectionSpec, EdgeStore, PhotoPoint
+
+class Busy(Dataset):
+    # A decoding worker that takes long: it writes its pid, then sleeps.
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        with open(sys.argv[2] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+        time.sleep(120)
+        return i
+
+store = EdgeStore(sys.argv[1])
+store.create_collection("photos", CollectionSpec(dim=8, token_dim=4, model={"fingerprint": "lock-test"}))
+store.upsert("photos", [PhotoPoint("00000000-0000-0000-0000-000000000001", np.ones(8), np.ones((2, 4)), {})])
+for _ in DataLoader(Busy(), num_workers=1):  # forked while the store (and its shard's WAL) is open
+    pass
+"""
+
+
+def _wait_for_file(path: Path, child: subprocess.Popen, seconds: float = 120) -> int:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert child.poll() is None, child.communicate()[1]
+        assert time.monotonic() < deadline, "the loader worker did not start"
+        time.sleep(0.05)
+    return int(path.read_text())
+
+
+def test_loader_worker_does_not_keep_the_store_locked(tmp_path):
+    """After kill -9 of the process that opened the store, its DataLoader worker holds nothing."""
+    store_dir, pid_file = tmp_path / "store", tmp_path / "worker.pid"
+    child = run_child(LOADER_CHILD, str(store_dir), str(pid_file))
+    worker = None
+    try:
+        worker = _wait_for_file(pid_file, child)
+        with pytest.raises(StoreInUseError, match=f"pid {child.pid}"):  # the owner's lock is intact
+            EdgeStore(store_dir)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)  # not communicate(): the worker still has the child's pipes
+        assert _pid_alive(worker)  # orphaned, still decoding: only the fork hook is under test
+        assert _open_within(store_dir, 1.0) == 1  # folder lock and shard WAL lock both free
+    finally:
+        if worker is not None and _pid_alive(worker):
+            os.kill(worker, signal.SIGKILL)
+        child.kill()
+        child.communicate(timeout=30)
+
+
+FORK_CHILD = """
+import os, sys
+from dmwan_qdrant.store import CollectionSpec, EdgeStore
+folder = os.path.realpath(sys.argv[1])
+store = EdgeStore(folder)
+store.create_collection("photos", CollectionSpec(dim=8, token_dim=4, model={}))
+store.count("photos")  # the shard is open: WAL and segment files
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    inside = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(folder + os.sep):
+            inside.append(target)
+    os.write(w, (repr(inside) + "\\n").encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+print(os.read(r, 65536).decode().strip(), flush=True)
+print(store.count("photos"), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_forked_child_closes_the_store_files_and_the_owner_keeps_the_lock(tmp_path):
+    holder = run_child(FORK_CHILD, str(tmp_path), stdin=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "[]"
+        assert holder.stdout.readline().strip() == "0"  # the shard still works in the owner
+        with pytest.raises(StoreInUseError, match=f"in use by another process \\(pid {holder.pid}\\)"):
+            EdgeStore(tmp_path)  # closing the child's copies did not unlock the owner's
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+
+
+def test_a_holder_that_is_gone_is_named_as_such(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    # Another open file description on the lock file, as a surviving child would have, with the
+    # pid of a process that has exited.
+    fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.pwrite(fd, f"{gone.pid}\n".encode(), 0)
+        with pytest.raises(StoreInUseError) as info:
+            EdgeStore(tmp_path)
+        assert str(info.value) == (
+            f"store {tmp_path.resolve()} is locked by pid {gone.pid}, which is no longer running "
+            "(a child process it started may still hold the lock; it is released when that exits)"
+        )
+    finally:
+        os.close(fd)
+    EdgeStore(tmp_path).close()
