@@ -1,18 +1,31 @@
 """The `dmwan` command: thin commands over library functions.
 
 Every command module registers itself on the one Typer app here. Errors the library raises on
-purpose (``DmwanError``) become one line on stderr and the error's exit code, never a traceback.
+purpose (``DmwanError``) become one line on stderr and the error's exit code, never a traceback;
+so do Ctrl-C (exit 130) and SIGTERM (exit 143), as `Interrupted`.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+from typing import NoReturn
 
-import typer
+try:
+    import typer
 
-from dmwan_qdrant import __version__
-from dmwan_qdrant.errors import DmwanError
+    from dmwan_qdrant import __version__, interrupts
+    from dmwan_qdrant.errors import DmwanError, Interrupted
+except KeyboardInterrupt:
+    # Ctrl-C while the CLI itself loads, before `main` has installed its handlers.
+    sys.stderr.write("error: interrupted by SIGINT\n")
+    raise SystemExit(130) from None
+
+STOP_DEADLINE_S = 2.0
+"""After Ctrl-C or SIGTERM, the program exits within this many seconds, whatever it is doing.
+
+A clean stop takes well under a second; the deadline is for one lost in third-party code."""
 
 app = typer.Typer(
     name="dmwan",
@@ -47,17 +60,66 @@ def _register_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point; ``argv`` defaults to ``sys.argv[1:]``."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    _register_commands()
+    """Console entry point; ``argv`` defaults to ``sys.argv[1:]``.
+
+    Without ``argv`` (the program itself, not a caller in a longer-lived process), a run stopped
+    by a signal exits at once: see `_exit_fast`.
+    """
+    # First of all: the commands import torch lazily, which takes seconds, and a Ctrl-C then
+    # must be as clean as one later on.
+    restore_signals = interrupts.install_signal_handlers(deadline=STOP_DEADLINE_S if argv is None else None)
     try:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        _register_commands()
         app(args=argv, prog_name="dmwan")
-    except DmwanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    except BaseException as exc:
+        interrupts.finishing()  # the run is over: a late Ctrl-C must not cut its report short
+        error = _user_error(exc)
+        if error is None:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        if isinstance(error, Interrupted) and argv is None:
+            _exit_fast(error.exit_code)
+        sys.exit(error.exit_code)
+    finally:
+        restore_signals()
+
+
+def _user_error(exc: BaseException) -> DmwanError | None:
+    """The error to report for what ended the run, or None to let ``exc`` through.
+
+    Once a signal has arrived, what ends the run is its consequence, reported as the
+    interruption: code that catches every ``Exception`` can turn an `Interrupted` into another
+    error (torch's ``load_state_dict`` into "Error(s) in loading state_dict"), and a signal during
+    an import arrives as ``KeyboardInterrupt``, which Typer turns into a silent exit 130 (see
+    `dmwan_qdrant.interrupts`). Runs that end normally (exit 0, or another exit code the command
+    chose) keep their outcome.
+    """
+    if isinstance(exc, Interrupted):
+        return exc  # with the message of the code that caught it and made its work durable
+    stopped = interrupts.pending()
+    if isinstance(exc, SystemExit):
+        return stopped if exc.code == 130 else None
+    if stopped is not None and isinstance(exc, (Exception, KeyboardInterrupt)):
+        return stopped
+    return exc if isinstance(exc, DmwanError) else None
+
+
+def _exit_fast(code: int) -> NoReturn:
+    """Exit without the interpreter's final teardown.
+
+    With torch loaded, freeing every module's objects one by one takes seconds, which a user who
+    pressed Ctrl-C waits through for nothing: what had to be durable is (the command's ``with``
+    blocks have closed the store). Exit handlers still run (Ray's shutdown, multiprocessing's
+    finalizers), and the standard streams are flushed.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe, a closed stream: nothing more to say
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -42,11 +42,12 @@ def ingest_command(
     Unchanged files (same path, size and mtime) are skipped; a duplicate or renamed file adds no
     point. Exit code 0 when every file was stored, 11 when some could not be read.
     """
-    from dmwan_qdrant.encoder import load_bundle
-    from dmwan_qdrant.ingest import ingest
-    from dmwan_qdrant.search import load_collection_model
-
+    # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
     with open_cli_store(store, url, api_key) as st:
+        from dmwan_qdrant.encoder import load_bundle
+        from dmwan_qdrant.ingest import ingest
+        from dmwan_qdrant.search import load_collection_model
+
         if st.collection_exists(collection):
             net = load_collection_model(st, collection, model)
         elif model is None:

@@ -39,8 +39,6 @@ def query_command(
 
     Scores are cosines of global embeddings, or MaxSim sums over local tokens when re-ranked.
     """
-    from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
-
     sketches = sketches or []
     if not sketches and text is None:
         raise UsageError("give one or more sketch files, or --text")
@@ -48,9 +46,12 @@ def query_command(
         raise UsageError("give sketch files or --text, not both")
     if as_json and paths_only:
         raise UsageError("--json and --paths are exclusive")
-    flt = parse_filters(filters or []) or None
 
-    with open_cli_store(store, url, api_key) as st:
+    # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
+    with open_cli_store(store, url, api_key, read_only=True) as st:
+        from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
+
+        flt = parse_filters(filters or []) or None
         net = load_collection_model(st, collection, model)
         if text is not None:
             queries: list[Any] = [text]

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .encoder import check_same_model, encoder_threads, model_record, usable_cores
-from .errors import ImageError, UsageError
+from .errors import DiskFullError, DmwanError, ImageError, Interrupted, UsageError
 from .imageio import MAX_IMAGE_PIXELS, is_image_path, load_image
 from .store import CollectionSpec, PhotoPoint, Store
 
@@ -122,7 +122,7 @@ def walk_images(paths: Sequence[str | Path]) -> Iterator[Path]:
         if not root.exists() and not root.is_symlink():
             raise UsageError(f"{root}: no such file or folder")
         if not root.is_dir():
-            files: Iterator[Path] = iter([root.resolve()])
+            files: Iterator[Path] = iter([_resolved(root)])
         else:
             files = _walk_folder(root.resolve())
         for f in files:
@@ -146,7 +146,13 @@ def _walk_folder(folder: Path) -> Iterator[Path]:
         if e.is_dir(follow_symlinks=False):
             yield from _walk_folder(Path(e.path))
         elif is_image_path(Path(e.name)):
-            yield Path(e.path).resolve() if e.is_symlink() else Path(e.path)
+            yield _resolved(Path(e.path)) if e.is_symlink() else Path(e.path)
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` with symlinks resolved; a broken link stays as the user has it (its target
+    means nothing to them), absolute, so the failure names the link."""
+    return path.resolve() if path.exists() else Path(os.path.abspath(path))
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:
@@ -185,6 +191,8 @@ class _PhotoFiles(Dataset):
         except ImageError as e:
             msg = str(e)
             item["error"] = msg[len(path) + 2 :] if msg.startswith(path + ": ") else msg
+        except DmwanError:  # an Interrupted raised here by a signal handler stops the run
+            raise
         except Exception as e:  # noqa: BLE001 - a decoder bug on one file must not stop the run
             item["error"] = f"{type(e).__name__}: {e}"
         return item
@@ -244,66 +252,144 @@ def ingest(
     for p in paths:  # before creating anything: a typo must not leave an empty collection
         if not os.path.lexists(Path(p).expanduser()):
             raise UsageError(f"{p}: no such file or folder")
-    if store.collection_exists(collection):
+    exists = store.collection_exists(collection)
+    if exists:
         check_same_model(collection, store.get_model_record(collection), model)
-    else:
+
+    # What the collection holds, by path. Several ids under one path are possible after a crash
+    # between writing a file's new version and deleting its old one. Aliases are the other paths
+    # of a content stored once (exact duplicates), so that they are not decoded on every run.
+    stored: dict[str, list[tuple[str, Any, Any]]] = {}
+    aliases: dict[str, tuple[str, Any, Any]] = {}
+    if exists:
+        for pid, payload in store.scroll_payloads(collection, ["path", "size", "mtime_ns", ALIASES]):
+            if isinstance(payload.get("path"), str):
+                stored.setdefault(payload["path"], []).append((pid, payload.get("size"), payload.get("mtime_ns")))
+            for a in _alias_list(payload):
+                aliases[a["path"]] = (pid, a.get("size"), a.get("mtime_ns"))
+    walked, keep, todo = _plan(paths, stored, aliases, report)
+    skipped = report.unchanged + report.duplicates  # files not read again
+    if not exists:
+        if report.found == 0:
+            where = ", ".join(str(p) for p in paths)
+            raise UsageError(f"no image files under {where}: collection '{collection}' was not created")
         rec = model_record(model)
         store.create_collection(collection, CollectionSpec(rec["dim"], rec["token_dim"], rec))
 
-    # What the collection holds, by path. Several ids under one path are possible after a crash
-    # between writing a file's new version and deleting its old one.
-    stored: dict[str, list[tuple[str, Any, Any]]] = {}
-    for pid, payload in store.scroll_payloads(collection, ["path", "size", "mtime_ns"]):
-        if isinstance(payload.get("path"), str):
-            stored.setdefault(payload["path"], []).append((pid, payload.get("size"), payload.get("mtime_ns")))
-    walked, keep, todo = _plan(paths, stored, report)
-
     def tick() -> None:
         if progress is not None:
-            done = report.unchanged + report.decoded + len(report.failed)
+            done = skipped + report.decoded + len(report.failed)
             progress(IngestProgress(done, report.found, report.decoded, len(report.failed), time.perf_counter() - start))
 
     tick()
     written: set[str] = set()  # ids written, or confirmed as another file's duplicate, this run
-    if todo:
-        workers = default_workers() if num_workers is None else max(0, num_workers)
-        workers = min(workers, (len(todo) - 1) // batch_size)  # one batch: no worker start-up cost
-        loader = DataLoader(
-            _PhotoFiles(todo, model.transform("photo"), max_pixels),
-            batch_size=batch_size,
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=getattr(getattr(model, "device", None), "type", "cpu") == "cuda",
-            prefetch_factor=4 if workers else None,
-        )
-        with encoder_threads(model, leave=workers):
-            for tensors, items in loader:
-                _ingest_batch(store, collection, model, tensors, items, label_from_folder, report, written)
-                tick()
+    try:
+        if todo:
+            workers = default_workers() if num_workers is None else max(0, num_workers)
+            workers = min(workers, (len(todo) - 1) // batch_size)  # one batch: no worker start-up cost
+            worker_init = None
+            if workers:  # workers die with this process and leave Ctrl-C to it
+                from .interrupts import loader_worker_init as worker_init
+            loader = DataLoader(
+                _PhotoFiles(todo, model.transform("photo"), max_pixels),
+                batch_size=batch_size,
+                num_workers=workers,
+                collate_fn=_collate,
+                pin_memory=getattr(getattr(model, "device", None), "type", "cpu") == "cuda",
+                prefetch_factor=4 if workers else None,
+                worker_init_fn=worker_init,
+            )
+            with encoder_threads(model, leave=workers):
+                for tensors, items in loader:
+                    _ingest_batch(store, collection, model, tensors, items, label_from_folder, report, written)
+                    tick()
 
-    # Stale points: older versions of walked files, and (prune) files gone from under the roots.
-    roots = [Path(p).expanduser().resolve() for p in paths]
-    stale = [
-        pid
-        for path, entries in stored.items()
-        for pid, _, _ in entries
-        if pid not in keep and pid not in written and (path in walked or (prune and _under(path, roots)))
-    ]
-    for i in range(0, len(stale), _DELETE_BATCH):
-        store.delete_points(collection, stale[i : i + _DELETE_BATCH])
-    report.pruned = len(stale)
-    store.flush()
+        # Stale points: older versions of walked files, and (prune) files gone from under the roots.
+        roots = [Path(p).expanduser().resolve() for p in paths]
+        stale = [
+            pid
+            for path, entries in stored.items()
+            for pid, _, _ in entries
+            if pid not in keep and pid not in written and (path in walked or (prune and _under(path, roots)))
+        ]
+        for i in range(0, len(stale), _DELETE_BATCH):
+            store.delete_points(collection, stale[i : i + _DELETE_BATCH])
+        report.pruned = len(stale)
+        store.flush()
+        _record_ingest(store, collection, roots, label_from_folder)
+    except (Interrupted, DiskFullError) as e:
+        done = skipped + report.decoded + len(report.failed)
+        raise type(e)(_stopped_message(e, store, collection, done, report.found), *_signum(e)) from None
+    except RuntimeError as e:
+        if "DataLoader worker" not in str(e):
+            raise
+        # A decoding worker killed from outside (the OOM killer, a stray SIGTERM): the run stops
+        # like an interrupted one, with what it stored.
+        done = skipped + report.decoded + len(report.failed)
+        why = DmwanError(f"a decoding worker died ({str(e).splitlines()[0].rstrip('. ')})")
+        raise DmwanError(_stopped_message(why, store, collection, done, report.found)) from None
     report.seconds = time.perf_counter() - start
     return report
 
 
+ALIASES = "aliases"
+"""Payload field of a point: the other files with the same content, ``[{path, size, mtime_ns}]``."""
+
+
+def _alias_list(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    value = payload.get(ALIASES)
+    return [a for a in value if isinstance(a, dict) and isinstance(a.get("path"), str)] if isinstance(value, list) else []
+
+
+def _signum(e: DmwanError) -> tuple[int, ...]:
+    return (e.signum,) if isinstance(e, Interrupted) else ()
+
+
+def _stopped_message(e: DmwanError, store: Store, collection: str, done: int, found: int) -> str:
+    """One line for a run stopped by a signal or a full disk: why, what is stored, what next."""
+    try:
+        store.flush()  # what the engine acknowledged is in its log already; this skips a replay
+    except DmwanError:
+        pass
+    try:
+        held = f"{store.count(collection)} points are stored in '{collection}'"
+    except DmwanError:
+        held = f"the points written before are kept in '{collection}'"
+    if isinstance(e, Interrupted):
+        what = {2: "interrupted (Ctrl-C)", 15: "interrupted (SIGTERM)"}.get(e.signum, "interrupted")
+    else:
+        what = str(e)
+    again = "free some space and run the same command again" if isinstance(e, DiskFullError) else "run the same command again"
+    return f"{what}: {done} of {found} files handled, {held}; {again} to finish"
+
+
+def _record_ingest(store: Store, collection: str, roots: list[Path], label_from_folder: bool) -> None:
+    """Keep with the collection what a finished ingest leaves: its point count (so that a later
+    `check` sees a collection that lost points) and the roots to restore them from."""
+    previous = store.ingest_record(collection) or {}
+    known = [r for r in previous.get("roots", []) if isinstance(r, str)]
+    store.set_ingest_record(
+        collection,
+        {
+            "points": store.count(collection),
+            "roots": sorted(set(known) | {str(r) for r in roots}),
+            "label_from_folder": bool(label_from_folder),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+
+
 def _plan(
-    paths: Sequence[str | Path], stored: dict[str, list[tuple[str, Any, Any]]], report: IngestReport
+    paths: Sequence[str | Path],
+    stored: dict[str, list[tuple[str, Any, Any]]],
+    aliases: dict[str, tuple[str, Any, Any]],
+    report: IngestReport,
 ) -> tuple[set[str], set[str], list[tuple[str, int, int]]]:
     """Walk and stat: the paths walked, the ids of unchanged files, the files to read."""
     walked: set[str] = set()
     keep: set[str] = set()
     todo: list[tuple[str, int, int]] = []
+    known_duplicates: list[tuple[str, str, int, int]] = []
     for f in walk_images(paths):
         path = str(f)
         walked.add(path)
@@ -319,11 +405,22 @@ def _plan(
             continue
         # mtime_ns, an exact integer: engines may round a float mtime in the last digit.
         match = [pid for pid, size, mtime in stored.get(path, ()) if size == st.st_size and mtime == st.st_mtime_ns]
+        alias = aliases.get(path)
         if match:
             report.unchanged += 1
             keep.add(match[0])
+        elif alias is not None and (alias[1], alias[2]) == (st.st_size, st.st_mtime_ns):
+            known_duplicates.append((alias[0], path, st.st_size, st.st_mtime_ns))
         else:
             todo.append((path, st.st_size, st.st_mtime_ns))
+    # A known duplicate is skipped only while the file it duplicates is unchanged too; else it is
+    # read again, and may become the content's main path.
+    for pid, path, size, mtime_ns in known_duplicates:
+        if pid in keep:
+            report.duplicates += 1
+        else:
+            todo.append((path, size, mtime_ns))
+    todo.sort()
     return walked, keep, todo
 
 
@@ -351,14 +448,18 @@ def _ingest_batch(
     in_store = {point_id(p["content_hash"]): p for p in store.retrieve(collection, ids) if "content_hash" in p}
 
     rows: list[int] = []  # rows of `tensors` to embed and write
+    new_aliases: dict[str, list[dict[str, Any]]] = {}
     for row, it in enumerate(good):
         pid = it["id"]
         prev = in_store.get(pid)
+        alias = {"path": it["path"], "size": it["size"], "mtime_ns": it["mtime_ns"]}
         if pid in written:  # same content met earlier in this run
             report.duplicates += 1
+            new_aliases.setdefault(pid, []).append(alias)
         elif prev is not None and prev.get("path") != it["path"] and _still_there(prev):
             report.duplicates += 1  # the stored file still exists unchanged: keep it as it is
             written.add(pid)
+            new_aliases.setdefault(pid, []).append(alias)
         else:
             # New content; or a rename/move (the stored path is gone or holds other bytes now);
             # or a touched file (same bytes, new mtime). All are (re)written with this path.
@@ -368,9 +469,24 @@ def _ingest_batch(
                 report.updated += 1
             rows.append(row)
             written.add(pid)
-    if not rows:
-        return
-    assert tensors is not None
+    if rows:
+        assert tensors is not None
+        _write_rows(store, collection, model, tensors, good, rows, in_store, label_from_folder)
+    for pid, added in new_aliases.items():
+        _add_aliases(store, collection, pid, added)
+
+
+def _write_rows(
+    store: Store,
+    collection: str,
+    model: Any,
+    tensors: torch.Tensor,
+    good: list[dict[str, Any]],
+    rows: list[int],
+    in_store: dict[str, dict[str, Any]],
+    label_from_folder: bool,
+) -> None:
+    """Embed the given rows of a decoded batch and upsert them as points."""
     batch = tensors if len(rows) == len(good) else tensors[rows]
     emb = model.embed_photos(batch)
     vectors, tokens = emb.global_.cpu().numpy(), emb.tokens.cpu().numpy()
@@ -380,8 +496,23 @@ def _ingest_batch(
         payload = {k: it[k] for k in ("path", "content_hash", "size", "mtime", "mtime_ns", "width", "height")}
         if label_from_folder:
             payload["label"] = Path(it["path"]).parent.name
+        known = [a for a in _alias_list(in_store.get(it["id"], {})) if a["path"] != it["path"]]
+        if known:  # a rewritten point keeps the duplicates known of its content
+            payload[ALIASES] = known
         points.append(PhotoPoint(it["id"], vectors[j], tokens[j], payload))
     store.upsert(collection, points)
+
+
+def _add_aliases(store: Store, collection: str, pid: str, added: list[dict[str, Any]]) -> None:
+    """Record duplicate files of point ``pid`` in its payload (one entry per path)."""
+    current = store.retrieve(collection, [pid])
+    if not current:
+        return
+    main = current[0].get("path")
+    merged = {a["path"]: a for a in _alias_list(current[0])}
+    merged.update({a["path"]: a for a in added if a["path"] != main})
+    if [merged[k] for k in sorted(merged)] != sorted(_alias_list(current[0]), key=lambda a: a["path"]):
+        store.update_payload(collection, pid, {ALIASES: [merged[k] for k in sorted(merged)]})
 
 
 def _still_there(payload: dict[str, Any]) -> bool:

@@ -1,0 +1,448 @@
+"""Ctrl-C and SIGTERM stop the real CLI at once, on one line; loader workers follow their parent.
+
+Also: "store in use" comes before the model imports. Each test drives `python -m dmwan_qdrant.cli`
+(or a small wrapper) in a fresh process, because signals and imports are per process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import dmwan
+from dmwan_qdrant.cli.app import STOP_DEADLINE_S
+from dmwan_qdrant.errors import StoreInUseError
+from dmwan_qdrant.model import create_model, save_model
+from dmwan_qdrant.store import open_store
+from dmwan_qdrant.store.lock import FolderLock
+from test_cli_ingest import make_photos
+
+REPO = Path(__file__).resolve().parents[1]
+DMWAN = [sys.executable, "-m", "dmwan_qdrant.cli"]
+ENV = dict(os.environ, PYTHONPATH=str(REPO))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return save_model(create_model("tiny", seed=0), tmp_path_factory.mktemp("m") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    make_photos(root, n=600)
+    return root
+
+
+class Watched:
+    """A process whose stderr lines are collected as they come (to wait for its progress)."""
+
+    def __init__(self, args: list[str], **kw) -> None:
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, **kw)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, prefix: str, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while not any(line.startswith(prefix) for line in self.lines):
+            assert self.proc.poll() is None, f"exited {self.proc.returncode}: {self.stderr()}"
+            assert time.monotonic() < deadline, f"no {prefix!r} line: {self.stderr()}"
+            time.sleep(0.02)
+
+    def stop(self, sig: int, group: bool) -> float:
+        """Send ``sig`` (to the whole process group, as a terminal's Ctrl-C does, when ``group``);
+        the seconds until the process exited."""
+        sent = time.monotonic()
+        (os.killpg if group else os.kill)(self.proc.pid, sig)
+        self.proc.wait(timeout=60)
+        took = time.monotonic() - sent
+        self._reader.join(timeout=10)
+        return took
+
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+def assert_one_interrupted_line(err: str) -> None:
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "interrupted" in errors[0], err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def group_is_gone(pgid: int, seconds: float) -> bool:
+    """Whether every process of the group (the CLI's loader workers too) exits within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() > deadline:
+            os.killpg(pgid, signal.SIGKILL)  # not to leave them behind
+            return False
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "sig, group",
+    [(signal.SIGINT, True), (signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+    ids=["ctrl-c", "sigint-to-main", "sigterm-to-main", "sigterm-to-group"],
+)
+def test_signal_during_ingest_stops_on_one_line_and_a_rerun_finishes(tmp_path, capsys, bundle, photos, sig, group):
+    store = tmp_path / "store"
+    run = Watched(
+        [*DMWAN, "ingest", str(photos), "-c", "pics", "-m", str(bundle), "--store", str(store),
+         "--batch-size", "4", "--workers", "1"],
+        start_new_session=True,  # its own process group, like a job in a terminal
+    )
+    try:
+        run.wait_for("ingest: ")  # the model is loaded and the files are walked
+        time.sleep(0.5)  # the loader worker is decoding, batches are being stored
+        took = run.stop(sig, group)
+    finally:
+        run.kill()
+    assert run.proc.returncode == 128 + sig, run.stderr()
+    assert_one_interrupted_line(run.stderr())
+    assert took < 2.0, f"exited {took:.2f} s after the signal"
+    assert group_is_gone(run.proc.pid, 1.0)  # no loader worker outlives the run
+
+    code, out, _ = dmwan(capsys, "ingest", photos, "-c", "pics", "--store", store, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["failed"] == [] and report["added"] + report["unchanged"] == 600
+    with open_store(path=store) as st:
+        assert st.count("pics") == 600
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_during_start_up(tmp_path, bundle, photos, delay):
+    """Between the interpreter's start and the first batch: the imports, the model loading."""
+    proc = subprocess.Popen(
+        [*DMWAN, "ingest", str(photos), "-c", "pics", "-m", str(bundle), "--store", str(tmp_path / "s")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert_one_interrupted_line(err)
+
+
+# Sends itself SIGINT at the moment `dmwan_qdrant.cli.app` imports typer, then runs the CLI the
+# way `python -m dmwan_qdrant.cli` does.
+TRIP_ON_IMPORT = """
+import os, runpy, signal, sys
+
+class Trip:
+    def find_spec(self, name, path=None, target=None):
+        if name == "typer":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Trip())
+sys.argv = ["dmwan", "--help"]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_while_the_cli_itself_imports():
+    proc = subprocess.run([sys.executable, "-c", TRIP_ON_IMPORT], capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert_one_interrupted_line(proc.stderr)
+    assert proc.stdout == ""  # stopped before the help
+
+
+# Like torch's CUDA preloading during `import torch`: an import-time guard that catches every
+# Exception, here around the moment the signal arrives.
+SWALLOWED_BY_AN_IMPORT = """
+import os, runpy, signal, sys
+
+class Guard:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+            except Exception:
+                pass
+        return None
+
+sys.meta_path.insert(0, Guard())
+sys.argv = ["dmwan", *sys.argv[1:]]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+# Like torch's `load_state_dict`, which catches every Exception of a tensor copy and reports
+# "Error(s) in loading state_dict": the signal arrives during such a copy.
+TURNED_INTO_ANOTHER_ERROR = """
+import os, runpy, signal, sys
+import torch
+
+loading = torch.nn.Module.load_state_dict
+copy = torch.Tensor.copy_
+tripped = []
+
+def load_state_dict(self, *args, **kwargs):
+    tripped.append("loading")
+    return loading(self, *args, **kwargs)
+
+def copy_(self, *args, **kwargs):
+    if tripped == ["loading"]:
+        tripped.append("sent")
+        os.kill(os.getpid(), signal.SIGINT)
+    return copy(self, *args, **kwargs)
+
+torch.nn.Module.load_state_dict = load_state_dict
+torch.Tensor.copy_ = copy_
+sys.argv = ["dmwan", *sys.argv[1:]]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+# The signal arrives during an at-fork callback in the parent, as when logging's runs while the
+# loader forks its worker: an exception there cannot propagate, Python prints and drops it.
+LOST_IN_AN_AT_FORK_CALLBACK = """
+import os, runpy, signal, sys
+
+fired = []
+
+def after_fork_in_parent():
+    if not fired:
+        fired.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+os.register_at_fork(after_in_parent=after_fork_in_parent)
+sys.argv = ["dmwan", *sys.argv[1:]]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+# Ordinary code that catches every Exception and goes on, where no one can tell: the first
+# upsert of the run, in a run slowed down to outlast the deadline. Prints when the signal was
+# sent, for the deadline.
+SWALLOWED_FOR_GOOD = """
+import os, runpy, signal, sys, time
+from dmwan_qdrant.store.edge import EdgeStore
+
+upsert = EdgeStore.upsert
+sent = []
+
+def swallowing_upsert(self, *args, **kwargs):
+    if not sent:
+        sent.append(time.monotonic())
+        print(f"sent {sent[0]}", file=sys.stderr, flush=True)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except Exception:
+            pass
+    time.sleep(0.05)
+    return upsert(self, *args, **kwargs)
+
+EdgeStore.upsert = swallowing_upsert
+sys.argv = ["dmwan", *sys.argv[1:]]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+# The signal arrives while this process fetches a batch's shared-memory descriptor from the
+# worker (multiprocessing's resource sharer, which torch uses for tensors), and the connection
+# drops: the worker's serving thread sees it at once.
+DURING_A_DESCRIPTOR_TRANSFER = """
+import os, runpy, signal, sys
+import multiprocessing.connection as connection
+
+answer = connection.answer_challenge
+sent = []
+
+def interrupted_answer(conn, authkey):
+    if not sent:
+        sent.append(1)
+        conn.close()
+        os.kill(os.getpid(), signal.SIGINT)
+    return answer(conn, authkey)
+
+connection.answer_challenge = interrupted_answer
+sys.argv = ["dmwan", *sys.argv[1:]]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [SWALLOWED_BY_AN_IMPORT, TURNED_INTO_ANOTHER_ERROR, LOST_IN_AN_AT_FORK_CALLBACK, SWALLOWED_FOR_GOOD,
+     DURING_A_DESCRIPTOR_TRANSFER],
+    ids=["import-guard", "other-error", "at-fork", "swallowed", "fd-transfer"],
+)
+def test_an_interrupt_caught_by_other_code_still_stops_the_run(tmp_path, bundle, photos, wrapper):
+    args = ["ingest", str(photos), "-c", "pics", "-m", str(bundle), "--store", str(tmp_path / "s"),
+            "--batch-size", "4", "--workers", "1"]
+    proc = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, env=ENV, timeout=300)
+    ended = time.monotonic()
+    assert proc.returncode == 130, proc.stderr
+    sent = [float(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("sent ")]
+    assert_one_interrupted_line("\n".join(line for line in proc.stderr.splitlines() if not line.startswith("sent ")))
+    assert proc.stdout == ""  # no summary: the run did not go on
+    if sent:  # lost for good: the deadline stopped it
+        assert ended - sent[0] < STOP_DEADLINE_S + 1.0
+
+
+# -- loader workers -----------------------------------------------------------------------------
+
+LOADER = """
+import os, sys, time
+from pathlib import Path
+from torch.utils.data import DataLoader, Dataset
+from dmwan_qdrant.errors import Interrupted
+from dmwan_qdrant.interrupts import install_signal_handlers, loader_worker_init
+from dmwan_qdrant.store.lock import FolderLock
+
+class Busy(Dataset):
+    # A decoding worker that takes long: it writes its pid, then sleeps.
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        with open(sys.argv[2] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+        time.sleep(120)
+        return i
+
+FolderLock(Path(sys.argv[1])).acquire()
+install_signal_handlers()  # as the CLI does: the workers inherit these handlers
+try:
+    for _ in DataLoader(Busy(), num_workers=1, worker_init_fn=loader_worker_init):
+        pass
+except Interrupted as e:
+    print("interrupted:", e, flush=True)
+except RuntimeError as e:
+    print("loader:", e, flush=True)
+"""
+
+
+def _start_loader(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    pid_file = tmp_path / "worker.pid"
+    child = subprocess.Popen([sys.executable, "-c", LOADER, str(tmp_path), str(pid_file)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists():
+        assert child.poll() is None, child.communicate()[1]
+        assert time.monotonic() < deadline, "the loader worker did not start"
+        time.sleep(0.02)
+    return child, int(pid_file.read_text())
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_loader_worker_dies_with_its_parent(tmp_path):
+    child, worker = _start_loader(tmp_path)
+    try:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        assert _gone_within(worker, 1.0)
+        lock = FolderLock(tmp_path)
+        lock.acquire()  # nothing holds the folder any more
+        lock.release()
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)
+        child.kill()
+        child.communicate(timeout=30)
+
+
+def test_loader_worker_ignores_ctrl_c_and_exits_quietly_on_sigterm(tmp_path):
+    child, worker = _start_loader(tmp_path)
+    try:
+        os.kill(worker, signal.SIGINT)  # a terminal's Ctrl-C reaches the workers too
+        time.sleep(0.5)
+        assert _running(worker) and child.poll() is None
+        os.kill(worker, signal.SIGTERM)
+        assert _gone_within(worker, 1.0)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=30)
+    # Neither signal ran the inherited handler in the worker (it would have sent an Interrupted to
+    # the parent's loop); the parent only sees a worker that left.
+    assert out.startswith("loader: ") and "exited unexpectedly" in out, out + err
+    assert "killed by signal" not in out, out  # exit status 0: see `_exit_quietly`
+    assert "Traceback" not in err, err
+
+
+# -- store in use, before the model imports -----------------------------------------------------
+
+HOLDER = """
+import sys
+from dmwan_qdrant.store import EdgeStore
+store = EdgeStore(sys.argv[1])
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+# Runs the CLI in this process, then says whether torch was imported.
+PROBE = """
+import sys
+from dmwan_qdrant.cli.app import main
+try:
+    main(sys.argv[1:])
+    code = 0
+except SystemExit as e:
+    code = e.code
+print(code, "torch" in sys.modules, flush=True)
+"""
+
+
+@pytest.mark.parametrize("command", ["query", "ingest"])
+def test_store_in_use_is_reported_before_the_model_loads(tmp_path, command):
+    store = tmp_path / "store"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (tmp_path / "x.png").write_bytes(b"")
+        args = {"query": ["query", str(tmp_path / "x.png"), "-c", "c"],
+                "ingest": ["ingest", str(tmp_path), "-c", "c", "-m", str(tmp_path / "model")]}[command]
+        probe = subprocess.run([sys.executable, "-c", PROBE, *args, "--store", str(store)],
+                               capture_output=True, text=True, env=ENV, timeout=120)
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    errors = [line for line in probe.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "in use by another process" in errors[0], probe.stderr
+    assert probe.stdout.split() == [str(StoreInUseError.exit_code), "False"]
