@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,12 @@ def save_model(model: DMWAN, path: str | Path, metadata: dict[str, Any] | None =
         "fingerprint": weights_fingerprint(state),
         "metadata": {**(metadata or {}), "class_names": list(getattr(model, "class_names", []))},
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"fingerprint": record["fingerprint"]})
+    tmp = _make_temp_dir(path.parent, prefix=f".{path.name}.")
     (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2))
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"fingerprint": record["fingerprint"]})
+    # safetensors writes through a private (0600) temporary file; give the weights the mode the
+    # umask gave config.json, which was opened the ordinary way.
+    shutil.copymode(tmp / CONFIG_FILE, tmp / WEIGHTS_FILE)
     old = path.with_name(f".{path.name}.old")
     _rmtree(old)
     if path.exists():
@@ -80,9 +84,24 @@ def save_model(model: DMWAN, path: str | Path, metadata: dict[str, Any] | None =
     return path
 
 
-def _rmtree(path: Path) -> None:
-    import shutil
+def _make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new, uniquely named folder in ``parent`` with the permissions the umask gives.
 
+    Unlike `tempfile.mkdtemp` (always 0700), so that a folder renamed into place afterwards is
+    as readable as anything else the user writes, e.g. by the other users of a shared model
+    folder. `os.mkdir` applies the umask itself: nothing reads or changes the process's umask.
+    """
+    for _ in range(100):
+        candidate = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            candidate.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free temporary name {prefix}* in {parent}")
+
+
+def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
