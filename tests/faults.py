@@ -80,3 +80,19 @@ def garble(file: Path, offset: int, length: int) -> None:
     with open(file, "r+b") as f:
         f.seek(offset)
         f.write(pattern)
+
+
+BUSY_DATASET = """
+class Busy(Dataset):
+    # A decoding worker that takes long: it writes its pid to sys.argv[2], then sleeps.
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        with open(sys.argv[2] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+        time.sleep(120)
+        return i
+"""
+"""Source of a torch ``Dataset`` whose loader worker blocks, for child-process test scripts
+(they import ``os``, ``sys``, ``time`` and ``Dataset`` first)."""

@@ -24,6 +24,7 @@ from dmwan_qdrant.model import create_model, save_model
 from dmwan_qdrant.store import open_store
 from dmwan_qdrant.store.lock import FolderLock
 from test_cli_ingest import make_photos
+from faults import BUSY_DATASET
 
 REPO = Path(__file__).resolve().parents[1]
 DMWAN = [sys.executable, "-m", "dmwan_qdrant.cli"]
@@ -313,17 +314,7 @@ from dmwan_qdrant.errors import Interrupted
 from dmwan_qdrant.interrupts import install_signal_handlers, loader_worker_init
 from dmwan_qdrant.store.lock import FolderLock
 
-class Busy(Dataset):
-    # A decoding worker that takes long: it writes its pid, then sleeps.
-    def __len__(self):
-        return 4
-    def __getitem__(self, i):
-        with open(sys.argv[2] + ".tmp", "w") as f:
-            f.write(str(os.getpid()))
-        os.replace(sys.argv[2] + ".tmp", sys.argv[2])
-        time.sleep(120)
-        return i
-
+""" + BUSY_DATASET + """
 FolderLock(Path(sys.argv[1])).acquire()
 install_signal_handlers()  # as the CLI does: the workers inherit these handlers
 try:

@@ -17,6 +17,7 @@ import pytest
 
 from dmwan_qdrant.errors import StoreInUseError
 from dmwan_qdrant.store import CollectionSpec, EdgeStore
+from faults import BUSY_DATASET
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = CollectionSpec(dim=8, token_dim=4, model={"fingerprint": "lock-test"})
@@ -163,17 +164,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from dmwan_qdrant.store import CollectionSpec, EdgeStore, PhotoPoint
 
-class Busy(Dataset):
-    # A decoding worker that takes long: it writes its pid, then sleeps.
-    def __len__(self):
-        return 4
-    def __getitem__(self, i):
-        with open(sys.argv[2] + ".tmp", "w") as f:
-            f.write(str(os.getpid()))
-        os.replace(sys.argv[2] + ".tmp", sys.argv[2])
-        time.sleep(120)
-        return i
-
+""" + BUSY_DATASET + """
 store = EdgeStore(sys.argv[1])
 store.create_collection("photos", CollectionSpec(dim=8, token_dim=4, model={"fingerprint": "lock-test"}))
 store.upsert("photos", [PhotoPoint("00000000-0000-0000-0000-000000000001", np.ones(8), np.ones((2, 4)), {})])

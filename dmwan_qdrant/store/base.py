@@ -81,6 +81,21 @@ class StoredPoint:
     tokens: np.ndarray
 
 
+def stored_points(records: Iterable[Any], wanted: Sequence[str]) -> list[StoredPoint]:
+    """`StoredPoint`s from engine records (``.id``, ``.payload``, ``.vector`` as a dict of named
+    vectors), in the order of ``wanted``; ids not among the records are omitted."""
+    found = {}
+    for r in records:
+        vec = r.vector if isinstance(r.vector, dict) else {}
+        found[str(r.id)] = StoredPoint(
+            str(r.id),
+            dict(r.payload or {}),
+            np.asarray(vec.get(GLOBAL, []), dtype=np.float32),
+            np.asarray(vec.get(TOKENS, []), dtype=np.float32),
+        )
+    return [found[i] for i in wanted if i in found]
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result: point id (canonical UUID string), score (higher is better), payload."""

@@ -29,6 +29,7 @@ from dmwan_qdrant.store.base import (
     PhotoPoint,
     Store,
     StoredPoint,
+    stored_points,
     canonical_ids,
     check_k,
     check_name,
@@ -276,16 +277,7 @@ class ClientStore(Store):
                 name, cast(list[qm.ExtendedPointId], wanted), with_payload=True, with_vectors=True
             ),
         )
-        found = {}
-        for r in records:
-            vec = r.vector if isinstance(r.vector, dict) else {}
-            found[str(r.id)] = StoredPoint(
-                str(r.id),
-                dict(r.payload or {}),
-                np.asarray(vec.get(GLOBAL, []), dtype=np.float32),
-                np.asarray(vec.get(TOKENS, []), dtype=np.float32),
-            )
-        return [found[i] for i in wanted if i in found]
+        return stored_points(records, wanted)
 
     def scroll_payloads(
         self, name: str, fields: list[str] | None = None
