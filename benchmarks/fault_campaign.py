@@ -108,10 +108,12 @@ def signal_mid_run(photos: Path, work: Path, bundle: Path, n: int, sig: int, del
     time.sleep(delay)
     sent = time.perf_counter()
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     took = time.perf_counter() - sent
     if proc.returncode == 0:
         outcome = "finished before the signal"
+    elif proc.returncode < 0 and " added, " in out:
+        outcome = "signal after the summary, in exit clean-up: default action"
     elif sig == signal.SIGKILL:
         outcome = "killed"
     elif proc.returncode == 128 + sig and clean_line(err):
