@@ -304,7 +304,9 @@ def repair_collection(store: Store, name: str, model: Any, report: CheckReport |
         if page:
             yield page
 
-    if bad or report.problems:
+    # A collection that is only short needs no new shard: the re-ingest below adds what is gone.
+    structural = [line for line in report.problems if not line.startswith("short:")]
+    if bad or structural:
         rebuild = getattr(store, "rebuild_collection", None)
         if rebuild is not None:
             rebuild(name, _chain(sound(), fixed()))
