@@ -20,7 +20,6 @@ rebuild_collection`), so a repair never writes into damaged files.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,14 +189,12 @@ def _check_counts(store: Store, name: str, report: CheckReport) -> None:
 
 
 def _sha256(path: str) -> str | None:
-    h = hashlib.sha256()
+    from .ingest import sha256_file
+
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        return sha256_file(path)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def _reembed(model: Any, payloads: list[tuple[str, dict[str, Any]]]) -> list[PhotoPoint]:

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from .encoder import check_same_model, encoder_threads, model_record, usable_cores
 from .errors import DiskFullError, DmwanError, ImageError, Interrupted, UsageError
 from .imageio import MAX_IMAGE_PIXELS, is_image_path, load_image
+from .ingest_records import ALIASES, add_aliases, alias_list, record_ingest, signum_args, stopped_message
 from .store import CollectionSpec, PhotoPoint, Store
 
 _DELETE_BATCH = 1000
@@ -182,7 +183,7 @@ class _PhotoFiles(Dataset):
         item: dict[str, Any] = {"path": path, "size": size, "mtime": mtime_ns / 1e9, "mtime_ns": mtime_ns}
         try:
             try:
-                item["content_hash"] = _sha256(path)
+                item["content_hash"] = sha256_file(path)
             except OSError as e:  # gone since the walk, permission denied, I/O error
                 raise ImageError(f"{path}: {(e.strerror or str(e)).lower()}") from None
             image = load_image(path, max_pixels=self.max_pixels)
@@ -198,7 +199,7 @@ class _PhotoFiles(Dataset):
         return item
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -265,7 +266,7 @@ def ingest(
         for pid, payload in store.scroll_payloads(collection, ["path", "size", "mtime_ns", ALIASES]):
             if isinstance(payload.get("path"), str):
                 stored.setdefault(payload["path"], []).append((pid, payload.get("size"), payload.get("mtime_ns")))
-            for a in _alias_list(payload):
+            for a in alias_list(payload):
                 aliases[a["path"]] = (pid, a.get("size"), a.get("mtime_ns"))
     walked, keep, todo = _plan(paths, stored, aliases, report)
     skipped = report.unchanged + report.duplicates  # files not read again
@@ -316,10 +317,10 @@ def ingest(
             store.delete_points(collection, stale[i : i + _DELETE_BATCH])
         report.pruned = len(stale)
         store.flush()
-        _record_ingest(store, collection, roots, label_from_folder)
+        record_ingest(store, collection, roots, label_from_folder)
     except (Interrupted, DiskFullError) as e:
         done = skipped + report.decoded + len(report.failed)
-        raise type(e)(_stopped_message(e, store, collection, done, report.found), *_signum(e)) from None
+        raise type(e)(stopped_message(e, store, collection, done, report.found), *signum_args(e)) from None
     except RuntimeError as e:
         if "DataLoader worker" not in str(e):
             raise
@@ -327,56 +328,9 @@ def ingest(
         # like an interrupted one, with what it stored.
         done = skipped + report.decoded + len(report.failed)
         why = DmwanError(f"a decoding worker died ({str(e).splitlines()[0].rstrip('. ')})")
-        raise DmwanError(_stopped_message(why, store, collection, done, report.found)) from None
+        raise DmwanError(stopped_message(why, store, collection, done, report.found)) from None
     report.seconds = time.perf_counter() - start
     return report
-
-
-ALIASES = "aliases"
-"""Payload field of a point: the other files with the same content, ``[{path, size, mtime_ns}]``."""
-
-
-def _alias_list(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    value = payload.get(ALIASES)
-    return [a for a in value if isinstance(a, dict) and isinstance(a.get("path"), str)] if isinstance(value, list) else []
-
-
-def _signum(e: DmwanError) -> tuple[int, ...]:
-    return (e.signum,) if isinstance(e, Interrupted) else ()
-
-
-def _stopped_message(e: DmwanError, store: Store, collection: str, done: int, found: int) -> str:
-    """One line for a run stopped by a signal or a full disk: why, what is stored, what next."""
-    try:
-        store.flush()  # what the engine acknowledged is in its log already; this skips a replay
-    except DmwanError:
-        pass
-    try:
-        held = f"{store.count(collection)} points are stored in '{collection}'"
-    except DmwanError:
-        held = f"the points written before are kept in '{collection}'"
-    if isinstance(e, Interrupted):
-        what = {2: "interrupted (Ctrl-C)", 15: "interrupted (SIGTERM)"}.get(e.signum, "interrupted")
-    else:
-        what = str(e)
-    again = "free some space and run the same command again" if isinstance(e, DiskFullError) else "run the same command again"
-    return f"{what}: {done} of {found} files handled, {held}; {again} to finish"
-
-
-def _record_ingest(store: Store, collection: str, roots: list[Path], label_from_folder: bool) -> None:
-    """Keep with the collection what a finished ingest leaves: its point count (so that a later
-    `check` sees a collection that lost points) and the roots to restore them from."""
-    previous = store.ingest_record(collection) or {}
-    known = [r for r in previous.get("roots", []) if isinstance(r, str)]
-    store.set_ingest_record(
-        collection,
-        {
-            "points": store.count(collection),
-            "roots": sorted(set(known) | {str(r) for r in roots}),
-            "label_from_folder": bool(label_from_folder),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    )
 
 
 def _plan(
@@ -473,7 +427,7 @@ def _ingest_batch(
         assert tensors is not None
         _write_rows(store, collection, model, tensors, good, rows, in_store, label_from_folder)
     for pid, added in new_aliases.items():
-        _add_aliases(store, collection, pid, added)
+        add_aliases(store, collection, pid, added)
 
 
 def _write_rows(
@@ -496,23 +450,11 @@ def _write_rows(
         payload = {k: it[k] for k in ("path", "content_hash", "size", "mtime", "mtime_ns", "width", "height")}
         if label_from_folder:
             payload["label"] = Path(it["path"]).parent.name
-        known = [a for a in _alias_list(in_store.get(it["id"], {})) if a["path"] != it["path"]]
+        known = [a for a in alias_list(in_store.get(it["id"], {})) if a["path"] != it["path"]]
         if known:  # a rewritten point keeps the duplicates known of its content
             payload[ALIASES] = known
         points.append(PhotoPoint(it["id"], vectors[j], tokens[j], payload))
     store.upsert(collection, points)
-
-
-def _add_aliases(store: Store, collection: str, pid: str, added: list[dict[str, Any]]) -> None:
-    """Record duplicate files of point ``pid`` in its payload (one entry per path)."""
-    current = store.retrieve(collection, [pid])
-    if not current:
-        return
-    main = current[0].get("path")
-    merged = {a["path"]: a for a in _alias_list(current[0])}
-    merged.update({a["path"]: a for a in added if a["path"] != main})
-    if [merged[k] for k in sorted(merged)] != sorted(_alias_list(current[0]), key=lambda a: a["path"]):
-        store.update_payload(collection, pid, {ALIASES: [merged[k] for k in sorted(merged)]})
 
 
 def _still_there(payload: dict[str, Any]) -> bool:

@@ -1,0 +1,75 @@
+"""What an ingest keeps in a collection besides the points, and its one-line stop message.
+
+- Aliases: the other files with the same content as a stored point (exact duplicates), kept in
+  the point's payload so that a re-run does not decode them again.
+- The ingest record: the point count and the folders of the last finished ingest, so that
+  ``dmwan collections check`` can tell a collection that lost points, and restore them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import DiskFullError, DmwanError, Interrupted
+from .store import Store
+
+ALIASES = "aliases"
+"""Payload field of a point: the other files with the same content, ``[{path, size, mtime_ns}]``."""
+
+
+def alias_list(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The well-formed alias entries of a payload."""
+    value = payload.get(ALIASES)
+    return [a for a in value if isinstance(a, dict) and isinstance(a.get("path"), str)] if isinstance(value, list) else []
+
+
+def add_aliases(store: Store, collection: str, pid: str, added: list[dict[str, Any]]) -> None:
+    """Record duplicate files of point ``pid`` in its payload (one entry per path)."""
+    current = store.retrieve(collection, [pid])
+    if not current:
+        return
+    known = {a["path"]: a for a in alias_list(current[0])}
+    merged = {**known, **{a["path"]: a for a in added if a["path"] != current[0].get("path")}}
+    if merged != known:
+        store.update_payload(collection, pid, {ALIASES: [merged[k] for k in sorted(merged)]})
+
+
+def signum_args(e: DmwanError) -> tuple[int, ...]:
+    """The extra constructor argument that re-raising ``e`` with a new message needs."""
+    return (e.signum,) if isinstance(e, Interrupted) else ()
+
+
+def stopped_message(e: DmwanError, store: Store, collection: str, done: int, found: int) -> str:
+    """One line for a run stopped by a signal or a full disk: why, what is stored, what next."""
+    try:
+        store.flush()  # what the engine acknowledged is in its log already; this skips a replay
+    except DmwanError:
+        pass
+    try:
+        held = f"{store.count(collection)} points are stored in '{collection}'"
+    except DmwanError:
+        held = f"the points written before are kept in '{collection}'"
+    if isinstance(e, Interrupted):
+        what = {2: "interrupted (Ctrl-C)", 15: "interrupted (SIGTERM)"}.get(e.signum, "interrupted")
+    else:
+        what = str(e)
+    again = "free some space and run the same command again" if isinstance(e, DiskFullError) else "run the same command again"
+    return f"{what}: {done} of {found} files handled, {held}; {again} to finish"
+
+
+def record_ingest(store: Store, collection: str, roots: list[Path], label_from_folder: bool) -> None:
+    """Keep with the collection what a finished ingest leaves: its point count (so that a later
+    `check` sees a collection that lost points) and the roots to restore them from."""
+    previous = store.ingest_record(collection) or {}
+    known = [r for r in previous.get("roots", []) if isinstance(r, str)]
+    store.set_ingest_record(
+        collection,
+        {
+            "points": store.count(collection),
+            "roots": sorted(set(known) | {str(r) for r in roots}),
+            "label_from_folder": bool(label_from_folder),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
