@@ -25,6 +25,10 @@ class ImageError(DmwanError):
     exit_code = 3
 
 
+class ImageTooLargeError(ImageError):
+    """An image over the pixel limit: a decompression bomb, or just too big to take."""
+
+
 class DatasetError(DmwanError):
     """A dataset root that is missing or does not have the expected layout."""
 
@@ -55,6 +59,22 @@ class StoreInUseError(StoreError):
     """An embedded store already opened by another process."""
 
     exit_code = 7
+
+
+class StoreServedError(StoreInUseError):
+    """An embedded store held by a running `dmwan serve`, which searches can go through.
+
+    Attributes:
+        url: the server's base URL.
+        pid: its process id.
+        auth: whether it requires an API key.
+    """
+
+    def __init__(self, message: str, url: str, pid: int, auth: bool) -> None:
+        super().__init__(message)
+        self.url = url
+        self.pid = pid
+        self.auth = auth
 
 
 class CollectionNotFoundError(StoreError):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, ImageTooLargeError
 
 #: File suffixes treated as images when walking folders.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -62,27 +63,46 @@ def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageError(f"{path}: {w}x{h} pixels exceeds the limit of {max_pixels} (decompression bomb?)")
-                im.seek(0)
-                im.load()
-                im = ImageOps.exif_transpose(im) or im
-                return to_rgb(im)
-    except ImageError:
-        raise
+        return _decode(path, str(path), max_pixels)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a directory") from None
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """`load_image` for bytes in memory (an upload); ``name`` is what the error messages call it.
+
+    Raises:
+        ImageError: empty, not an image, truncated, or larger than ``max_pixels``
+            (`ImageTooLargeError`).
+    """
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{name}: {w}x{h} pixels exceeds the limit of {max_pixels} (decompression bomb?)"
+                    )
+                im.seek(0)
+                im.load()
+                im = ImageOps.exif_transpose(im) or im
+                return to_rgb(im)
+    except (ImageError, FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image") from None
+        raise ImageError(f"{name}: not an image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: decompression bomb ({exc})") from None
+        raise ImageTooLargeError(f"{name}: decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: unreadable image ({exc})") from None
+        raise ImageError(f"{name}: unreadable image ({exc})") from None

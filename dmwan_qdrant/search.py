@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from .encoder import check_same_model, resolve_collection_model
 from .errors import CollectionNotFoundError, StoreDamagedError, UsageError
 from .imageio import load_image
+from .results import Result
 from .store import Hit, Store
 
 DEFAULT_PREFETCH = 100
@@ -28,39 +28,6 @@ DEFAULT_PREFETCH = 100
 #: Payload fields compared as integers in ``--filter key=value``; every other key is a string.
 INTEGER_FIELDS = frozenset({"size", "width", "height", "mtime_ns"})
 _FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-
-
-@dataclass(frozen=True)
-class Result:
-    """One retrieved photo.
-
-    Attributes:
-        rank: 1 for the best match.
-        score: cosine of the global embeddings, or the MaxSim sum when re-ranked.
-        path: the photo file.
-        label: the stored label (folder name when ingested with it), or None.
-        id: the point id (a UUID derived from the file's content hash).
-        payload: everything stored with the point.
-    """
-
-    rank: int
-    score: float
-    path: str
-    label: str | None
-    id: str
-    payload: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "rank": self.rank,
-            "score": round(self.score, 6),
-            "path": self.path,
-            "label": self.label,
-            "id": self.id,
-            "width": self.payload.get("width"),
-            "height": self.payload.get("height"),
-        }
 
 
 def parse_filters(specs: Sequence[str]) -> dict[str, str | int]:
@@ -133,8 +100,13 @@ def embed_sketch_files(model: Any, sketch_paths: Sequence[str | Path]) -> tuple[
     Raises:
         ImageError: a sketch that cannot be read (the message names it).
     """
+    return embed_sketch_images(model, [load_image(p) for p in sketch_paths])
+
+
+def embed_sketch_images(model: Any, images: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`embed_sketch_files` for decoded RGB images (PIL), e.g. uploads, in one batch."""
     transform = model.transform("sketch")
-    batch = torch.stack([transform(load_image(p)) for p in sketch_paths])
+    batch = torch.stack([transform(im) for im in images])
     emb = model.embed_sketches(batch)
     return emb.global_.cpu(), emb.tokens.cpu()
 
