@@ -1,0 +1,155 @@
+"""Reading a search request off HTTP: multipart sketches, base64 sketches or a text, and the
+options of `dmwan query` as query parameters or JSON fields.
+
+Uploads are decoded here, before they reach the batch: a bad image fails its own request at once
+(415, or 413 over the pixel limit) and never costs the other requests of a batch anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from dmwan_qdrant.imageio import MAX_IMAGE_PIXELS, decode_image
+from dmwan_qdrant.search import DEFAULT_PREFETCH, parse_filters
+from dmwan_qdrant.server.http_errors import HTTPError
+from dmwan_qdrant.server.service import MAX_K, MAX_PREFETCH, SearchRequest
+
+MAX_SKETCHES = 64
+"""Most sketches in one request."""
+MAX_SKETCH_PIXELS = 16_000_000
+"""Largest sketch accepted, in pixels (a 4000x4000 drawing); larger ones are refused with 413."""
+
+
+def _int_option(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or value is None:
+        raise HTTPError(422, f"{name} must be an integer from {lo} to {hi}")
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise HTTPError(422, f"{name} must be an integer from {lo} to {hi}, got {value!r}") from None
+    if isinstance(value, float) and value != n:
+        raise HTTPError(422, f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+    if not lo <= n <= hi:
+        raise HTTPError(422, f"{name} must be from {lo} to {hi}, got {n}")
+    return n
+
+
+def _bool_option(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise HTTPError(422, f"{name} must be true or false, got {value!r}")
+
+
+def _filters(value: Any) -> dict[str, Any] | None:
+    """``["label=shoe"]``, ``"label=shoe"`` or ``{"label": "shoe"}`` as a store filter."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = [f"{k}={v}" for k, v in value.items()]
+    elif isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise HTTPError(400, 'filter must be "key=value", a list of them, or an object {"key": "value"}')
+    return parse_filters(value) or None
+
+
+def _decode_base64(index: int, text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise HTTPError(400, f"sketches[{index}] must be a base64 string or a data: URL")
+    if text.startswith("data:"):
+        head, sep, text = text.partition(",")
+        if not sep or ";base64" not in head:
+            raise HTTPError(400, f"sketches[{index}]: a data: URL must be base64 (data:image/png;base64,...)")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPError(400, f"sketches[{index}] is not valid base64") from None
+
+
+async def read_search(request: Request, collection: str) -> SearchRequest:
+    """The `SearchRequest` of an HTTP search call (JSON or multipart body, query parameters).
+
+    Raises:
+        HTTPError: 400 for a malformed body, 422 for an option out of range; ImageError (415) and
+            ImageTooLargeError (413) for sketches that are not images or are too large;
+            UsageError (400) for a malformed filter.
+    """
+    params = request.query_params
+    options: dict[str, Any] = {
+        "k": params.get("k"),
+        "filter": params.getlist("filter") or None,
+        "rerank": params.get("rerank"),
+        "prefetch": params.get("prefetch"),
+    }
+    blobs: list[tuple[str, bytes]] = []
+    text: str | None = None
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=MAX_SKETCHES, max_fields=MAX_SKETCHES + 8)
+        try:
+            for i, part in enumerate(form.getlist("sketch")):
+                if not isinstance(part, UploadFile):
+                    raise HTTPError(400, "the sketch field must be a file upload")
+                blobs.append((part.filename or f"sketch {i + 1}", await part.read()))
+            for key in ("k", "rerank", "prefetch"):
+                if key in form and options[key] is None:
+                    options[key] = form[key]
+            if form.getlist("filter") and options["filter"] is None:
+                options["filter"] = [str(v) for v in form.getlist("filter")]
+            if "text" in form:
+                text = str(form["text"])
+        finally:
+            await form.close()
+    elif ctype in ("application/json", ""):
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise HTTPError(400, f"the body is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        if not isinstance(body, dict):
+            raise HTTPError(400, 'give a JSON object {"sketches": [...]} or {"text": "..."}, or multipart sketch files')
+        unknown = sorted(set(body) - {"sketches", "text", "k", "filter", "rerank", "prefetch"})
+        if unknown:
+            raise HTTPError(400, f"unknown field {unknown[0]!r} (fields: sketches, text, k, filter, rerank, prefetch)")
+        for key in ("k", "filter", "rerank", "prefetch"):
+            if key in body:
+                options[key] = body[key]
+        sketches = body.get("sketches")
+        if sketches is not None:
+            if not isinstance(sketches, list):
+                raise HTTPError(400, "sketches must be a list of base64 strings")
+            blobs = [(f"sketches[{i}]", _decode_base64(i, s)) for i, s in enumerate(sketches)]
+        text = body.get("text")
+        if text is not None and not isinstance(text, str):
+            raise HTTPError(400, "text must be a string")
+    else:
+        raise HTTPError(415, f"unsupported content type {ctype!r}: send application/json or multipart/form-data")
+
+    if blobs and text is not None:
+        raise HTTPError(400, "give sketches or a text, not both")
+    if not blobs and text is None:
+        raise HTTPError(400, 'no sketch given: send multipart files named "sketch", or JSON {"sketches": [...]} or {"text": "..."}')
+    if len(blobs) > MAX_SKETCHES:
+        raise HTTPError(413, f"at most {MAX_SKETCHES} sketches in one request, got {len(blobs)}")
+    if text is not None and not text.strip():
+        raise HTTPError(400, "the text query is empty")
+    k = _int_option("k", 10 if options["k"] is None else options["k"], 1, MAX_K)
+    prefetch = _int_option("prefetch", DEFAULT_PREFETCH if options["prefetch"] is None else options["prefetch"], 1, MAX_PREFETCH)
+    rerank = True if options["rerank"] is None else _bool_option("rerank", options["rerank"])
+    flt = _filters(options["filter"])
+    limit = min(MAX_SKETCH_PIXELS, MAX_IMAGE_PIXELS)
+    # Off the event loop: a large PNG takes a while to decode.
+    images = await asyncio.to_thread(lambda: [decode_image(data, name, max_pixels=limit) for name, data in blobs])
+    return SearchRequest(collection, images, text, k, flt, rerank and text is None, prefetch)

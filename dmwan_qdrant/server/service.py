@@ -1,0 +1,223 @@
+"""The search service a server fronts: an open store, the encoder of each served collection, and
+a batch search that embeds the sketches of many requests in one forward pass.
+
+Nothing here knows HTTP: `dmwan serve` (FastAPI on uvicorn) and the Ray Serve deployment both
+call `SearchService.search_batch` from one worker thread at a time. The search itself is
+`dmwan_qdrant.search`, the code path of `dmwan query`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError, UsageError
+from dmwan_qdrant.search import (
+    DEFAULT_PREFETCH,
+    Result,
+    embed_sketch_images,
+    load_collection_model,
+    search_sketch_embeddings,
+    search_text,
+)
+from dmwan_qdrant.store import Store
+from dmwan_qdrant.store.base import canonical_id
+
+MAX_K = 1000
+"""Most results a request may ask for."""
+MAX_PREFETCH = 10_000
+"""Most candidates a request may hand to the re-rank."""
+
+
+@dataclass
+class SearchRequest:
+    """One search: decoded sketches (PIL RGB images) or a text, and the options of `dmwan query`.
+
+    Attributes:
+        collection: a served collection.
+        sketches: RGB images, searched each on its own (empty for a text search).
+        text: the text query, or None for a sketch search.
+        k: results per query.
+        filter: exact payload conditions (see `dmwan_qdrant.search.parse_filters`).
+        rerank: re-rank the top ``prefetch`` by MaxSim over local tokens (sketches only).
+        prefetch: candidates for the re-rank.
+    """
+
+    collection: str
+    sketches: list[Any] = field(default_factory=list)
+    text: str | None = None
+    k: int = 10
+    filter: dict[str, Any] | None = None
+    rerank: bool = True
+    prefetch: int = DEFAULT_PREFETCH
+
+
+@dataclass
+class SearchAnswer:
+    """What one request gets back: ranked results per query, or the error that stopped it.
+
+    Attributes:
+        results: one list per sketch (or one for the text), best first; None on error.
+        error: the user error (a `DmwanError`) or unexpected exception of this request alone.
+        embed_s: seconds of the batch's forward pass this request took part in.
+        search_s: seconds of this request's store search.
+        batch_size: requests embedded in the same forward pass.
+    """
+
+    results: list[list[Result]] | None = None
+    error: BaseException | None = None
+    embed_s: float = 0.0
+    search_s: float = 0.0
+    batch_size: int = 1
+
+
+class SearchService:
+    """Searches over an open store, with the encoder of each served collection loaded once.
+
+    Not thread-safe: callers run it from one thread (the servers use a one-thread executor).
+
+    Args:
+        store: an open store (embedded, server or memory).
+        collections: the collections to serve.
+        models: optional model bundle per collection (default: the collection's recorded bundle,
+            as `dmwan query` loads it).
+        device: torch device for the encoders (default: CUDA when visible).
+
+    Raises:
+        CollectionNotFoundError, CheckpointError, ModelMismatchError: as `dmwan query` would.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        collections: Sequence[str],
+        models: dict[str, str | Path] | None = None,
+        device: str | None = None,
+    ) -> None:
+        if not collections:
+            raise UsageError("serve at least one collection (--collection NAME)")
+        self.store = store
+        self.models: dict[str, Any] = {}
+        known = None
+        for name in dict.fromkeys(collections):
+            if not store.collection_exists(name):
+                known = known if known is not None else ", ".join(store.list_collections()) or "none"
+                raise CollectionNotFoundError(f"no collection named '{name}' (collections: {known})")
+            self.models[name] = load_collection_model(store, name, (models or {}).get(name), device)
+
+    @property
+    def collections(self) -> list[str]:
+        """The served collection names, in the order given."""
+        return list(self.models)
+
+    def model(self, name: str) -> Any:
+        """The encoder of a served collection.
+
+        Raises:
+            CollectionNotFoundError: ``name`` is not served.
+        """
+        try:
+            return self.models[name]
+        except KeyError:
+            served = ", ".join(self.models)
+            raise CollectionNotFoundError(f"collection '{name}' is not served here (served: {served})") from None
+
+    def info(self, name: str) -> dict[str, Any]:
+        """Points, model, vector sizes and index state of a served collection, JSON-able."""
+        model = self.model(name)
+        ci = self.store.collection_info(name)
+        return {
+            "name": name,
+            "points": ci.points,
+            "model": ci.model,
+            "vectors": {"global": ci.dim, "tokens": ci.token_dim},
+            "index": {"state": ci.index_state, "indexed_vectors": ci.indexed_vectors,
+                      "segments": ci.segments, "status": ci.status},
+            "backend": ci.backend,
+            "text_search": getattr(model, "clip", None) is not None,
+        }
+
+    def check_ready(self) -> None:
+        """Raise the store's error unless every served collection answers."""
+        for name in self.models:
+            if not self.store.collection_exists(name):
+                raise CollectionNotFoundError(f"collection '{name}' is gone from the store")
+            self.store.count(name)
+
+    def payload(self, name: str, point_id: str) -> dict[str, Any]:
+        """The stored payload of one point of a served collection.
+
+        Raises:
+            CollectionNotFoundError: not served, or no such point.
+        """
+        self.model(name)
+        try:
+            pid = canonical_id(point_id)
+        except StoreError:  # not a point id at all
+            raise CollectionNotFoundError(f"collection '{name}' has no point {point_id!r}") from None
+        found = self.store.retrieve(name, [pid])
+        if not found:
+            raise CollectionNotFoundError(f"collection '{name}' has no point {point_id}")
+        return found[0]
+
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchAnswer]:
+        """Answer several requests: the sketches of all requests to one collection go through the
+        encoder in one forward pass; each request then searches the store on its own. An error
+        in one request (a bad filter, an unknown collection) is its answer alone."""
+        answers = [SearchAnswer(batch_size=len(requests)) for _ in requests]
+        by_collection: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            try:
+                self.model(req.collection)
+                if req.text is None and not req.sketches:
+                    raise UsageError("give at least one sketch, or a text")
+            except DmwanError as e:
+                answers[i].error = e
+                continue
+            by_collection.setdefault(req.collection, []).append(i)
+        for name, members in by_collection.items():
+            self._search_collection(name, [requests[i] for i in members], [answers[i] for i in members])
+        return answers
+
+    def _search_collection(self, name: str, requests: list[SearchRequest], answers: list[SearchAnswer]) -> None:
+        model = self.models[name]
+        sketch_idx = [i for i, r in enumerate(requests) if r.text is None]
+        if sketch_idx:
+            t0 = time.perf_counter()
+            try:
+                vectors, tokens = embed_sketch_images(model, [im for i in sketch_idx for im in requests[i].sketches])
+            except Exception as e:  # noqa: BLE001 - the batch's error is each member's answer
+                for i in sketch_idx:
+                    answers[i].error = e
+                sketch_idx = []
+            embed_s = time.perf_counter() - t0
+            start = 0
+            for i in sketch_idx:
+                req, n = requests[i], len(requests[i].sketches)
+                answers[i].embed_s = embed_s
+                self._timed(answers[i], search_sketch_embeddings, self.store, name, model,
+                            vectors[start:start + n], tokens[start:start + n], req.k, req.filter, req.rerank,
+                            req.prefetch)
+                start += n
+        for i, req in enumerate(requests):
+            if req.text is not None:
+                self._timed(answers[i], search_text, self.store, name, model, req.text, req.k, req.filter)
+
+    @staticmethod
+    def _timed(answer: SearchAnswer, run: Any, *args: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                answer.results = run(*args)
+        except Exception as e:  # noqa: BLE001 - reported to the request, not raised in the worker
+            answer.error = e
+        answer.search_s = time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()

@@ -1,0 +1,289 @@
+"""The HTTP API of `dmwan serve`, in process: the answers equal `dmwan_qdrant.search`, every bad
+input is a 4xx with a one-line JSON error, photos are only the collection's own, and the
+security defaults hold."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from dmwan_qdrant.search import search_sketches, search_text
+from dmwan_qdrant.server.app import ServeSettings, create_app
+from dmwan_qdrant.server.service import SearchService
+from dmwan_qdrant.store import open_store
+
+from serve_helpers import make_collection
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    env = make_collection(tmp_path_factory.mktemp("serve"))
+    store = open_store(path=env["store"], read_only=True)
+    service = SearchService(store, ["pics"])
+    model = service.model("pics")
+    env["expected"] = search_sketches(store, "pics", model, env["sketches"], k=4)
+    env["expected_plain"] = search_sketches(store, "pics", model, env["sketches"], k=3, rerank=False,
+                                            filter={"label": "square"})
+    env["expected_text"] = search_text(store, "pics", model, "a round thing", k=3)
+    env["service"] = service
+    env["client"] = TestClient(create_app(service))
+    yield env
+    store.close()
+
+
+def ids(answer: dict) -> list[list[str]]:
+    return [[r["id"] for r in q["results"]] for q in answer["queries"]]
+
+
+def expected_ids(results) -> list[list[str]]:
+    return [[r.id for r in res] for res in results]
+
+
+def error_of(response: httpx.Response, status: int) -> str:
+    """The one-line error of a response that must have ``status``."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["error"] and "\n" not in body["error"] and "Traceback" not in body["error"]
+    return body["error"]
+
+
+def files_of(*paths) -> list:
+    return [("sketch", (p.name, p.read_bytes(), "image/png")) for p in paths]
+
+
+def test_multipart_search_equals_the_library(served):
+    r = served["client"].post("/collections/pics/search", params={"k": 4}, files=files_of(*served["sketches"]))
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["mode"] == "sketch" and answer["rerank"] is True and answer["collection"] == "pics"
+    assert ids(answer) == expected_ids(served["expected"])
+    for q, exp in zip(answer["queries"], served["expected"]):
+        for got, want in zip(q["results"], exp):
+            assert got["rank"] == want.rank and got["score"] == pytest.approx(want.score, abs=1e-5)
+            assert got["label"] == want.label and got["path"] == want.path and got["width"] == 48
+            assert got["thumbnail_url"] == f"/collections/pics/photos/{want.id}/thumbnail"
+            assert got["photo_url"] == f"/collections/pics/photos/{want.id}"
+
+
+def test_base64_and_data_url_bodies_give_the_same_answer(served):
+    raw = [base64.b64encode(p.read_bytes()).decode() for p in served["sketches"]]
+    plain = served["client"].post("/collections/pics/search", json={"sketches": raw, "k": 4})
+    data_url = served["client"].post("/collections/pics/search?k=4",
+                                     json={"sketches": ["data:image/png;base64," + s for s in raw]})
+    assert ids(plain.json()) == ids(data_url.json()) == expected_ids(served["expected"])
+
+
+def test_options_as_query_parameters_or_json_fields(served):
+    want = expected_ids(served["expected_plain"])
+    q = served["client"].post("/collections/pics/search", params={"k": 3, "rerank": "false", "filter": "label=square"},
+                              files=files_of(*served["sketches"]))
+    raw = [base64.b64encode(p.read_bytes()).decode() for p in served["sketches"]]
+    j = served["client"].post("/collections/pics/search",
+                              json={"sketches": raw, "k": 3, "rerank": False, "filter": {"label": "square"}})
+    assert ids(q.json()) == ids(j.json()) == want
+    assert q.json()["rerank"] is False
+    assert all(r["label"] == "square" for res in q.json()["queries"] for r in res["results"])
+
+
+def test_text_search(served):
+    r = served["client"].post("/collections/pics/search", json={"text": "a round thing", "k": 3})
+    assert r.status_code == 200 and r.json()["mode"] == "text"
+    assert ids(r.json()) == expected_ids(served["expected_text"])
+
+
+def test_collections_and_health(served):
+    c = served["client"]
+    listing = c.get("/collections").json()["collections"]
+    assert [x["name"] for x in listing] == ["pics"]
+    info = c.get("/collections/pics").json()
+    assert info["points"] == 10 and info["vectors"] == {"global": 64, "tokens": 32}
+    assert info["model"]["preset"] == "tiny" and info["index"]["state"] in ("exact", "indexed", "partial")
+    assert c.get("/healthz").json() == {"status": "ok"}
+    assert c.get("/readyz").json() == {"status": "ready", "collections": ["pics"]}
+    error_of(c.get("/collections/nope"), 404)
+    assert "/collections/{name}/search" in c.get("/openapi.json").json()["paths"]
+    page = c.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def _png(size: tuple[int, int], mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, 255).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "words"),
+    [
+        ({"files": [("sketch", ("notes.png", b"just text", "image/png"))]}, 415, "notes.png: not an image"),
+        ({"files": [("sketch", ("bomb.png", _png((9000, 9000)), "image/png"))]}, 413, "exceeds the limit"),
+        ({"files": [("sketch", ("empty.png", b"", "image/png"))]}, 415, "empty"),
+        ({"json": {"sketches": ["%%%"]}}, 400, "not valid base64"),
+        ({"json": {"sketches": "abc"}}, 400, "list"),
+        ({"json": {}}, 400, "no sketch given"),
+        ({"json": {"text": "   "}}, 400, "empty"),
+        ({"json": {"text": "x", "sketches": [base64.b64encode(_png((8, 8))).decode()]}}, 400, "not both"),
+        ({"json": {"text": "x", "colour": "red"}}, 400, "unknown field 'colour'"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"content": b"x", "headers": {"content-type": "text/plain"}}, 415, "unsupported content type"),
+        ({"json": {"text": "x", "filter": ["label"]}}, 400, "bad filter 'label'"),
+        ({"json": {"text": "x", "filter": ["width=wide"]}}, 400, "width takes an integer"),
+        ({"json": {"text": "x", "k": 0}}, 422, "k must be from 1 to 1000"),
+        ({"json": {"text": "x", "k": "many"}}, 422, "k must be an integer"),
+        ({"json": {"text": "x", "prefetch": 10**6}}, 422, "prefetch must be from 1"),
+        ({"json": {"text": "x", "rerank": "maybe"}}, 422, "rerank must be true or false"),
+        ({"json": {"text": "x"}, "params": {"k": 5000}}, 422, "k:"),
+        ({"json": {"text": "x"}, "params": {"k": "abc"}}, 422, "k:"),
+    ],
+)
+def test_bad_input_is_a_4xx_with_one_line(served, kwargs, status, words):
+    r = served["client"].post("/collections/pics/search", **kwargs)
+    assert words in error_of(r, status)
+
+
+def test_unknown_collection_and_route(served):
+    assert "not served here" in error_of(served["client"].post("/collections/nope/search", json={"text": "x"}), 404)
+    error_of(served["client"].get("/nowhere"), 404)
+    error_of(served["client"].put("/collections/pics/search"), 405)
+
+
+def test_upload_over_the_limit_is_413(served):
+    client = TestClient(create_app(served["service"], ServeSettings(max_upload_mb=0.05)))
+    big = os.urandom(80_000)
+    r = client.post("/collections/pics/search", files=[("sketch", ("big.png", big, "image/png"))])
+    assert "over the limit of 0.05 MB" in error_of(r, 413)
+
+    def chunks():  # no Content-Length: the limit is counted as the body streams in
+        for _ in range(10):
+            yield b"x" * 10_000
+
+    r = client.post("/collections/pics/search", content=chunks(), headers={"content-type": "application/json"})
+    assert "over the limit" in error_of(r, 413)
+
+
+def test_photos_and_thumbnails_by_point_id(served):
+    c = served["client"]
+    top = served["expected"][0][0]
+    photo = c.get(f"/collections/pics/photos/{top.id}")
+    assert photo.status_code == 200 and photo.content == open(top.path, "rb").read()
+    assert photo.headers["content-type"] == "image/png"
+    thumb = c.get(f"/collections/pics/photos/{top.id}/thumbnail", params={"size": 32})
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb.content)).size) == 32
+    assert "size" in error_of(c.get(f"/collections/pics/photos/{top.id}/thumbnail?size=4096"), 422)
+    assert "no point" in error_of(c.get("/collections/pics/photos/00000000-0000-0000-0000-000000000000"), 404)
+    assert "no point" in error_of(c.get("/collections/pics/photos/not-an-id"), 404)
+    # Never a path from the request: traversal does not reach a route.
+    error_of(c.get("/collections/pics/photos/..%2F..%2F..%2Fetc%2Fpasswd"), 404)
+
+
+def test_a_photo_swapped_or_gone_after_ingest_is_refused(served, tmp_path):
+    c = served["client"]
+    hit = served["expected"][1][-1]
+    original = open(hit.path, "rb").read()
+    stat = os.stat(hit.path)
+    try:
+        with open(hit.path, "wb") as f:  # another file under the ingested path
+            f.write(_png((64, 64)))
+        assert "changed on disk" in error_of(c.get(f"/collections/pics/photos/{hit.id}"), 404)
+        os.remove(hit.path)
+        assert "gone from disk" in error_of(c.get(f"/collections/pics/photos/{hit.id}/thumbnail"), 404)
+    finally:
+        with open(hit.path, "wb") as f:
+            f.write(original)
+        os.utime(hit.path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert c.get(f"/collections/pics/photos/{hit.id}").status_code == 200
+
+
+def test_api_key_guards_everything_but_health_and_page(served):
+    client = TestClient(create_app(served["service"], ServeSettings(api_key="s3cret")))
+    for path in ("/collections", "/collections/pics", "/metrics", "/openapi.json"):
+        r = client.get(path)
+        assert "API key" in error_of(r, 401) and r.headers["www-authenticate"] == "Bearer"
+    error_of(client.get("/collections", headers={"Authorization": "Bearer wrong"}), 401)
+    ok = client.get("/collections", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    for path in ("/healthz", "/readyz", "/", "/static/app.js"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_cors_closed_unless_an_origin_is_given(served):
+    origin = {"Origin": "https://shop.example.com"}
+    closed = served["client"].get("/collections", headers=origin)
+    assert "access-control-allow-origin" not in closed.headers
+    client = TestClient(create_app(served["service"], ServeSettings(cors_origins=("https://shop.example.com",))))
+    assert client.get("/collections", headers=origin).headers["access-control-allow-origin"] == origin["Origin"]
+    other = client.get("/collections", headers={"Origin": "https://evil.example.com"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_metrics_count_requests_and_time_the_work(served):
+    c = served["client"]
+    c.post("/collections/pics/search", files=files_of(served["sketches"][0]))
+    c.post("/collections/pics/search", json={"text": ""})
+    text = c.get("/metrics").text
+    assert 'dmwan_http_requests_total{method="POST",route="/collections/{name}/search",status="200"}' in text
+    assert 'route="/collections/{name}/search",status="400"' in text
+    assert 'dmwan_embed_seconds_count{collection="pics"}' in text
+    assert "dmwan_http_request_seconds_bucket" in text and "dmwan_batch_size_bucket" in text
+
+
+def test_concurrent_requests_share_forward_passes(served):
+    """Requests arriving together are embedded in one batch, and each gets its own answer."""
+    service = served["service"]
+    sizes: list[int] = []
+    original = service.search_batch
+
+    def counting(requests):
+        sizes.append(len(requests))
+        return original(requests)
+
+    service.search_batch = counting
+    try:
+        app = create_app(service, ServeSettings(max_batch=8, batch_wait_s=0.05))
+        files = [served["sketches"][i % 2].read_bytes() for i in range(8)]
+
+        async def run():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await asyncio.gather(*[
+                    client.post("/collections/pics/search?k=4", files=[("sketch", ("s.png", f, "image/png"))])
+                    for f in files])
+
+        answers = asyncio.run(run())
+    finally:
+        del service.search_batch
+    assert max(sizes) > 1 and sum(sizes) == 8
+    want = expected_ids(served["expected"])
+    assert [ids(a.json())[0] for a in answers] == [want[i % 2] for i in range(8)]
+
+
+def test_store_that_goes_away_gives_503(tmp_path):
+    from qdrant_stub import QdrantStub
+
+    from dmwan_qdrant.ingest import ingest
+    from dmwan_qdrant.model import create_model
+    from dmwan_qdrant.store.server import ServerStore
+
+    env = make_collection(tmp_path)
+    with QdrantStub() as stub:
+        store = ServerStore(stub.url, retries=0, timeout=2)
+        model = create_model("tiny", seed=0)
+        model.bundle_path = env["bundle"]
+        ingest([env["root"] / "photos"], store, "pics", model, label_from_folder=True)
+        client = TestClient(create_app(SearchService(store, ["pics"])))
+        assert client.get("/readyz").status_code == 200
+        stub.faults.extend([("status", 503)] * 50)
+        assert "not ready" in error_of(client.get("/readyz"), 503)
+        r = client.post("/collections/pics/search", files=files_of(env["sketches"][0]))
+        error_of(r, 503)
+        stub.faults.clear()
+        assert client.get("/readyz").status_code == 200
+        store.close()
