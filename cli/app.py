@@ -56,7 +56,7 @@ def version() -> None:
 
 def _register_commands() -> None:
     # Each module adds its commands to `app`; imported here so `dmwan --help` lists them all.
-    from . import collections, demo, evaluate, ingest, query, train  # noqa: F401
+    from . import collections, demo, evaluate, ingest, query, serve, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

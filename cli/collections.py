@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.errors import CollectionNotFoundError, StoreServedError, UsageError
 
 from .app import app
 from .options import api_key_option, open_cli_store, store_option, url_option
@@ -31,9 +31,12 @@ def list_collections(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """List the collections with their point counts and models (and any damaged ones)."""
-    with open_cli_store(store, url, api_key, read_only=True) as st:
-        infos = [st.collection_info(name) for name in st.list_collections()]
-        damaged = st.damaged_collections()
+    try:
+        with open_cli_store(store, url, api_key, read_only=True) as st:
+            infos = [st.collection_info(name) for name in st.list_collections()]
+            damaged = st.damaged_collections()
+    except StoreServedError as served:
+        infos, damaged = _served_collections(served), {}
     if as_json:
         out = [_info_dict(i) for i in infos] + [{"name": n, "damaged": why} for n, why in damaged.items()]
         typer.echo(json.dumps(out, indent=2))
@@ -58,8 +61,15 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Point count, model record, vector sizes and index state of a collection."""
-    with open_cli_store(store, url, api_key, read_only=True) as st:
-        i = st.collection_info(name)
+    try:
+        with open_cli_store(store, url, api_key, read_only=True) as st:
+            i = st.collection_info(name)
+    except StoreServedError as served:
+        found = [c for c in _served_collections(served) if c.name == name]
+        if not found:
+            raise CollectionNotFoundError(f"no collection named '{name}' is served by `dmwan serve` at {served.url} "
+                                          "(it holds the store: stop it to see the others)") from None
+        i = found[0]
     if as_json:
         typer.echo(json.dumps(_info_dict(i), indent=2))
         return
@@ -213,3 +223,13 @@ def _info_dict(i: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(i)
+
+
+def _served_collections(served: StoreServedError) -> list[Any]:
+    """The collections of a store held by `dmwan serve`, as the server describes them."""
+    import os
+
+    from dmwan_qdrant.server.client import collections_through_server
+
+    typer.echo(f"note: the store is held by `dmwan serve` at {served.url}; showing the collections it serves", err=True)
+    return collections_through_server(served.url, os.environ.get("DMWAN_API_KEY") or None)

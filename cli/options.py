@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.errors import StoreInUseError, StoreServedError, UsageError
 
 STORE_HELP = "embedded store folder (default: $DMWAN_STORE, else the user data folder)"
 URL_HELP = "Qdrant server URL, e.g. http://localhost:6333 (default: $QDRANT_URL)"
@@ -36,8 +36,27 @@ def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[
 
     if api_key and store is not None:
         raise UsageError("--api-key goes with --url, not with --store")
-    opened = open_store(url=url, path=store, api_key=api_key, read_only=read_only)
+    try:
+        opened = open_store(url=url, path=store, api_key=api_key, read_only=read_only)
+    except StoreInUseError as e:
+        raise _served(e, store) from None
     notice = getattr(opened, "notice", None)
     if notice:
         typer.echo(f"note: {notice}", err=True)
     return opened
+
+
+def _served(error: StoreInUseError, store: Optional[Path]) -> StoreInUseError:
+    """``error``, or a `StoreServedError` naming the `dmwan serve` that holds the store."""
+    from dmwan_qdrant.server.discovery import find_server
+    from dmwan_qdrant.store.factory import default_store_path
+
+    folder = Path(store).expanduser() if store is not None else default_store_path()
+    server = find_server(folder)
+    if server is None:
+        return error
+    return StoreServedError(
+        f"store {folder.resolve()} is held by `dmwan serve` (pid {server.pid}) at {server.url}: stop it to change "
+        f"the store (searches go through it: `dmwan query` does so by itself, or use {server.url}/ )",
+        server.url, server.pid, server.auth,
+    )

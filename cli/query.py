@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.errors import StoreServedError, UsageError
 
 from .app import app
 from .options import api_key_option, open_cli_store, store_option, url_option
@@ -47,18 +47,23 @@ def query_command(
     if as_json and paths_only:
         raise UsageError("--json and --paths are exclusive")
 
+    queries: list[Any] = [text] if text is not None else [str(s) for s in sketches]
     # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
-    with open_cli_store(store, url, api_key, read_only=True) as st:
-        from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
+    try:
+        st = open_cli_store(store, url, api_key, read_only=True)
+    except StoreServedError as served:
+        results = _through_server(served, collection, sketches, text, k, filters or [], not no_rerank, prefetch, model)
+    else:
+        with st:
+            from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
 
-        flt = parse_filters(filters or []) or None
-        net = load_collection_model(st, collection, model)
-        if text is not None:
-            queries: list[Any] = [text]
-            results = search_text(st, collection, net, text, k=k, filter=flt)
-        else:
-            queries = [str(s) for s in sketches]
-            results = search_sketches(st, collection, net, sketches, k=k, filter=flt, rerank=not no_rerank, prefetch=prefetch)
+            flt = parse_filters(filters or []) or None
+            net = load_collection_model(st, collection, model)
+            if text is not None:
+                results = search_text(st, collection, net, text, k=k, filter=flt)
+            else:
+                results = search_sketches(st, collection, net, sketches, k=k, filter=flt, rerank=not no_rerank,
+                                          prefetch=prefetch)
 
     if sheet is not None:
         from dmwan_qdrant.sheet import contact_sheets
@@ -100,3 +105,21 @@ def _print_table(query: str, results: list[Any], is_text: bool) -> None:
     typer.echo(f"{'rank':>4}  {'score':>8}  {'label':<{lw}}  path")
     for r, label in zip(results, labels):
         typer.echo(f"{r.rank:>4}  {r.score:>8.4f}  {label:<{lw}}  {r.path}")
+
+
+def _through_server(served: StoreServedError, collection: str, sketches: list[Path], text: Optional[str], k: int,
+                    filters: list[str], rerank: bool, prefetch: int, model: Optional[Path]) -> list[Any]:
+    """The search answered by the `dmwan serve` that holds the store (same results, no torch)."""
+    import os
+
+    from dmwan_qdrant.server.client import search_through_server
+
+    if model is not None:
+        raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which searches "
+                         "with the collection's own model: leave out --model, or stop the server")
+    key = os.environ.get("DMWAN_API_KEY") or None
+    if served.auth and key is None:
+        raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
+                         "an API key: set $DMWAN_API_KEY")
+    typer.echo(f"note: searching through `dmwan serve` at {served.url} (it holds the store)", err=True)
+    return search_through_server(served.url, collection, sketches, text, k, filters, rerank, prefetch, key)

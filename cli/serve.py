@@ -1,0 +1,89 @@
+"""`dmwan serve`: keep the encoders loaded and answer sketch searches over HTTP, with the
+sketch-pad page at ``/``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dmwan_qdrant.errors import UsageError
+
+from .app import app
+from .options import open_cli_store, store_option, url_option
+
+ENV_API_KEY = "DMWAN_API_KEY"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command("serve")
+def serve_command(
+    collections: list[str] = typer.Option(..., "--collection", "-c", help="collection to serve (repeat for several)"),
+    store: Optional[Path] = store_option(),
+    url: Optional[str] = url_option(),
+    qdrant_api_key: Optional[str] = typer.Option(None, "--qdrant-api-key", help="Qdrant API key (default: $QDRANT_API_KEY)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="port (0: any free one)"),
+    api_key: Optional[str] = typer.Option(
+        None, "--api-key", help=f"require Authorization: Bearer KEY on the API (default: ${ENV_API_KEY})"
+    ),
+    cors_origins: Optional[list[str]] = typer.Option(
+        None, "--cors-origin", help="allow browser calls from this origin, e.g. https://app.example.com (repeat)"
+    ),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle (one collection only; default: the collection's)"),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device for the encoders (default: cuda if any, else cpu)"),
+    max_upload_mb: float = typer.Option(4.0, "--max-upload-mb", min=0.01, help="largest request body, MB"),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="most requests per forward pass (1: no micro-batching)"),
+    batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0, help="how long a request waits to share a forward pass"),
+    access_log: bool = typer.Option(False, "--access-log", help="log every request"),
+) -> None:
+    """Serve COLLECTIONS over HTTP: the sketch-pad page at /, the API documented at /docs."""
+    from dmwan_qdrant.server.discovery import ServerAddress, remove_address, write_address
+
+    if model is not None and len(set(collections)) > 1:
+        raise UsageError("--model goes with a single --collection (each collection loads its own model)")
+    key = api_key or os.environ.get(ENV_API_KEY) or None
+    with open_cli_store(store, url, qdrant_api_key, read_only=True) as st:
+        from dmwan_qdrant.server.runner import bind, serve, url_of
+
+        sock = bind(host, port)  # a busy port fails now, not after loading the models
+        try:
+            from dmwan_qdrant.server.app import ServeSettings, create_app
+            from dmwan_qdrant.server.service import SearchService
+
+            service = SearchService(st, collections, {collections[0]: model} if model else None, device)
+            settings = ServeSettings(api_key=key, cors_origins=tuple(cors_origins or ()), max_upload_mb=max_upload_mb,
+                                     max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000)
+            web = create_app(service, settings)
+            base = url_of(sock)
+            home = getattr(st, "path", None) if getattr(st, "backend", "") == "edge" and not getattr(st, "notice", None) else None
+
+            def started() -> None:
+                if home is not None:
+                    write_address(Path(home), ServerAddress(base, os.getpid(), tuple(service.collections), key is not None))
+                names = ", ".join(service.collections)
+                typer.echo(f"serving {names} at {base}/  (API docs: {base}/docs; Ctrl-C stops)", err=True)
+                if not _is_loopback(host) and key is None:
+                    typer.echo(f"warning: listening on {host} without --api-key: anyone who can reach this "
+                               "machine can search and view the photos", err=True)
+
+            try:
+                stopped_by = serve(web, sock, on_started=started, access_log=access_log,
+                                   log_level="info" if access_log else "warning")
+            finally:
+                if home is not None:
+                    remove_address(Path(home))
+        finally:
+            sock.close()
+    typer.echo("stopped" + (" (signal)" if stopped_by else ""), err=True)

@@ -1,0 +1,112 @@
+"""Searching through a running `dmwan serve`: what `dmwan query` does when a server holds the store.
+
+The answers are the same `Result` objects a local search gives, and the server's one-line errors
+come back as the same `DmwanError` classes (so the CLI's exit codes do not change). No torch here:
+a query through a server starts in a fraction of the time a local one needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dmwan_qdrant.errors import (
+    CollectionNotFoundError,
+    DmwanError,
+    ImageError,
+    ServerUnavailableError,
+    UsageError,
+)
+from dmwan_qdrant.results import Result
+from dmwan_qdrant.store.base import CollectionInfo
+
+TIMEOUT_S = 60.0
+
+_BY_STATUS: dict[int, type[DmwanError]] = {
+    400: UsageError, 401: UsageError, 404: CollectionNotFoundError, 413: ImageError, 415: ImageError,
+    422: UsageError, 503: ServerUnavailableError,
+}
+
+
+def _error(response: httpx.Response, url: str) -> DmwanError:
+    try:
+        message = str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        message = f"HTTP {response.status_code}"
+    if response.status_code == 401:
+        message += " (set $DMWAN_API_KEY to the server's --api-key)"
+    return _BY_STATUS.get(response.status_code, ServerUnavailableError)(f"{message} [server {url}]")
+
+
+def search_through_server(
+    url: str,
+    collection: str,
+    sketches: Sequence[str | Path] = (),
+    text: str | None = None,
+    k: int = 10,
+    filters: Sequence[str] = (),
+    rerank: bool = True,
+    prefetch: int = 100,
+    api_key: str | None = None,
+) -> list[list[Result]]:
+    """`dmwan_qdrant.search.search_sketches` (or `search_text`) answered by a server at ``url``.
+
+    Raises:
+        ImageError: a sketch file that cannot be read, here or by the server.
+        CollectionNotFoundError, UsageError: as the server answers them.
+        ServerUnavailableError: the server does not answer.
+    """
+    params: list[tuple[str, Any]] = [("k", k), ("rerank", str(bool(rerank)).lower()), ("prefetch", prefetch)]
+    params += [("filter", f) for f in filters]
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    kwargs: dict[str, Any]
+    if text is not None:
+        kwargs = {"json": {"text": text}}
+    else:
+        files = []
+        for p in sketches:
+            try:
+                files.append(("sketch", (str(p), Path(p).read_bytes(), "application/octet-stream")))
+            except FileNotFoundError:
+                raise ImageError(f"{p}: no such file") from None
+            except IsADirectoryError:
+                raise ImageError(f"{p}: is a directory") from None
+            except PermissionError:
+                raise ImageError(f"{p}: permission denied") from None
+        kwargs = {"files": files}
+    endpoint = f"{url.rstrip('/')}/collections/{collection}/search"
+    try:
+        response = httpx.post(endpoint, params=params, headers=headers, timeout=TIMEOUT_S, **kwargs)
+    except httpx.HTTPError as e:
+        raise ServerUnavailableError(f"the server at {url} does not answer ({type(e).__name__}: {e})") from None
+    if response.status_code != 200:
+        raise _error(response, url)
+    return [
+        [Result(int(r["rank"]), float(r["score"]), str(r["path"]), r.get("label"), str(r["id"]),
+                {"path": r["path"], "label": r.get("label"), "width": r.get("width"), "height": r.get("height")})
+         for r in q["results"]]
+        for q in response.json()["queries"]
+    ]
+
+
+def collections_through_server(url: str, api_key: str | None = None) -> list[CollectionInfo]:
+    """The collections a server serves, as the store would describe them.
+
+    Raises:
+        ServerUnavailableError: the server does not answer; UsageError: a wrong API key.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/collections", headers=headers, timeout=TIMEOUT_S)
+    except httpx.HTTPError as e:
+        raise ServerUnavailableError(f"the server at {url} does not answer ({type(e).__name__}: {e})") from None
+    if response.status_code != 200:
+        raise _error(response, url)
+    return [
+        CollectionInfo(c["name"], c["backend"], c["points"], c["vectors"]["global"], c["vectors"]["tokens"], c["model"],
+                       c["index"]["indexed_vectors"], c["index"]["state"], c["index"]["segments"], c["index"]["status"])
+        for c in response.json()["collections"]
+    ]

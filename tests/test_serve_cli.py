@@ -1,0 +1,97 @@
+"""`dmwan serve` as a user runs it: a real process on loopback, the CLI going through it while it
+holds the store, clean stops, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from cli_helpers import dmwan, one_line_error
+from serve_helpers import ServeProcess, make_collection
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    return make_collection(tmp_path_factory.mktemp("servecli"))
+
+
+def cli(*args: object, env_vars: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "dmwan_qdrant.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env_vars or {})})
+
+
+def test_the_cli_goes_through_a_running_server(env, capsys):
+    sketches = env["sketches"]
+    code, direct, _ = dmwan(capsys, "query", *sketches, "-c", "pics", "--store", env["store"], "-k", "4", "--json")
+    assert code == 0
+    server = ServeProcess("-c", "pics", "--store", env["store"])
+    try:
+        assert server.url.startswith("http://127.0.0.1:")  # loopback unless told otherwise
+        address = json.loads((env["store"] / ".server.json").read_text())
+        assert address["url"] == server.url and address["pid"] == server.proc.pid
+        assert server.get("/readyz").status_code == 200
+
+        through = cli("query", *sketches, "-c", "pics", "--store", env["store"], "-k", "4", "--json")
+        assert through.returncode == 0, through.stderr
+        assert json.loads(through.stdout) == json.loads(direct)
+        assert f"searching through `dmwan serve` at {server.url}" in through.stderr
+
+        listed = cli("collections", "list", "--store", env["store"])
+        assert listed.returncode == 0 and listed.stdout.split()[:2] == ["pics", "10"]
+
+        bad = cli("query", env["root"] / "missing.png", "-c", "pics", "--store", env["store"])
+        assert bad.returncode == 3 and "missing.png: no such file" in one_line_error(bad.stderr)
+        unknown = cli("query", sketches[0], "-c", "other", "--store", env["store"])
+        assert unknown.returncode == 8 and "not served here" in one_line_error(unknown.stderr)
+
+        # Writers cannot go through it: the message names the server and its URL.
+        ingest = cli("ingest", env["root"] / "photos", "-c", "pics", "--store", env["store"])
+        line = one_line_error(ingest.stderr)
+        assert ingest.returncode == 7 and f"`dmwan serve` (pid {server.proc.pid}) at {server.url}" in line
+
+        second = cli("serve", "-c", "pics", "--store", env["store"], "--port", "0")
+        assert second.returncode == 7 and server.url in one_line_error(second.stderr)
+    finally:
+        code, rest = server.stop(signal.SIGTERM)
+    assert code == 0 and "stopped" in rest and "Traceback" not in rest
+    assert not (env["store"] / ".server.json").exists()
+    # The store is free again, and nothing in it was lost.
+    code, out, _ = dmwan(capsys, "query", *sketches, "-c", "pics", "--store", env["store"], "-k", "4", "--json")
+    assert code == 0 and json.loads(out) == json.loads(direct)
+
+
+def test_api_key_server_and_the_cli(env):
+    server = ServeProcess("-c", "pics", "--store", env["store"], env={"DMWAN_API_KEY": "k3y"})
+    try:
+        assert server.get("/collections").status_code == 401
+        assert server.get("/collections", headers={"Authorization": "Bearer k3y"}).status_code == 200
+        no_key = cli("query", env["sketches"][0], "-c", "pics", "--store", env["store"], env_vars={"DMWAN_API_KEY": ""})
+        assert no_key.returncode == 2 and "requires an API key" in one_line_error(no_key.stderr)
+        with_key = cli("query", env["sketches"][0], "-c", "pics", "--store", env["store"], "-k", "2", "--paths",
+                       env_vars={"DMWAN_API_KEY": "k3y"})
+        assert with_key.returncode == 0 and len(with_key.stdout.split()) == 2
+    finally:
+        code, _ = server.stop(signal.SIGINT)
+    assert code == 0
+
+
+def test_start_up_errors_are_one_line(env):
+    missing = cli("serve", "-c", "nope", "--store", env["store"], "--port", "0")
+    assert missing.returncode == 8 and "no collection named 'nope'" in one_line_error(missing.stderr)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        taken = cli("serve", "-c", "pics", "--store", env["store"], "--port", port)
+    assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in one_line_error(taken.stderr)
+    no_store = cli("serve", "-c", "pics", "--store", env["root"] / "nowhere", "--port", "0")
+    assert no_store.returncode == 6 and "no store at" in one_line_error(no_store.stderr)
