@@ -87,6 +87,8 @@ def demo(
     sheet = contact_sheets([(sketches[i], top[i][:8]) for i in picks], workdir / "contact_sheet.png")
     typer.echo(f"   contact sheet: {sheet}")
     typer.echo(f"done in {time.perf_counter() - t0:.0f} s. Next:")
+    typer.echo(f"   dmwan serve --collection {COLLECTION} --store {workdir / 'store'}   "
+               "then open http://127.0.0.1:8000/ and draw")
     typer.echo(f"   dmwan query {sketches[picks[0]]} --collection {COLLECTION} --store {workdir / 'store'}")
     typer.echo(f"   dmwan ingest ./my-photos --collection mine --model {summary['model']}")
     typer.echo("   dmwan train --config training/configs/procedural_tiny.yaml --workers 2   (README: real datasets, GPUs)")
