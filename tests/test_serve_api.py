@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from dmwan_qdrant.cli.app import main
 from dmwan_qdrant.search import search_sketches, search_text
 from dmwan_qdrant.server.app import ServeSettings, create_app
 from dmwan_qdrant.server.service import SearchService
@@ -25,8 +26,13 @@ from serve_helpers import make_collection
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     env = make_collection(tmp_path_factory.mktemp("serve"))
+    try:  # a second collection in the same store: one server serves both
+        main(["ingest", str(env["root"] / "photos" / "square"), "-c", "squares", "--store", str(env["store"]),
+              "-m", str(env["bundle"])])
+    except SystemExit as e:
+        assert e.code in (0, None)
     store = open_store(path=env["store"], read_only=True)
-    service = SearchService(store, ["pics"])
+    service = SearchService(store, ["pics", "squares"])
     model = service.model("pics")
     env["expected"] = search_sketches(store, "pics", model, env["sketches"], k=4)
     env["expected_plain"] = search_sketches(store, "pics", model, env["sketches"], k=3, rerank=False,
@@ -92,6 +98,12 @@ def test_options_as_query_parameters_or_json_fields(served):
     assert all(r["label"] == "square" for res in q.json()["queries"] for r in res["results"])
 
 
+def test_each_collection_searches_its_own_points(served):
+    r = served["client"].post("/collections/squares/search?k=10", files=files_of(served["sketches"][0]))
+    results = r.json()["queries"][0]["results"]
+    assert len(results) == 5 and all("/square/" in x["path"] for x in results)
+
+
 def test_text_search(served):
     r = served["client"].post("/collections/pics/search", json={"text": "a round thing", "k": 3})
     assert r.status_code == 200 and r.json()["mode"] == "text"
@@ -101,12 +113,12 @@ def test_text_search(served):
 def test_collections_and_health(served):
     c = served["client"]
     listing = c.get("/collections").json()["collections"]
-    assert [x["name"] for x in listing] == ["pics"]
+    assert [(x["name"], x["points"]) for x in listing] == [("pics", 10), ("squares", 5)]
     info = c.get("/collections/pics").json()
     assert info["points"] == 10 and info["vectors"] == {"global": 64, "tokens": 32}
     assert info["model"]["preset"] == "tiny" and info["index"]["state"] in ("exact", "indexed", "partial")
     assert c.get("/healthz").json() == {"status": "ok"}
-    assert c.get("/readyz").json() == {"status": "ready", "collections": ["pics"]}
+    assert c.get("/readyz").json() == {"status": "ready", "collections": ["pics", "squares"]}
     error_of(c.get("/collections/nope"), 404)
     assert "/collections/{name}/search" in c.get("/openapi.json").json()["paths"]
     page = c.get("/")
