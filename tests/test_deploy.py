@@ -63,3 +63,41 @@ def test_dockerfile_and_compose():
     _check_command(" ".join(json.loads(cmd)))
     compose = yaml.safe_load((ROOT / "deploy/qdrant-compose.yaml").read_text())
     assert compose["services"]["qdrant"]["image"].startswith("qdrant/qdrant:")
+
+
+def test_rayservice_manifest():
+    import importlib
+
+    import pytest
+
+    pytest.importorskip("ray.serve")
+    import ray
+    from ray.serve import Application
+    from ray.serve.schema import ServeDeploySchema
+
+    service = yaml.safe_load((ROOT / "deploy/rayservice.yaml").read_text())
+    assert service["kind"] == "RayService" and service["apiVersion"] == "ray.io/v1"
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == ray.__version__
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve_config)  # Ray's own check of the Serve config
+    (app,) = serve_config["applications"]
+    module, _, name = app["import_path"].partition(":")
+    assert module.startswith("dmwan_qdrant.")
+    builder = getattr(importlib.import_module(module), name)
+    assert callable(builder)
+    from dmwan_qdrant.server.ray_app import parse_options
+
+    options = parse_options(app["args"])  # checks every option, starts nothing
+    assert options.url and options.store is None and options.num_replicas > 1 and options.num_gpus >= 1
+    assert isinstance(builder(app["args"]), Application) and not ray.is_initialized()
+
+    job = yaml.safe_load((ROOT / "deploy/rayjob.yaml").read_text())
+    image = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert head["image"] == image and 8000 in [p["containerPort"] for p in head["ports"]]
+    workers = cluster["workerGroupSpecs"][0]
+    worker = workers["template"]["spec"]["containers"][0]
+    gpus = int(worker["resources"]["limits"]["nvidia.com/gpu"])
+    assert worker["image"] == image and gpus >= 1
+    assert workers["replicas"] * gpus >= options.num_replicas * options.num_gpus, "not enough GPUs for the replicas"

@@ -299,3 +299,15 @@ def test_store_that_goes_away_gives_503(tmp_path):
         stub.faults.clear()
         assert client.get("/readyz").status_code == 200
         store.close()
+
+
+def test_under_a_path_prefix_the_open_routes_stay_open(served):
+    """Mounted under a prefix (a Ray Serve route_prefix, a reverse proxy), the health checks and
+    the page need no key, the API still does, and the page's relative URLs resolve."""
+    client = TestClient(create_app(served["service"], ServeSettings(api_key="s3cret")), root_path="/search-app")
+    assert client.get("/search-app/readyz").status_code == 200
+    assert client.get("/search-app/static/app.js").status_code == 200
+    error_of(client.get("/search-app/collections"), 401)
+    bare = client.get("/search-app", follow_redirects=False)
+    assert bare.status_code == 307 and bare.headers["location"].endswith("/search-app/")
+    assert "text/html" in client.get("/search-app/").headers["content-type"]

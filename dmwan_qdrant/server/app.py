@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -147,7 +147,9 @@ def create_app(
     static = static_dir()
 
     @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
+    async def page(request: Request) -> Response:
+        if not request.url.path.endswith("/"):  # under a prefix: the page's relative URLs need the slash
+            return RedirectResponse(request.url.path + "/")
         return FileResponse(static / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=static), name="static")

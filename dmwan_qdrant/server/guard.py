@@ -43,7 +43,8 @@ class Guard:
         self.max_body = max_body
 
     def _authorized(self, scope: Scope) -> bool:
-        if self.api_key is None or scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES):
+        path = _app_path(scope)
+        if self.api_key is None or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return True
         if scope["method"] == "OPTIONS":  # CORS pre-flight carries no credentials
             return True
@@ -94,7 +95,7 @@ class Guard:
             await error_response(exc)(scope, receive, send_tracked)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or ("/static" if scope["path"].startswith("/static/") else "other")
+            template = getattr(route, "path", None) or ("/static" if _app_path(scope).startswith("/static/") else "other")
             self.metrics.observe_request(scope["method"], template, started[0] if started else 500,
                                          time.perf_counter() - t0)
 
@@ -107,3 +108,12 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _app_path(scope: Scope) -> str:
+    """The path inside the app: without the prefix it is mounted under (``root_path``, as behind
+    a Ray Serve ``route_prefix``), which Starlette leaves in ``scope["path"]``."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):] or "/"
+    return path

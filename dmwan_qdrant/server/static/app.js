@@ -93,7 +93,7 @@ async function loadCollections() {
   let data;
   for (;;) {
     try {
-      data = await (await api("/collections")).json();
+      data = await (await api("collections")).json();
       break;
     } catch (err) {
       showError(err.message);
@@ -165,7 +165,7 @@ async function search(query) {
     return finish("error");
   }
   const k = readK();
-  const path = `/collections/${encodeURIComponent(collection)}/search`;
+  const path = `collections/${encodeURIComponent(collection)}/search`;
   let url = path, body, headers = { "Content-Type": "application/json" };
   if (query.kind === "file") {
     body = new FormData();
