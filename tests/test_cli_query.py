@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import dmwan_qdrant.cli.collections  # noqa: F401 - registers the commands on `app`
 import dmwan_qdrant.cli.ingest  # noqa: F401
@@ -18,19 +17,7 @@ from dmwan_qdrant.model import create_model, get_preset, save_model
 from dmwan_qdrant.store import open_store
 
 from cli_helpers import dmwan, one_line_error
-
-SHAPES = ("circle", "square")
-
-
-def shape(kind: str, seed: int, sketch: bool) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (48, 48), "white") if sketch else Image.fromarray(
-        rng.integers(140, 255, (48, 48, 3), dtype=np.uint8))
-    x, r = int(rng.integers(18, 30)), int(rng.integers(9, 14))
-    kw = {"outline": "black", "width": 2} if sketch else {"fill": (30, 30, 200)}
-    (ImageDraw.Draw(img).ellipse if kind == "circle" else ImageDraw.Draw(img).rectangle)((x - r, x - r, x + r, x + r), **kw)
-    return img
-
+from serve_helpers import SHAPES, shape
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):

@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from dmwan_qdrant.cli.app import main
-from dmwan_qdrant.model import create_model, save_model
+from dmwan_qdrant.model import create_model
+
+from serve_helpers import make_collection
 
 pytestmark = pytest.mark.slow
 
@@ -38,39 +38,17 @@ CHROMIUM_FLAGS = [
 ]
 K = 6
 WAIT_MS = 30_000
-SHAPES = ("circle", "square")
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-def shape(kind: str, seed: int, sketch: bool) -> Image.Image:
-    """A 48 px circle or square: a filled shape on noise (photo) or an outline on white (sketch)."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (48, 48), "white") if sketch else Image.fromarray(
-        rng.integers(140, 255, (48, 48, 3), dtype=np.uint8))
-    x, r = int(rng.integers(18, 30)), int(rng.integers(9, 14))
-    kw = {"outline": "black", "width": 2} if sketch else {"fill": (30, 30, 200)}
-    draw = ImageDraw.Draw(img)
-    (draw.ellipse if kind == "circle" else draw.rectangle)((x - r, x - r, x + r, x + r), **kw)
-    return img
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Collection 'pics' (8 photos, labels circle/square) ingested by the CLI, a sketch to upload,
     and what `dmwan query SKETCH -k K --json` answers before any server holds the store."""
-    root = tmp_path_factory.mktemp("page")
-    bundle = save_model(create_model("tiny", seed=0), root / "bundle")
-    for kind in SHAPES:
-        (root / "photos" / kind).mkdir(parents=True)
-        for i in range(4):
-            shape(kind, i, sketch=False).save(root / "photos" / kind / f"{kind}{i}.png")
-    sketch = root / "sketch.png"
-    shape("circle", 9, sketch=True).save(sketch)
-    store = root / "store"
-    assert _run_cli(["ingest", str(root / "photos"), "-c", "pics", "-m", str(bundle), "--store", str(store),
-                           "--label-from-folder"])[0] == 0
+    made = make_collection(tmp_path_factory.mktemp("page"), photos_per_shape=4)
+    root, store, sketch = made["root"], made["store"], made["sketches"][0]
     code, out = _run_cli(["query", str(sketch), "-c", "pics", "--store", str(store), "-k", str(K), "--json"])
     assert code == 0, out
     query_ids = [r["id"] for r in json.loads(out)["queries"][0]["results"]]

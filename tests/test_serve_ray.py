@@ -19,28 +19,16 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from serve_helpers import SHAPES, make_collection, shape
 
 pytest.importorskip("ray.serve")
 
 pytestmark = pytest.mark.slow
 
-SHAPES = ("circle", "square")
 BATCH_WAIT_S = 0.25  # long enough that concurrent requests share a forward pass on busy cores
-
-
-def shape(kind: str, seed: int, sketch: bool) -> Image.Image:
-    """A 48 px circle or square: a filled shape on noise (photo) or an outline on white (sketch)."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (48, 48), "white") if sketch else Image.fromarray(
-        rng.integers(140, 255, (48, 48, 3), dtype=np.uint8))
-    x, r = int(rng.integers(18, 30)), int(rng.integers(9, 14))
-    kw = {"outline": "black", "width": 2} if sketch else {"fill": (30, 30, 200)}
-    draw = ImageDraw.Draw(img)
-    (draw.ellipse if kind == "circle" else draw.rectangle)((x - r, x - r, x + r, x + r), **kw)
-    return img
 
 
 def png(img: Image.Image) -> bytes:
@@ -77,24 +65,11 @@ def env(tmp_path_factory):
     """Collection 'pics' (8 photos) ingested by the CLI, and the in-process app's answers."""
     from fastapi.testclient import TestClient
 
-    from dmwan_qdrant.cli.app import main
-    from dmwan_qdrant.model import create_model, save_model
     from dmwan_qdrant.server.app import create_app
     from dmwan_qdrant.server.service import SearchService
     from dmwan_qdrant.store import open_store
 
-    root = tmp_path_factory.mktemp("rayserve")
-    bundle = save_model(create_model("tiny", seed=0), root / "bundle")
-    for kind in SHAPES:
-        (root / "photos" / kind).mkdir(parents=True)
-        for i in range(4):
-            shape(kind, i, sketch=False).save(root / "photos" / kind / f"{kind}{i}.png")
-    store = root / "store"
-    try:
-        main(["ingest", str(root / "photos"), "-c", "pics", "-m", str(bundle), "--store", str(store),
-              "--label-from-folder"])
-    except SystemExit as e:
-        assert e.code in (0, None)
+    store = make_collection(tmp_path_factory.mktemp("rayserve"), photos_per_shape=4)["store"]
     sketches = {kind: png(shape(kind, 9, sketch=True)) for kind in SHAPES}
     calls = searches(sketches)
     st = open_store(path=store, read_only=True)
