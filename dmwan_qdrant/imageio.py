@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -60,10 +62,17 @@ def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
         ImageError: with a one-line reason naming the file.
     """
     path = Path(path)
-    try:
+    with file_errors(path):
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file")
         return _decode(path, str(path), max_pixels)
+
+
+@contextlib.contextmanager
+def file_errors(path: str | Path) -> Iterator[None]:
+    """Turn a missing, folder or unreadable ``path`` into an `ImageError` naming it."""
+    try:
+        yield
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -20,6 +20,7 @@ from dmwan_qdrant.errors import (
     ServerUnavailableError,
     UsageError,
 )
+from dmwan_qdrant.imageio import file_errors
 from dmwan_qdrant.results import Result
 from dmwan_qdrant.store.base import CollectionInfo
 
@@ -68,14 +69,8 @@ def search_through_server(
     else:
         files = []
         for p in sketches:
-            try:
+            with file_errors(p):
                 files.append(("sketch", (str(p), Path(p).read_bytes(), "application/octet-stream")))
-            except FileNotFoundError:
-                raise ImageError(f"{p}: no such file") from None
-            except IsADirectoryError:
-                raise ImageError(f"{p}: is a directory") from None
-            except PermissionError:
-                raise ImageError(f"{p}: permission denied") from None
         kwargs = {"files": files}
     endpoint = f"{url.rstrip('/')}/collections/{collection}/search"
     try:
