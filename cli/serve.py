@@ -46,6 +46,9 @@ def serve_command(
     max_upload_mb: float = typer.Option(4.0, "--max-upload-mb", min=0.01, help="largest request body, MB"),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="most requests per forward pass (1: no micro-batching)"),
     batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0, help="how long a request waits to share a forward pass"),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="torch threads for the encoders on CPU (default: cores - 1, leaving one to HTTP)"
+    ),
     access_log: bool = typer.Option(False, "--access-log", help="log every request"),
 ) -> None:
     """Serve COLLECTIONS over HTTP: the sketch-pad page at /, the API documented at /docs."""
@@ -63,6 +66,7 @@ def serve_command(
             from dmwan_qdrant.server.service import SearchService
 
             service = SearchService(st, collections, {collections[0]: model} if model else None, device)
+            _set_threads(threads)
             settings = ServeSettings(api_key=key, cors_origins=tuple(cors_origins or ()), max_upload_mb=max_upload_mb,
                                      max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000)
             web = create_app(service, settings)
@@ -87,3 +91,14 @@ def serve_command(
         finally:
             sock.close()
     typer.echo("stopped" + (" (signal)" if stopped_by else ""), err=True)
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    """Leave a core to the event loop: on a small CPU machine, intra-op threads that compete with
+    it for every core spin and slow each forward pass (measured 9.6-12.9 ms against 7.7-8.5 ms
+    with one thread fewer, on 2 cores, in benchmarks/serve_latency.py)."""
+    import torch
+
+    from dmwan_qdrant.encoder import usable_cores
+
+    torch.set_num_threads(threads or max(1, usable_cores() - 1))

@@ -102,6 +102,7 @@ def test_each_collection_searches_its_own_points(served):
     r = served["client"].post("/collections/squares/search?k=10", files=files_of(served["sketches"][0]))
     results = r.json()["queries"][0]["results"]
     assert len(results) == 5 and all("/square/" in x["path"] for x in results)
+    assert served["service"].model("squares") is served["service"].model("pics")  # one bundle, loaded once
 
 
 def test_text_search(served):

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from dmwan_qdrant.encoder import check_same_model
 from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError, UsageError
 from dmwan_qdrant.search import (
     DEFAULT_PREFETCH,
@@ -103,12 +104,22 @@ class SearchService:
             raise UsageError("serve at least one collection (--collection NAME)")
         self.store = store
         self.models: dict[str, Any] = {}
+        loaded: dict[tuple[str, str], Any] = {}  # collections filled by one bundle share its encoder
         known = None
         for name in dict.fromkeys(collections):
             if not store.collection_exists(name):
                 known = known if known is not None else ", ".join(store.list_collections()) or "none"
                 raise CollectionNotFoundError(f"no collection named '{name}' (collections: {known})")
+            record = store.get_model_record(name)
+            source = (models or {}).get(name) or record.get("bundle")
+            key = (str(Path(source).expanduser().resolve()), str(record.get("fingerprint"))) if source else None
+            if key in loaded:
+                check_same_model(name, record, loaded[key])
+                self.models[name] = loaded[key]
+                continue
             self.models[name] = load_collection_model(store, name, (models or {}).get(name), device)
+            if key is not None:
+                loaded[key] = self.models[name]
 
     @property
     def collections(self) -> list[str]:
@@ -196,27 +207,47 @@ class SearchService:
                     answers[i].error = e
                 sketch_idx = []
             embed_s = time.perf_counter() - t0
+            rows: dict[int, slice] = {}
             start = 0
             for i in sketch_idx:
-                req, n = requests[i], len(requests[i].sketches)
+                rows[i] = slice(start, start + len(requests[i].sketches))
+                start = rows[i].stop
                 answers[i].embed_s = embed_s
-                self._timed(answers[i], search_sketch_embeddings, self.store, name, model,
-                            vectors[start:start + n], tokens[start:start + n], req.k, req.filter, req.rerank,
-                            req.prefetch)
-                start += n
+            # Requests with the same options search the store in one call, as one request would.
+            groups: dict[tuple[Any, ...], list[int]] = {}
+            for i in sketch_idx:
+                r = requests[i]
+                groups.setdefault((r.k, tuple(sorted((r.filter or {}).items())), r.rerank, r.prefetch), []).append(i)
+            for members in groups.values():
+                first = requests[members[0]]
+                pick = torch.cat([torch.arange(rows[i].start, rows[i].stop) for i in members])
+                self._search_group(
+                    [answers[i] for i in members], [rows[i].stop - rows[i].start for i in members],
+                    search_sketch_embeddings, self.store, name, model, vectors[pick], tokens[pick], first.k,
+                    first.filter, first.rerank, first.prefetch,
+                )
         for i, req in enumerate(requests):
             if req.text is not None:
-                self._timed(answers[i], search_text, self.store, name, model, req.text, req.k, req.filter)
+                self._search_group([answers[i]], [1], search_text, self.store, name, model, req.text, req.k, req.filter)
 
     @staticmethod
-    def _timed(answer: SearchAnswer, run: Any, *args: Any) -> None:
+    def _search_group(answers: list[SearchAnswer], counts: list[int], run: Any, *args: Any) -> None:
+        """``run(*args)`` once for several requests; each gets its ``counts[j]`` result lists."""
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():
-                answer.results = run(*args)
-        except Exception as e:  # noqa: BLE001 - reported to the request, not raised in the worker
-            answer.error = e
-        answer.search_s = time.perf_counter() - t0
+                results = run(*args)
+        except Exception as e:  # noqa: BLE001 - reported to the requests, not raised in the worker
+            for a in answers:
+                a.error = e
+            results = None
+        took = time.perf_counter() - t0
+        start = 0
+        for a, n in zip(answers, counts):
+            if results is not None:
+                a.results = results[start:start + n]
+            a.search_s = took
+            start += n
 
     def close(self) -> None:
         """Close the store."""
