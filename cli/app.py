@@ -32,31 +32,51 @@ app = typer.Typer(
     help="Search a photo collection with a drawing: DMWAN zero-shot sketch-based image retrieval on Qdrant.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dmwan-qdrant {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="print the version and exit"),
+) -> None:
     """Search a photo collection with a drawing: DMWAN zero-shot sketch-based image retrieval on Qdrant."""
+
+
+DISTRIBUTIONS = ("torch", "open_clip_torch", "timm", "qdrant-client", "qdrant-edge-py", "ray", "fastapi", "uvicorn")
+
+
+def versions() -> dict[str, str | None]:
+    """The installed version of each library dmwan-qdrant runs on (None: not installed)."""
+    import importlib.metadata as md
+
+    out: dict[str, str | None] = {}
+    for dist in DISTRIBUTIONS:
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = None
+    return out
 
 
 @app.command()
 def version() -> None:
     """Print the versions of dmwan-qdrant and the libraries it runs on."""
-    import importlib.metadata as md
-
     typer.echo(f"dmwan-qdrant {__version__}")
-    for dist in ("torch", "open_clip_torch", "timm", "qdrant-client", "qdrant-edge-py", "ray"):
-        try:
-            typer.echo(f"  {dist} {md.version(dist)}")
-        except md.PackageNotFoundError:
-            typer.echo(f"  {dist} (not installed)")
+    for dist, v in versions().items():
+        typer.echo(f"  {dist} {v or '(not installed)'}")
 
 
 def _register_commands() -> None:
     # Each module adds its commands to `app`; imported here so `dmwan --help` lists them all.
-    from . import collections, demo, evaluate, ingest, query, serve, train  # noqa: F401
+    from . import collections, configs, demo, evaluate, info, ingest, query, serve, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

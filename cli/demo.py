@@ -91,4 +91,4 @@ def demo(
                "then open http://127.0.0.1:8000/ and draw")
     typer.echo(f"   dmwan query {sketches[picks[0]]} --collection {COLLECTION} --store {workdir / 'store'}")
     typer.echo(f"   dmwan ingest ./my-photos --collection mine --model {summary['model']}")
-    typer.echo("   dmwan train --config training/configs/procedural_tiny.yaml --workers 2   (README: real datasets, GPUs)")
+    typer.echo("   dmwan train --config procedural_tiny --workers 2   (README: real datasets, GPUs; `dmwan configs`)")

@@ -43,7 +43,7 @@ def ingest_command(
     point. Exit code 0 when every file was stored, 11 when some could not be read.
     """
     # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
-    with open_cli_store(store, url, api_key) as st:
+    with open_cli_store(store, url, api_key, create=True) as st:
         from dmwan_qdrant.encoder import load_bundle
         from dmwan_qdrant.ingest import ingest
         from dmwan_qdrant.search import load_collection_model

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from dmwan_qdrant.errors import StoreInUseError, StoreServedError, UsageError
+from dmwan_qdrant.errors import StoreError, StoreInUseError, StoreServedError, UsageError
 
 STORE_HELP = "embedded store folder (default: $DMWAN_STORE, else the user data folder)"
 URL_HELP = "Qdrant server URL, e.g. http://localhost:6333 (default: $QDRANT_URL)"
@@ -26,16 +26,24 @@ def api_key_option() -> Any:
     return typer.Option(None, "--api-key", help=API_KEY_HELP)
 
 
-def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[str], read_only: bool = False):
+def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[str], read_only: bool = False,
+                   create: bool = False):
     """Open the store the options name (see `dmwan_qdrant.store.open_store` for the order).
 
-    ``read_only`` for commands that only read: an embedded store must then exist already, and
-    one that cannot be written (read-only medium, full disk) is searched through a private copy.
+    ``read_only`` for commands that only read: one that cannot be written (read-only medium, full
+    disk) is searched through a private copy. Only a command that fills a store (``create``,
+    ingest) makes a missing embedded store folder: for any other, a mistyped ``--store`` is an
+    error naming the folder, never a new empty store.
     """
     from dmwan_qdrant.store import open_store
+    from dmwan_qdrant.store.factory import store_choice
 
     if api_key and store is not None:
         raise UsageError("--api-key goes with --url, not with --store")
+    backend, where, why = store_choice(url, store)
+    if backend == "embedded" and not create and not Path(where).is_dir():
+        raise StoreError(f"no store at {where} (chosen by {why}); `dmwan ingest` creates one, "
+                         "`dmwan info` says where the commands look")
     try:
         opened = open_store(url=url, path=store, api_key=api_key, read_only=read_only)
     except StoreInUseError as e:

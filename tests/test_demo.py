@@ -29,6 +29,7 @@ def test_demo_end_to_end_and_rerun(tmp_path):
     assert (tmp_path / "contact_sheet.png").stat().st_size > 0
     assert "480 added" in out
     assert f"dmwan serve --collection demo-unseen --store {tmp_path / 'store'}" in out  # what to do next
+    assert "dmwan train --config procedural_tiny " in out  # a shipped name: runs outside the checkout too
 
     again = _demo(tmp_path, "--epochs", "1")  # the finished run is resumed, the photos are unchanged
     assert "0 added, 480 unchanged" in again, again

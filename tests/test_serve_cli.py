@@ -58,6 +58,9 @@ def test_the_cli_goes_through_a_running_server(env, capsys):
         assert same_answer(json.loads(through.stdout), json.loads(direct))
         assert f"searching through `dmwan serve` at {server.url}" in through.stderr
 
+        info = cli("info", "--store", env["store"])
+        assert f"server   `dmwan serve` at {server.url} (pid {server.proc.pid}) holds the store" in info.stdout
+
         listed = cli("collections", "list", "--store", env["store"])
         assert listed.returncode == 0 and listed.stdout.split()[:2] == ["pics", "10"]
 

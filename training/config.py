@@ -10,6 +10,41 @@ from typing import Any
 from dmwan_qdrant.errors import UsageError
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs that ship with the package, by name (``procedural_tiny``, ``sketchy_split1``...)."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("dmwan_qdrant.training") / "configs"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def describe_config(path: Path) -> str:
+    """The first sentence of a config's header comment."""
+    header = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip())
+    text = " ".join(header)
+    return text.split(". ")[0].rstrip(".")
+
+
+def resolve_config(ref: str | Path) -> Path:
+    """A config file: ``ref`` itself when it is a file, else the shipped config of that name.
+
+    Raises:
+        UsageError: neither, with the shipped names.
+    """
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name[: -len(path.suffix)] if path.suffix in (".yaml", ".yml", ".json") else path.name
+    if name in shipped and path.parent == Path("."):  # a bare name, never a mistyped path
+        return shipped[name]
+    raise UsageError(f"config file not found: {ref} (shipped configs: {', '.join(shipped)}; see `dmwan configs`)")
+
+
 @dataclass
 class DataSection:
     """Which benchmark to train and score on."""
@@ -96,10 +131,9 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
-        """Read a YAML or JSON config file; relative data roots resolve against the working dir."""
-        path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"config file not found: {path}")
+        """Read a YAML or JSON config file, or a shipped config by name (`shipped_configs`);
+        relative data roots resolve against the working dir."""
+        path = resolve_config(path)
         text = path.read_text()
         try:
             if path.suffix in (".yaml", ".yml"):

@@ -58,3 +58,21 @@ def open_store(
 
     where = Path(path).expanduser() if path is not None else default_store_path()
     return EdgeStore(where, read_only=read_only)
+
+
+def store_choice(url: str | None = None, path: str | Path | None = None) -> tuple[str, str, str]:
+    """Which store `open_store` would open for these arguments, without opening it.
+
+    Returns ``(backend, where, why)``: ``"server"`` and its URL, or ``"embedded"`` and the folder
+    (absolute), and which option or variable chose it. The order is ``--url``, ``--store``,
+    ``$QDRANT_URL``, ``$DMWAN_STORE``, then the default folder.
+    """
+    if url:
+        return "server", url, "--url"
+    if path is not None:
+        return "embedded", str(Path(path).expanduser().resolve()), "--store"
+    if os.environ.get(ENV_URL):
+        return "server", os.environ[ENV_URL], f"${ENV_URL} (it wins over ${ENV_STORE}; --store wins over it)"
+    if os.environ.get(ENV_STORE):
+        return "embedded", str(default_store_path().resolve()), f"${ENV_STORE}"
+    return "embedded", str(default_store_path().resolve()), f"the default (set ${ENV_STORE} or --store to change it)"

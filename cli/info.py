@@ -1,0 +1,57 @@
+"""`dmwan info`: where things are: the store a command would open (and why), a server holding
+it, the device the encoders run on, and the versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .app import app, versions
+from .options import store_option, url_option
+
+
+@app.command("info")
+def info_command(
+    store: Optional[Path] = store_option(),
+    url: Optional[str] = url_option(),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Say which store the commands open (and which option or variable chose it), whether a
+    `dmwan serve` holds it, the device, and the versions. Opens nothing, creates nothing."""
+    from dmwan_qdrant import __version__
+    from dmwan_qdrant.encoder import default_device, usable_cores
+    from dmwan_qdrant.server.discovery import find_server
+    from dmwan_qdrant.store.factory import store_choice
+
+    backend, where, why = store_choice(url, store)
+    report: dict[str, Any] = {"version": __version__, "store": {"backend": backend, "location": where, "chosen_by": why}}
+    if backend == "embedded":
+        folder = Path(where)
+        report["store"]["exists"] = folder.is_dir()
+        served = find_server(folder) if folder.is_dir() else None
+        report["server"] = {"url": served.url, "pid": served.pid, "collections": list(served.collections)} if served else None
+    else:
+        report["server"] = None
+    device = default_device()
+    report["device"] = {"name": device, "cores": usable_cores()}
+    if device == "cuda":
+        import torch
+
+        report["device"]["gpu"] = torch.cuda.get_device_name(0)
+    report["versions"] = versions()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    s = report["store"]
+    state = "" if backend != "embedded" else ("" if s["exists"] else ", does not exist yet: `dmwan ingest` creates it")
+    typer.echo(f"dmwan-qdrant {__version__}")
+    typer.echo(f"store    {where} ({backend}, chosen by {why}{state})")
+    srv = report["server"]
+    typer.echo(f"server   {'`dmwan serve` at ' + srv['url'] + ' (pid ' + str(srv['pid']) + ') holds the store' if srv else 'none'}")
+    gpu = f", {report['device']['gpu']}" if "gpu" in report["device"] else ""
+    typer.echo(f"device   {device}{gpu} ({usable_cores()} CPU cores)")
+    typer.echo("order    --url, then --store, then $QDRANT_URL, then $DMWAN_STORE, then the default folder")
+    typer.echo("versions " + ", ".join(f"{d} {v or '(not installed)'}" for d, v in report["versions"].items()))
