@@ -76,7 +76,7 @@ def info(
     typer.echo(f"collection   {i.name} ({i.backend})")
     typer.echo(f"points       {i.points}")
     typer.echo(f"vectors      global {i.dim} (cosine), tokens {i.token_dim} per token (MaxSim)")
-    seg = f", {i.segments} segments" if i.segments is not None else ""
+    seg = f", {i.segments} segment{'' if i.segments == 1 else 's'}" if i.segments is not None else ""
     typer.echo(f"index        {i.index_state} ({i.indexed_vectors} vectors indexed{seg}), status {i.status}")
     typer.echo("model")
     width = max((len(key) for key in i.model), default=0) + 2

@@ -28,7 +28,10 @@ def query_command(
     prefetch: int = typer.Option(100, "--prefetch", min=1, help="candidates re-ranked by local tokens"),
     text: Optional[str] = typer.Option(None, "--text", help='search by text instead, e.g. "a red shoe"'),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    paths_only: bool = typer.Option(False, "--paths", help="print only the photo paths, one a line"),
+    as_jsonl: bool = typer.Option(False, "--jsonl", help="print JSON Lines: one object per query, in the order given"),
+    paths_only: bool = typer.Option(
+        False, "--paths", help="print only the photo paths, one a line (a blank line between queries)"
+    ),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="also write a contact sheet PNG here"),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle (default: the collection's)"),
     store: Optional[Path] = store_option(),
@@ -44,8 +47,8 @@ def query_command(
         raise UsageError("give one or more sketch files, or --text")
     if sketches and text is not None:
         raise UsageError("give sketch files or --text, not both")
-    if as_json and paths_only:
-        raise UsageError("--json and --paths are exclusive")
+    if sum((as_json, as_jsonl, paths_only)) > 1:
+        raise UsageError("--json, --jsonl and --paths are exclusive")
 
     queries: list[Any] = [text] if text is not None else [str(s) for s in sketches]
     # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
@@ -73,9 +76,14 @@ def query_command(
         except (OSError, ValueError) as e:  # unwritable folder, unknown image suffix
             raise UsageError(f"cannot write the contact sheet {sheet}: {e}") from None
     if paths_only:
-        for res in results:
+        for i, res in enumerate(results):
+            if i:
+                typer.echo("")
             for r in res:
                 typer.echo(r.path)
+    elif as_jsonl:
+        for q, res in zip(queries, results):
+            typer.echo(json.dumps({"query": q, "collection": collection, "results": [r.to_dict() for r in res]}))
     elif as_json:
         out = {
             "collection": collection,

@@ -125,7 +125,11 @@ def contact_sheets(
     columns: int = 5,
     is_text: bool = False,
 ) -> Path:
-    """Write one PNG with a block per query (stacked top to bottom); returns ``out_path``."""
+    """Write one image with a block per query (stacked top to bottom); returns ``out_path``.
+
+    The format is the one the file name asks for (``.png``, ``.jpg``/``.jpeg``, ``.webp``); a name
+    without a known image suffix gets PNG.
+    """
     blocks = [render_query(q, res, thumb, columns, is_text) for q, res in queries]
     gap = max(4, thumb // 40)
     width = max(b.width for b in blocks)
@@ -137,5 +141,10 @@ def contact_sheets(
         y += b.height + gap
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out, format="PNG")
+    fmt = SHEET_FORMATS.get(out.suffix.lower(), "PNG")
+    sheet.save(out, format=fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP") else {}))
     return out
+
+
+#: Contact-sheet formats by file suffix.
+SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}

@@ -61,6 +61,19 @@ def test_json_with_several_sketches_filter_and_no_rerank(capsys, env):
         assert all(r["label"] == "square" and -1 <= r["score"] <= 1.0001 for r in x["results"])
 
 
+def test_jsonl_paths_apart_and_a_jpeg_sheet(capsys, env, tmp_path):
+    code, out, _ = q(capsys, env, *env["sketches"], "-k", "2", "--jsonl")
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert code == 0 and [x["query"] for x in lines] == [str(s) for s in env["sketches"]]
+    assert all(len(x["results"]) == 2 and x["collection"] == "pics" for x in lines)
+    code, out, _ = q(capsys, env, *env["sketches"], "-k", "2", "--paths", "--sheet", tmp_path / "sheet.jpg")
+    blocks = out.strip().split("\n\n")
+    assert code == 0 and [len(b.splitlines()) for b in blocks] == [2, 2]
+    assert Image.open(tmp_path / "sheet.jpg").format == "JPEG"
+    code, _, err = q(capsys, env, env["sketches"][0], "--jsonl", "--paths")
+    assert code == 2 and "exclusive" in one_line_error(err)
+
+
 def test_paths_and_sheet(capsys, env, tmp_path):
     code, out, _ = q(capsys, env, env["sketches"][1], "-k", "4", "--paths", "--sheet", tmp_path / "sheet.png")
     paths = out.strip().splitlines()
