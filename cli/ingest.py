@@ -81,6 +81,10 @@ def _print_summary(collection: str, report: Any) -> None:
         f"({report.found} images found, {report.decoded} decoded in {report.seconds:.1f} s, "
         f"{report.images_per_second:.1f} images/s)"
     )
+    if report.missing:
+        n = report.missing
+        typer.echo(f"  {n} point{'s' if n != 1 else ''} under these paths point at files that are gone; "
+                   "run the same command with --prune to drop them")
     for path, reason in report.failed[:_MAX_LISTED_FAILURES]:
         typer.echo(f"  failed: {path}: {reason}")
     if len(report.failed) > _MAX_LISTED_FAILURES:

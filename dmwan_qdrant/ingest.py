@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .encoder import check_same_model, encoder_threads, model_record, usable_cores
 from .errors import DiskFullError, DmwanError, ImageError, Interrupted, UsageError
-from .imageio import MAX_IMAGE_PIXELS, is_image_path, load_image
+from .imageio import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, is_image_path, load_image
 from .ingest_records import ALIASES, add_aliases, alias_list, record_ingest, signum_args, stopped_message
 from .store import CollectionSpec, PhotoPoint, Store
 
@@ -68,6 +68,7 @@ class IngestReport:
         unchanged: files skipped because path, size and mtime matched the stored point.
         duplicates: files whose content is already stored under another existing path.
         pruned: points deleted: stale versions of changed files, and (with ``prune``) files gone.
+        missing: points under the given paths whose file is gone (kept: ``prune`` drops them).
         failed: ``(path, reason)`` for every file that could not be read.
         decoded: files read, hashed and decoded in this run.
         seconds: wall time of the run.
@@ -79,6 +80,7 @@ class IngestReport:
     unchanged: int = 0
     duplicates: int = 0
     pruned: int = 0
+    missing: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     decoded: int = 0
     seconds: float = 0.0
@@ -262,18 +264,22 @@ def ingest(
     # of a content stored once (exact duplicates), so that they are not decoded on every run.
     stored: dict[str, list[tuple[str, Any, Any]]] = {}
     aliases: dict[str, tuple[str, Any, Any]] = {}
+    labels: dict[str, Any] = {}
     if exists:
-        for pid, payload in store.scroll_payloads(collection, ["path", "size", "mtime_ns", ALIASES]):
+        for pid, payload in store.scroll_payloads(collection, ["path", "size", "mtime_ns", "label", ALIASES]):
+            labels[pid] = payload.get("label")
             if isinstance(payload.get("path"), str):
                 stored.setdefault(payload["path"], []).append((pid, payload.get("size"), payload.get("mtime_ns")))
             for a in alias_list(payload):
                 aliases[a["path"]] = (pid, a.get("size"), a.get("mtime_ns"))
     walked, keep, todo = _plan(paths, stored, aliases, report)
     skipped = report.unchanged + report.duplicates  # files not read again
+    if report.found == 0 and not (exists and prune):
+        where = ", ".join(str(p) for p in paths)
+        kinds = " ".join(sorted(IMAGE_SUFFIXES))
+        outcome = "nothing was stored" if exists else f"collection '{collection}' was not created"
+        raise UsageError(f"no image files under {where} (the suffixes read: {kinds}): {outcome}")
     if not exists:
-        if report.found == 0:
-            where = ", ".join(str(p) for p in paths)
-            raise UsageError(f"no image files under {where}: collection '{collection}' was not created")
         rec = model_record(model)
         store.create_collection(collection, CollectionSpec(rec["dim"], rec["token_dim"], rec))
 
@@ -305,8 +311,17 @@ def ingest(
                     _ingest_batch(store, collection, model, tensors, items, label_from_folder, report, written)
                     tick()
 
+        if label_from_folder:  # a labelling that changed needs no new embedding: payload only
+            for path, entries in stored.items():
+                for pid, _, _ in entries:
+                    if pid in keep and labels.get(pid) != Path(path).parent.name:
+                        store.update_payload(collection, pid, {"label": Path(path).parent.name})
+                        report.updated += 1
+                        report.unchanged -= 1
         # Stale points: older versions of walked files, and (prune) files gone from under the roots.
         roots = [Path(p).expanduser().resolve() for p in paths]
+        if not prune:
+            report.missing = sum(len(e) for path, e in stored.items() if path not in walked and _under(path, roots))
         stale = [
             pid
             for path, entries in stored.items()

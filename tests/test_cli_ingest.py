@@ -133,3 +133,32 @@ def test_interrupt_is_one_line(tmp_path, capsys, bundle, monkeypatch):
     assert code == 130 and "Traceback" not in err
     if os.path.exists(tmp_path / "s"):  # the store was closed on the way out: it opens again
         open_store(path=tmp_path / "s").close()
+
+
+def test_ingest_keeps_up_with_labels_gone_files_and_empty_folders(tmp_path, capsys, bundle):
+    files = make_photos(tmp_path / "photos", n=6)
+    store = tmp_path / "store"
+    code, out, _ = dmwan(capsys, "ingest", tmp_path / "photos", "-c", "pics", "--model", bundle, "--store", store)
+    assert code == 0 and "6 added" in out
+    # Labelling added afterwards: applied in place, without embedding anything again.
+    code, out, _ = dmwan(capsys, "ingest", tmp_path / "photos", "-c", "pics", "--store", store,
+                         "--label-from-folder", "--json")
+    report = json.loads(out)
+    assert (report["updated"], report["unchanged"], report["decoded"]) == (6, 0, 0)
+    with open_store(path=store) as st:
+        assert sorted(p.get("label") for _, p in st.scroll_payloads("pics")) == ["a"] * 3 + ["b"] * 3
+    code, out, _ = dmwan(capsys, "ingest", tmp_path / "photos", "-c", "pics", "--store", store, "--label-from-folder")
+    assert "0 updated, 6 unchanged" in out
+    # Files gone without --prune: the summary counts them and names the fix.
+    files[0].unlink()
+    files[1].unlink()
+    code, out, _ = dmwan(capsys, "ingest", tmp_path / "photos", "-c", "pics", "--store", store)
+    assert code == 0 and "2 points under these paths point at files that are gone" in out and "--prune" in out
+    # A folder without images is an error naming the suffixes read, and stores nothing.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    code, _, err = dmwan(capsys, "ingest", tmp_path / "empty", "-c", "pics", "--store", store)
+    line = one_line_error(err)
+    assert code == 2 and ".jpg" in line and ".png" in line and "nothing was stored" in line
+    with open_store(path=store) as st:
+        assert st.count("pics") == 6
