@@ -61,9 +61,11 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Point count, model record, vector sizes and index state of a collection."""
+    labels: dict[str, int] | None = None
     try:
         with open_cli_store(store, url, api_key, read_only=True) as st:
             i = st.collection_info(name)
+            labels = _label_counts(st, name)
     except StoreServedError as served:
         found = [c for c in _served_collections(served) if c.name == name]
         if not found:
@@ -71,7 +73,7 @@ def info(
                                           "(it holds the store: stop it to see the others)") from None
         i = found[0]
     if as_json:
-        typer.echo(json.dumps(_info_dict(i), indent=2))
+        typer.echo(json.dumps({**_info_dict(i), **({"labels": labels} if labels is not None else {})}, indent=2))
         return
     typer.echo(f"collection   {i.name} ({i.backend})")
     typer.echo(f"points       {i.points}")
@@ -82,6 +84,18 @@ def info(
     width = max((len(key) for key in i.model), default=0) + 2
     for key, value in i.model.items():
         typer.echo(f"  {key:<{width}}{value}")
+    if labels:
+        typer.echo(f"labels       {len(labels)}: " + ", ".join(f"{k} {n}" for k, n in labels.items()))
+    elif labels is not None:
+        typer.echo("labels       none (ingest with --label-from-folder to label by folder)")
+
+
+def _label_counts(st: Any, name: str) -> dict[str, int]:
+    """Points per label, most common first (points without a label are not counted)."""
+    from collections import Counter
+
+    counts = Counter(str(p["label"]) for _, p in st.scroll_payloads(name, ["label"]) if p.get("label") is not None)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @collections_app.command("delete")

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .app import app
+from .options import device_option
 
 
 @app.command("eval")
@@ -18,16 +19,19 @@ def evaluate(
     root: Path = typer.Option(..., "--root", help="dataset root folder"),
     split: Optional[str] = typer.Option(None, help="benchmark split (Sketchy: 1 or 2)"),
     batch_size: int = typer.Option(128, help="images per forward pass"),
-    workers: int = typer.Option(0, help="image decoding workers"),
+    workers: int = typer.Option(0, "--decode-workers", "--workers", min=0, help="image decoding processes"),
     per_class: bool = typer.Option(False, "--per-class", help="also report AP per unseen class"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the metrics as JSON here"),
+    device: Optional[str] = device_option(),
 ) -> None:
     """Score a model on the unseen classes: mAP@all, P@100, mAP@200, P@200 (x100)."""
     from dmwan_qdrant.data import load_benchmark
     from dmwan_qdrant.eval.evaluate import evaluate_split
     from dmwan_qdrant.model import load_model
 
-    net = load_model(model, device="cuda" if _cuda() else "cpu")
+    from dmwan_qdrant.encoder import resolve_device
+
+    net = load_model(model, device=resolve_device(device))
     bench = load_benchmark(dataset, root, split)
     metrics = evaluate_split(net, bench, batch_size=batch_size, num_workers=workers, per_class=per_class)
     metrics.update(model=str(model), fingerprint=net.fingerprint, dataset=dataset, split=split)
@@ -42,8 +46,3 @@ def evaluate(
         out.write_text(json.dumps(metrics, indent=2))
         typer.echo(f"wrote {out}")
 
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

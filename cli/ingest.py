@@ -13,7 +13,7 @@ import typer
 from dmwan_qdrant.errors import UsageError
 
 from .app import app
-from .options import api_key_option, open_cli_store, store_option, url_option
+from .options import api_key_option, device_option, open_cli_store, store_option, url_option
 
 EXIT_SOME_FAILED = 11
 """Exit code when the run finished but some files could not be read (the good ones are stored)."""
@@ -34,8 +34,11 @@ def ingest_command(
     label_from_folder: bool = typer.Option(False, "--label-from-folder", help="store each file's folder name as its label"),
     prune: bool = typer.Option(False, "--prune", help="delete points under PATHS whose file is gone"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="images per forward pass and per upsert"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="decoding workers (default: cores - 1, at most 8)"),
+    workers: Optional[int] = typer.Option(
+        None, "--decode-workers", "--workers", min=0, help="image decoding processes (default: cores - 1, at most 8)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
+    device: Optional[str] = device_option(),
 ) -> None:
     """Embed the photos under PATHS into a collection.
 
@@ -49,11 +52,11 @@ def ingest_command(
         from dmwan_qdrant.search import load_collection_model
 
         if st.collection_exists(collection):
-            net = load_collection_model(st, collection, model)
+            net = load_collection_model(st, collection, model, device)
         elif model is None:
             raise UsageError(f"collection '{collection}' does not exist yet: give --model BUNDLE to create it")
         else:
-            net = load_bundle(model)
+            net = load_bundle(model, device)
         with _ProgressDisplay() as bar:
             report = ingest(
                 paths,

@@ -68,3 +68,7 @@ def _served(error: StoreInUseError, store: Optional[Path]) -> StoreInUseError:
         f"the store (searches go through it: `dmwan query` does so by itself, or use {server.url}/ )",
         server.url, server.pid, server.auth,
     )
+
+
+def device_option() -> Any:
+    return typer.Option(None, "--device", help="torch device for the model: cpu, cuda[:N] or mps (default: the best here)")

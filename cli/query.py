@@ -11,7 +11,7 @@ import typer
 from dmwan_qdrant.errors import StoreServedError, UsageError
 
 from .app import app
-from .options import api_key_option, open_cli_store, store_option, url_option
+from .options import api_key_option, device_option, open_cli_store, store_option, url_option
 
 
 @app.command("query")
@@ -34,6 +34,7 @@ def query_command(
     ),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="also write a contact sheet PNG here"),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle (default: the collection's)"),
+    device: Optional[str] = device_option(),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
     api_key: Optional[str] = api_key_option(),
@@ -61,7 +62,7 @@ def query_command(
             from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
 
             flt = parse_filters(filters or []) or None
-            net = load_collection_model(st, collection, model)
+            net = load_collection_model(st, collection, model, device)
             if text is not None:
                 results = search_text(st, collection, net, text, k=k, filter=flt)
             else:

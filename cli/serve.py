@@ -13,7 +13,7 @@ import typer
 from dmwan_qdrant.errors import UsageError
 
 from .app import app
-from .options import open_cli_store, store_option, url_option
+from .options import device_option, open_cli_store, store_option, url_option
 
 ENV_API_KEY = "DMWAN_API_KEY"
 
@@ -42,7 +42,7 @@ def serve_command(
         None, "--cors-origin", help="allow browser calls from this origin, e.g. https://app.example.com (repeat)"
     ),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle (one collection only; default: the collection's)"),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device for the encoders (default: cuda if any, else cpu)"),
+    device: Optional[str] = device_option(),
     max_upload_mb: float = typer.Option(4.0, "--max-upload-mb", min=0.01, help="largest request body, MB"),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="most requests per forward pass (1: no micro-batching)"),
     batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0, help="how long a request waits to share a forward pass"),

@@ -13,7 +13,7 @@ from .app import app
 
 @app.command()
 def train(
-    config: Path = typer.Option(..., "--config", "-c", help="training config: a shipped name (`dmwan configs`) or a YAML/JSON file"),
+    config: Path = typer.Option(..., "--config", help="training config: a shipped name (`dmwan configs`) or a YAML/JSON file"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Ray Train workers"),
     gpus: bool = typer.Option(False, "--gpus", help="one GPU per worker"),
     cpus_per_worker: Optional[float] = typer.Option(None, help="CPUs per worker (fractions share cores)"),

@@ -13,15 +13,42 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, ModelMismatchError
+from .errors import CheckpointError, ModelMismatchError, UsageError
 from .model import DMWAN, load_model, model_fingerprint
 
 
+DEVICES = ("cpu", "cuda", "mps")
+
+
 def default_device() -> str:
-    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    """The best device here: ``"cuda"`` when a GPU is visible, else ``"mps"`` (Apple), else ``"cpu"``."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` checked to exist here (``cuda:1`` too), or `default_device` for None.
+
+    Raises:
+        UsageError: an unknown device, or one this machine does not have.
+    """
+    if device is None:
+        return default_device()
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES or (index and not index.isdigit()):
+        raise UsageError(f"unknown device {device!r}: use {', '.join(DEVICES)} (or cuda:N)")
+    if kind == "cuda" and (not torch.cuda.is_available() or int(index or 0) >= torch.cuda.device_count()):
+        raise UsageError(f"device {device!r} is not available here (CUDA GPUs visible: {torch.cuda.device_count()})")
+    mps = getattr(torch.backends, "mps", None)
+    if kind == "mps" and not (mps is not None and mps.is_available()):
+        raise UsageError("device 'mps' is not available here (Apple GPUs only)")
+    return device
 
 
 def usable_cores() -> int:
@@ -58,7 +85,7 @@ def load_bundle(path: str | Path, device: str | None = None) -> DMWAN:
         CheckpointError: missing, corrupted or inconsistent bundle.
     """
     path = Path(path).expanduser().resolve()
-    model = load_model(path, device=device or default_device())
+    model = load_model(path, device=resolve_device(device))
     model.bundle_path = path
     return model
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dmwan_qdrant import __version__
+from dmwan_qdrant.encoder import resolve_device
+from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.training.config import TrainConfig, shipped_configs
 
 from cli_helpers import dmwan, one_line_error
@@ -68,3 +72,20 @@ def test_only_ingest_creates_a_store(capsys, tmp_path):
         line = one_line_error(err)
         assert code == 6 and f"no store at {typo}" in line and "--store" in line, args
         assert not typo.exists(), args
+
+
+def test_device_is_checked_on_every_command_that_runs_the_model(capsys, tmp_path):
+    for args in (["query", "x.png", "-c", "pics"], ["ingest", tmp_path, "-c", "pics"],
+                 ["eval", "--model", tmp_path, "--dataset", "procedural", "--root", tmp_path]):
+        code, out, _ = dmwan(capsys, *args, "--help")
+        assert "--device" in out, args
+    assert resolve_device("cpu") == "cpu" and resolve_device(None) in ("cpu", "cuda", "mps")
+    with pytest.raises(UsageError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+
+
+def test_one_meaning_per_short_flag(capsys):
+    code, out, _ = dmwan(capsys, "train", "--help")
+    assert code == 0 and "-c " not in out.replace("--config", "")  # -c is --collection everywhere
+    code, out, _ = dmwan(capsys, "ingest", "--help")
+    assert "--decode-workers" in out

@@ -61,6 +61,18 @@ def test_json_with_several_sketches_filter_and_no_rerank(capsys, env):
         assert all(r["label"] == "square" and -1 <= r["score"] <= 1.0001 for r in x["results"])
 
 
+def test_info_counts_the_labels(capsys, env):
+    code, out, _ = dmwan(capsys, "collections", "info", "pics", "--store", env["store"])
+    assert code == 0 and "labels       2: circle 4, square 4" in out
+    code, out, _ = dmwan(capsys, "collections", "info", "pics", "--store", env["store"], "--json")
+    assert json.loads(out)["labels"] == {"circle": 4, "square": 4}
+
+
+def test_a_device_this_machine_lacks_is_one_line(capsys, env):
+    code, _, err = q(capsys, env, env["sketches"][0], "--device", "tpu")
+    assert code == 2 and "unknown device 'tpu'" in one_line_error(err)
+
+
 def test_jsonl_paths_apart_and_a_jpeg_sheet(capsys, env, tmp_path):
     code, out, _ = q(capsys, env, *env["sketches"], "-k", "2", "--jsonl")
     lines = [json.loads(line) for line in out.strip().splitlines()]
