@@ -70,7 +70,10 @@ def ingest_command(
                 progress=bar.update,
             )
     if as_json:
-        typer.echo(json.dumps({"collection": collection, **report.to_dict()}, indent=2))
+        from dmwan_qdrant.store.factory import store_choice
+
+        typer.echo(json.dumps({"store": store_choice(url, store)[1], "collection": collection, **report.to_dict()},
+                              indent=2))
     else:
         _print_summary(collection, report)
     if report.failed:

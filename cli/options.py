@@ -48,6 +48,7 @@ def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[
         opened = open_store(url=url, path=store, api_key=api_key, read_only=read_only)
     except StoreInUseError as e:
         raise _served(e, store) from None
+    typer.echo(f"store: {where} ({backend})", err=True)  # which store, always: the default hides it
     notice = getattr(opened, "notice", None)
     if notice:
         typer.echo(f"note: {notice}", err=True)

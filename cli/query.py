@@ -86,7 +86,10 @@ def query_command(
         for q, res in zip(queries, results):
             typer.echo(json.dumps({"query": q, "collection": collection, "results": [r.to_dict() for r in res]}))
     elif as_json:
+        from dmwan_qdrant.store.factory import store_choice
+
         out = {
+            "store": store_choice(url, store)[1],
             "collection": collection,
             "mode": "text" if text is not None else "sketch",
             "rerank": text is None and not no_rerank,

@@ -61,6 +61,14 @@ def test_json_with_several_sketches_filter_and_no_rerank(capsys, env):
         assert all(r["label"] == "square" and -1 <= r["score"] <= 1.0001 for r in x["results"])
 
 
+def test_every_command_names_its_store(capsys, env):
+    for args in (["collections", "list"], ["collections", "info", "pics"], ["query", env["sketches"][0], "-c", "pics"]):
+        code, _, err = dmwan(capsys, *args, "--store", env["store"])
+        assert code == 0 and f"store: {env['store'].resolve()} (embedded)" in err.splitlines(), args
+    code, out, _ = q(capsys, env, env["sketches"][0], "--json")
+    assert json.loads(out)["store"] == str(env["store"].resolve())
+
+
 def test_info_counts_the_labels(capsys, env):
     code, out, _ = dmwan(capsys, "collections", "info", "pics", "--store", env["store"])
     assert code == 0 and "labels       2: circle 4, square 4" in out
