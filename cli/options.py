@@ -47,7 +47,7 @@ def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[
     try:
         opened = open_store(url=url, path=store, api_key=api_key, read_only=read_only)
     except StoreInUseError as e:
-        raise _served(e, store) from None
+        raise _served(e, Path(where)) from None
     typer.echo(f"store: {where} ({backend})", err=True)  # which store, always: the default hides it
     notice = getattr(opened, "notice", None)
     if notice:
@@ -55,17 +55,15 @@ def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[
     return opened
 
 
-def _served(error: StoreInUseError, store: Optional[Path]) -> StoreInUseError:
-    """``error``, or a `StoreServedError` naming the `dmwan serve` that holds the store."""
+def _served(error: StoreInUseError, folder: Path) -> StoreInUseError:
+    """``error``, or a `StoreServedError` naming the `dmwan serve` that holds the store ``folder``."""
     from dmwan_qdrant.server.discovery import find_server
-    from dmwan_qdrant.store.factory import default_store_path
 
-    folder = Path(store).expanduser() if store is not None else default_store_path()
     server = find_server(folder)
     if server is None:
         return error
     return StoreServedError(
-        f"store {folder.resolve()} is held by `dmwan serve` (pid {server.pid}) at {server.url}: stop it to change "
+        f"store {folder} is held by `dmwan serve` (pid {server.pid}) at {server.url}: stop it to change "
         f"the store (searches go through it: `dmwan query` does so by itself, or use {server.url}/ )",
         server.url, server.pid, server.auth,
     )

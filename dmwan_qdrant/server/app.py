@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,7 +33,8 @@ from dmwan_qdrant.server.http_errors import error_response, one_line
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
-from dmwan_qdrant.server.service import SearchAnswer, SearchRequest, SearchService
+from dmwan_qdrant.search import DEFAULT_PREFETCH
+from dmwan_qdrant.server.service import MAX_K, MAX_PREFETCH, SearchAnswer, SearchRequest, SearchService
 
 DEFAULT_MAX_UPLOAD_MB = 4.0
 
@@ -188,16 +189,16 @@ def create_app(
     async def search_route(
         request: Request,
         name: str,
-        k: int = Query(10, ge=1, le=1000, description="results per query"),
+        k: int = Query(10, ge=1, le=MAX_K, description="results per query"),
         filter: list[str] | None = Query(None, description="key=value, repeatable (ANDed)"),
         rerank: bool = Query(True, description="re-rank by MaxSim over local tokens"),
-        prefetch: int = Query(100, ge=1, le=10000, description="candidates re-ranked"),
+        prefetch: int = Query(DEFAULT_PREFETCH, ge=1, le=MAX_PREFETCH, description="candidates re-ranked"),
     ) -> dict[str, Any]:
         """The top k photos for each sketch (multipart files `sketch`, or JSON `sketches`) or for
         the JSON `text`, one entry in `queries` per sketch in the order given."""
         t0 = time.perf_counter()
         service.model(name)  # 404 before reading the body
-        req = await read_search(request, name)
+        req = await read_search(request, name, {"k": k, "filter": filter, "rerank": rerank, "prefetch": prefetch})
         answer = await search(req)
         metrics.observe_search(name, answer.embed_s, answer.search_s, answer.batch_size)
         if answer.error is not None:
@@ -210,11 +211,14 @@ def create_app(
         return {"collection": name, "mode": "text" if req.text is not None else "sketch", "rerank": req.rerank,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 2), "queries": queries}
 
+    async def photo_path(name: str, point_id: str) -> Path:
+        payload = await in_worker(service.payload, name, point_id)  # the store, on its worker
+        return await asyncio.to_thread(photo_file, payload, name, point_id)
+
     @app.get("/collections/{name}/photos/{point_id}", tags=["photos"], response_class=FileResponse)
     async def photo(name: str, point_id: str) -> FileResponse:
         """The stored photo of a point (the file it was ingested from)."""
-        payload = await in_worker(service.payload, name, point_id)
-        path = await asyncio.to_thread(photo_file, payload, name, point_id)
+        path = await photo_path(name, point_id)
         return FileResponse(path, media_type=media_type(path), headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/collections/{name}/photos/{point_id}/thumbnail", tags=["photos"])
@@ -223,8 +227,7 @@ def create_app(
         size: int = Query(256, ge=THUMBNAIL_SIZES[0], le=THUMBNAIL_SIZES[1], description="longest side, pixels"),
     ) -> Response:
         """A JPEG thumbnail of a point's photo."""
-        payload = await in_worker(service.payload, name, point_id)
-        path = await asyncio.to_thread(photo_file, payload, name, point_id)
+        path = await photo_path(name, point_id)
         data = await asyncio.to_thread(thumbnails.get, path, size)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
@@ -237,7 +240,3 @@ def create_app(
         )
     return app
 
-
-def served_collections(app: FastAPI) -> Sequence[str]:
-    """The collections an app serves."""
-    return app.state.service.collections

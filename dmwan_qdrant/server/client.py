@@ -42,6 +42,18 @@ def _error(response: httpx.Response, url: str) -> DmwanError:
     return _BY_STATUS.get(response.status_code, ServerUnavailableError)(f"{message} [server {url}]")
 
 
+def _call(method: str, url: str, route: str, api_key: str | None, **kwargs: Any) -> httpx.Response:
+    """One API call; a failure as the `DmwanError` the CLI reports for it."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.request(method, url.rstrip("/") + route, headers=headers, timeout=TIMEOUT_S, **kwargs)
+    except httpx.HTTPError as e:
+        raise ServerUnavailableError(f"the server at {url} does not answer ({type(e).__name__}: {e})") from None
+    if response.status_code != 200:
+        raise _error(response, url)
+    return response
+
+
 def search_through_server(
     url: str,
     collection: str,
@@ -62,7 +74,6 @@ def search_through_server(
     """
     params: list[tuple[str, Any]] = [("k", k), ("rerank", str(bool(rerank)).lower()), ("prefetch", prefetch)]
     params += [("filter", f) for f in filters]
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     kwargs: dict[str, Any]
     if text is not None:
         kwargs = {"json": {"text": text}}
@@ -72,13 +83,7 @@ def search_through_server(
             with file_errors(p):
                 files.append(("sketch", (str(p), Path(p).read_bytes(), "application/octet-stream")))
         kwargs = {"files": files}
-    endpoint = f"{url.rstrip('/')}/collections/{collection}/search"
-    try:
-        response = httpx.post(endpoint, params=params, headers=headers, timeout=TIMEOUT_S, **kwargs)
-    except httpx.HTTPError as e:
-        raise ServerUnavailableError(f"the server at {url} does not answer ({type(e).__name__}: {e})") from None
-    if response.status_code != 200:
-        raise _error(response, url)
+    response = _call("POST", url, f"/collections/{collection}/search", api_key, params=params, **kwargs)
     return [
         [Result(int(r["rank"]), float(r["score"]), str(r["path"]), r.get("label"), str(r["id"]),
                 {"path": r["path"], "label": r.get("label"), "width": r.get("width"), "height": r.get("height")})
@@ -93,13 +98,7 @@ def collections_through_server(url: str, api_key: str | None = None) -> list[Col
     Raises:
         ServerUnavailableError: the server does not answer; UsageError: a wrong API key.
     """
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/collections", headers=headers, timeout=TIMEOUT_S)
-    except httpx.HTTPError as e:
-        raise ServerUnavailableError(f"the server at {url} does not answer ({type(e).__name__}: {e})") from None
-    if response.status_code != 200:
-        raise _error(response, url)
+    response = _call("GET", url, "/collections", api_key)
     return [
         CollectionInfo(c["name"], c["backend"], c["points"], c["vectors"]["global"], c["vectors"]["tokens"], c["model"],
                        c["index"]["indexed_vectors"], c["index"]["state"], c["index"]["segments"], c["index"]["status"])

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dmwan_qdrant.store.lock import LOCK_NAME
+from dmwan_qdrant.store.lock import LOCK_NAME, is_running
 
 SERVER_FILE = ".server.json"
 
@@ -56,7 +56,7 @@ def remove_address(store: Path) -> None:
 def find_server(store: Path) -> ServerAddress | None:
     """The server holding the embedded store at ``store``, or None where there is none alive."""
     found = _read(Path(store) / SERVER_FILE)
-    if found is None or found.pid == os.getpid() or not _alive(found.pid):
+    if found is None or found.pid == os.getpid() or not is_running(found.pid):
         return None
     try:
         holder = int((Path(store) / LOCK_NAME).read_text().strip() or 0)
@@ -72,12 +72,3 @@ def _read(path: Path) -> ServerAddress | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True

@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from dmwan_qdrant.imageio import MAX_IMAGE_PIXELS, decode_image
-from dmwan_qdrant.search import DEFAULT_PREFETCH, parse_filters
+from dmwan_qdrant.search import parse_filters
 from dmwan_qdrant.server.http_errors import HTTPError
 from dmwan_qdrant.server.service import MAX_K, MAX_PREFETCH, SearchRequest
 
@@ -78,21 +78,17 @@ def _decode_base64(index: int, text: Any) -> bytes:
         raise HTTPError(400, f"sketches[{index}] is not valid base64") from None
 
 
-async def read_search(request: Request, collection: str) -> SearchRequest:
-    """The `SearchRequest` of an HTTP search call (JSON or multipart body, query parameters).
+async def read_search(request: Request, collection: str, options: dict[str, Any]) -> SearchRequest:
+    """The `SearchRequest` of an HTTP search call: the sketches or text of its body (JSON or
+    multipart), and ``options`` (``k``, ``filter``, ``rerank``, ``prefetch``: the route's query
+    parameters, already parsed) where the body does not give them.
 
     Raises:
         HTTPError: 400 for a malformed body, 422 for an option out of range; ImageError (415) and
             ImageTooLargeError (413) for sketches that are not images or are too large;
             UsageError (400) for a malformed filter.
     """
-    params = request.query_params
-    options: dict[str, Any] = {
-        "k": params.get("k"),
-        "filter": params.getlist("filter") or None,
-        "rerank": params.get("rerank"),
-        "prefetch": params.get("prefetch"),
-    }
+    options = dict(options)
     blobs: list[tuple[str, bytes]] = []
     text: str | None = None
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -104,9 +100,9 @@ async def read_search(request: Request, collection: str) -> SearchRequest:
                     raise HTTPError(400, "the sketch field must be a file upload")
                 blobs.append((part.filename or f"sketch {i + 1}", await part.read()))
             for key in ("k", "rerank", "prefetch"):
-                if key in form and options[key] is None:
+                if key in form:
                     options[key] = form[key]
-            if form.getlist("filter") and options["filter"] is None:
+            if form.getlist("filter"):
                 options["filter"] = [str(v) for v in form.getlist("filter")]
             if "text" in form:
                 text = str(form["text"])
@@ -145,9 +141,9 @@ async def read_search(request: Request, collection: str) -> SearchRequest:
         raise HTTPError(413, f"at most {MAX_SKETCHES} sketches in one request, got {len(blobs)}")
     if text is not None and not text.strip():
         raise HTTPError(400, "the text query is empty")
-    k = _int_option("k", 10 if options["k"] is None else options["k"], 1, MAX_K)
-    prefetch = _int_option("prefetch", DEFAULT_PREFETCH if options["prefetch"] is None else options["prefetch"], 1, MAX_PREFETCH)
-    rerank = True if options["rerank"] is None else _bool_option("rerank", options["rerank"])
+    k = _int_option("k", options["k"], 1, MAX_K)
+    prefetch = _int_option("prefetch", options["prefetch"], 1, MAX_PREFETCH)
+    rerank = _bool_option("rerank", options["rerank"])
     flt = _filters(options["filter"])
     limit = min(MAX_SKETCH_PIXELS, MAX_IMAGE_PIXELS)
     # Off the event loop: a large PNG takes a while to decode.

@@ -178,8 +178,8 @@ class SearchService:
 
     def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchAnswer]:
         """Answer several requests: the sketches of all requests to one collection go through the
-        encoder in one forward pass; each request then searches the store on its own. An error
-        in one request (a bad filter, an unknown collection) is its answer alone."""
+        encoder in one forward pass, and requests with the same options search the store in one
+        call. An error in one request (an unknown collection, no sketch) is its answer alone."""
         answers = [SearchAnswer(batch_size=len(requests)) for _ in requests]
         by_collection: dict[str, list[int]] = {}
         for i, req in enumerate(requests):

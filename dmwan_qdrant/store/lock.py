@@ -28,7 +28,7 @@ def in_use_error(path: Path, pid: int | None) -> StoreInUseError:
     """The error for a store folder held by process ``pid`` (None when unknown)."""
     if pid == os.getpid():
         return StoreInUseError(f"store {path} is already open in this process")
-    if pid and not _is_running(pid):
+    if pid and not is_running(pid):
         # The recorded owner is gone but the lock is not: a descendant shares its descriptor.
         return StoreInUseError(
             f"store {path} is locked by pid {pid}, which is no longer running (a child process it "
@@ -38,7 +38,8 @@ def in_use_error(path: Path, pid: int | None) -> StoreInUseError:
     return StoreInUseError(f"store {path} is in use by another process ({who})")
 
 
-def _is_running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
