@@ -55,15 +55,9 @@ DISTRIBUTIONS = ("torch", "open_clip_torch", "timm", "qdrant-client", "qdrant-ed
 
 def versions() -> dict[str, str | None]:
     """The installed version of each library dmwan-qdrant runs on (None: not installed)."""
-    import importlib.metadata as md
+    from dmwan_qdrant.versions import installed_versions
 
-    out: dict[str, str | None] = {}
-    for dist in DISTRIBUTIONS:
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = None
-    return out
+    return installed_versions(DISTRIBUTIONS)
 
 
 @app.command()
@@ -76,7 +70,7 @@ def version() -> None:
 
 def _register_commands() -> None:
     # Each module adds its commands to `app`; imported here so `dmwan --help` lists them all.
-    from . import collections, configs, demo, evaluate, info, ingest, query, serve, train  # noqa: F401
+    from . import collections, configs, demo, evaluate, info, ingest, model, query, serve, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

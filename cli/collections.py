@@ -72,6 +72,7 @@ def info(
             raise CollectionNotFoundError(f"no collection named '{name}' is served by `dmwan serve` at {served.url} "
                                           "(it holds the store: stop it to see the others)") from None
         i = found[0]
+    i.model.update(_card_summary(i.model))
     if as_json:
         typer.echo(json.dumps({**_info_dict(i), **({"labels": labels} if labels is not None else {})}, indent=2))
         return
@@ -88,6 +89,21 @@ def info(
         typer.echo(f"labels       {len(labels)}: " + ", ".join(f"{k} {n}" for k, n in labels.items()))
     elif labels is not None:
         typer.echo("labels       none (ingest with --label-from-folder to label by folder)")
+
+
+def _card_summary(record: dict[str, Any]) -> dict[str, str]:
+    """What the model card of a collection's bundle says, for a record that does not say it
+    (collections filled before records carried it); empty when the bundle cannot be read."""
+    if "trained_on" in record or not record.get("bundle"):
+        return {}
+    from dmwan_qdrant.model.card import card_of, source_text, training_text
+    from dmwan_qdrant.model.checkpoint import read_bundle_record
+
+    try:
+        card = card_of(read_bundle_record(record["bundle"]))
+    except Exception:  # a bundle gone or damaged: the record alone is what there is to say
+        return {}
+    return {"pretrained": source_text(card.get("pretrained")), "trained_on": training_text(card.get("training"))}
 
 
 def _label_counts(st: Any, name: str) -> dict[str, int]:
@@ -146,7 +162,8 @@ EXIT_DAMAGED = 12
 def check(
     name: str = typer.Argument(..., help="collection name"),
     repair: bool = typer.Option(False, "--repair", help="rewrite what is damaged, from the files still on disk"),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle for --repair (default: the recorded one)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
+                                        help="model bundle for --repair (default: the recorded one)"),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
     api_key: Optional[str] = api_key_option(),
@@ -206,8 +223,8 @@ def _print_check(r: Any) -> None:
 @collections_app.command("recover")
 def recover(
     name: str = typer.Argument(..., help="collection folder that lost its manifest"),
-    model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="the bundle that filled it, where the shard keeps no copy of the manifest"
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", metavar="BUNDLE|NAME", help="the bundle that filled it, where the shard keeps no copy of the manifest"
     ),
     store: Optional[Path] = store_option(),
 ) -> None:

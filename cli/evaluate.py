@@ -14,10 +14,13 @@ from .options import device_option
 
 @app.command("eval")
 def evaluate(
-    model: Path = typer.Option(..., "--model", "-m", help="model bundle folder"),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="procedural, sketchy, tuberlin or quickdraw"),
+    model: str = typer.Option(..., "--model", "-m", metavar="BUNDLE|NAME", help="model bundle: a folder or hf-hub:ORG/NAME"),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="folder (your own), procedural, sketchy, tuberlin or quickdraw"),
     root: Path = typer.Option(..., "--root", help="dataset root folder"),
     split: Optional[str] = typer.Option(None, help="benchmark split (Sketchy: 1 or 2)"),
+    unseen: int = typer.Option(0, "--unseen", min=0, metavar="N",
+                               help="folder data: score on N classes drawn by --seed (default: zeroshot/unseen_classes.txt)"),
+    seed: int = typer.Option(0, "--seed", help="the draw of --unseen (the training run's seed gives its split)"),
     batch_size: int = typer.Option(128, help="images per forward pass"),
     workers: int = typer.Option(0, "--decode-workers", "--workers", min=0, help="image decoding processes"),
     per_class: bool = typer.Option(False, "--per-class", help="also report AP per unseen class"),
@@ -27,12 +30,10 @@ def evaluate(
     """Score a model on the unseen classes: mAP@all, P@100, mAP@200, P@200 (x100)."""
     from dmwan_qdrant.data import load_benchmark
     from dmwan_qdrant.eval.evaluate import evaluate_split
-    from dmwan_qdrant.model import load_model
+    from dmwan_qdrant.encoder import load_bundle
 
-    from dmwan_qdrant.encoder import resolve_device
-
-    net = load_model(model, device=resolve_device(device))
-    bench = load_benchmark(dataset, root, split)
+    net = load_bundle(model, device)
+    bench = load_benchmark(dataset, root, split, unseen=unseen, seed=seed)
     metrics = evaluate_split(net, bench, batch_size=batch_size, num_workers=workers, per_class=per_class)
     metrics.update(model=str(model), fingerprint=net.fingerprint, dataset=dataset, split=split)
     typer.echo(f"{dataset}{' split ' + split if split else ''}: {metrics['queries']} sketches x {metrics['gallery']} photos")

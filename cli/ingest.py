@@ -25,8 +25,9 @@ _MAX_LISTED_FAILURES = 20
 def ingest_command(
     paths: list[Path] = typer.Argument(..., metavar="PATH", help="photo files or folders (walked recursively)"),
     collection: str = typer.Option(..., "--collection", "-c", help="collection to fill (created if missing)"),
-    model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="model bundle; required for a new collection, else the recorded one"
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", metavar="BUNDLE|NAME",
+        help="model bundle (a folder or hf-hub:ORG/NAME); required for a new collection, else the recorded one"
     ),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),

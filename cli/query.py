@@ -33,7 +33,8 @@ def query_command(
         False, "--paths", help="print only the photo paths, one a line (a blank line between queries)"
     ),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="also write a contact sheet PNG here"),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle (default: the collection's)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
+                                        help="model bundle, a folder or hf-hub:ORG/NAME (default: the collection's)"),
     device: Optional[str] = device_option(),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
@@ -120,7 +121,7 @@ def _print_table(query: str, results: list[Any], is_text: bool) -> None:
 
 
 def _through_server(served: StoreServedError, collection: str, sketches: list[Path], text: Optional[str], k: int,
-                    filters: list[str], rerank: bool, prefetch: int, model: Optional[Path]) -> list[Any]:
+                    filters: list[str], rerank: bool, prefetch: int, model: Optional[str]) -> list[Any]:
     """The search answered by the `dmwan serve` that holds the store (same results, no torch)."""
     import os
 

@@ -41,7 +41,8 @@ def serve_command(
     cors_origins: Optional[list[str]] = typer.Option(
         None, "--cors-origin", help="allow browser calls from this origin, e.g. https://app.example.com (repeat)"
     ),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model bundle (one collection only; default: the collection's)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
+                                        help="model bundle, a folder or hf-hub:ORG/NAME (one collection only; default: the collection's)"),
     device: Optional[str] = device_option(),
     max_upload_mb: float = typer.Option(4.0, "--max-upload-mb", min=0.01, help="largest request body, MB"),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="most requests per forward pass (1: no micro-batching)"),

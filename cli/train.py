@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Optional
@@ -13,24 +14,37 @@ from .app import app
 
 @app.command()
 def train(
-    config: Path = typer.Option(..., "--config", help="training config: a shipped name (`dmwan configs`) or a YAML/JSON file"),
+    config: Optional[str] = typer.Option(
+        None, "--config", metavar="NAME|FILE", help="training config: a shipped name (`dmwan configs`) or a YAML/JSON file"),
+    data: Optional[Path] = typer.Option(
+        None, "--data", metavar="DIR", help="train on your own folder: photo/<class>/ and sketch/<class>/ images"),
+    preset: Optional[str] = typer.Option(None, "--preset", metavar="NAME", help="the model to build: tiny, vit_b16, ..."),
+    pretrained: Optional[str] = typer.Option(
+        None, "--pretrained", metavar="TAG|FILE", help="the preset's weights: an open_clip tag (openai), a file, or hub (timm)"),
+    init: Optional[str] = typer.Option(
+        None, "--init", metavar="BUNDLE", help="fine-tune this bundle (a folder or hf-hub:ORG/NAME) instead of a preset"),
+    unseen: Optional[int] = typer.Option(
+        None, "--unseen", min=1, metavar="N", help="hold out N classes by seed (default: zeroshot/unseen_classes.txt)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Ray Train workers"),
     gpus: bool = typer.Option(False, "--gpus", help="one GPU per worker"),
     cpus_per_worker: Optional[float] = typer.Option(None, help="CPUs per worker (fractions share cores)"),
-    epochs: Optional[int] = typer.Option(None, help="override the number of epochs"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="override the number of epochs"),
     name: Optional[str] = typer.Option(None, help="run name; the same name resumes the run"),
     storage_path: Optional[Path] = typer.Option(None, help="folder holding runs"),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local cluster)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Train DMWAN with Ray Train; the best epoch becomes <run>/model for `dmwan ingest --model`."""
+    """Train DMWAN with Ray Train; the best epoch becomes <run>/model for `dmwan ingest --model`.
+
+    Either a config (`--config NAME|FILE`), or your own data: `--data DIR --preset NAME
+    [--pretrained TAG|FILE]`, or `--data DIR --init BUNDLE` to fine-tune a bundle.
+    """
     from dmwan_qdrant.training.train import config_from_args
     from dmwan_qdrant.training.trainer import fit
 
-    import argparse
-
     args = argparse.Namespace(
-        config=str(config), workers=workers, gpus=gpus, cpus_per_worker=cpus_per_worker, epochs=epochs,
+        config=config, data=str(data) if data else None, preset=preset, pretrained=pretrained, init=init,
+        unseen=unseen, workers=workers, gpus=gpus, cpus_per_worker=cpus_per_worker, epochs=epochs,
         name=name, storage_path=str(storage_path) if storage_path else None,
     )
     cfg = config_from_args(args)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, ModelMismatchError, UsageError
-from .model import DMWAN, load_model, model_fingerprint
+from .model import DMWAN, load_model, model_fingerprint, read_bundle_record
+from .model.card import card_of, source_text, training_text
 
 
 DEVICES = ("cpu", "cuda", "mps")
@@ -78,15 +79,38 @@ def encoder_threads(model: Any, leave: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def bundle_folder(ref: str | Path) -> Path:
+    """The folder of a bundle reference: a folder as it is, a ``hf-hub:`` name fetched (or found
+    in the hub's cache).
+
+    Raises:
+        WeightsUnavailableError: a hub name that cannot be fetched.
+    """
+    from .model.hub import fetch_bundle, is_hub_name
+
+    return fetch_bundle(str(ref)) if is_hub_name(str(ref)) else Path(ref).expanduser().resolve()
+
+
+def load_bundle_record(ref: str | Path) -> dict[str, Any]:
+    """The config.json of a bundle reference (see `bundle_folder`), validated, without the weights."""
+    return read_bundle_record(bundle_folder(ref))
+
+
 def load_bundle(path: str | Path, device: str | None = None) -> DMWAN:
-    """Load a model bundle folder and remember where it came from (``model.bundle_path``).
+    """Load a model bundle, a folder or a ``hf-hub:ORG/NAME[@REVISION]`` name, and remember where
+    it came from (``model.bundle_path``, and ``model.bundle_name`` for a hub name).
 
     Raises:
         CheckpointError: missing, corrupted or inconsistent bundle.
+        WeightsUnavailableError: a hub name that cannot be fetched (with what to pass instead).
     """
-    path = Path(path).expanduser().resolve()
-    model = load_model(path, device=resolve_device(device))
-    model.bundle_path = path
+    from .model.hub import is_hub_name
+
+    name = str(path) if is_hub_name(str(path)) else None
+    folder = bundle_folder(path)
+    model = load_model(folder, device=resolve_device(device))
+    model.bundle_path = folder
+    model.bundle_name = name
     return model
 
 
@@ -112,13 +136,20 @@ def model_record(model: DMWAN) -> dict[str, Any]:
     bundle = getattr(model, "bundle_path", None)
     if bundle is not None:
         record["bundle"] = str(bundle)
+    if getattr(model, "bundle_name", None):
+        record["name"] = model.bundle_name  # so that another machine fetches the same bundle
+    card = card_of({"model": model.config.to_dict(), "metadata": getattr(model, "metadata", {})})
+    record["pretrained"] = source_text(card.get("pretrained"))
+    record["trained_on"] = training_text(card.get("training"))
     return record
 
 
 def describe_record(record: dict[str, Any]) -> str:
-    """A short human name for a model record: ``preset fingerprint (bundle)``."""
+    """A short human name for a model record: ``preset fingerprint (name or bundle)``."""
     parts = [str(record.get("preset", "?")), str(record.get("fingerprint", "?"))]
-    if record.get("bundle"):
+    if record.get("name"):
+        parts.append(f"({record['name']})")
+    elif record.get("bundle"):
         parts.append(f"({record['bundle']})")
     return " ".join(parts)
 
@@ -153,16 +184,19 @@ def resolve_collection_model(
     """
     if model_path is None:
         recorded = stored.get("bundle")
-        if not recorded:
+        if recorded and Path(recorded).is_dir():
+            model_path = recorded
+        elif stored.get("name"):
+            model_path = stored["name"]  # fetched (or found in the hub's cache) by name
+        elif not recorded:
             raise CheckpointError(
                 f"collection '{collection}' records no model bundle; pass one with --model"
             )
-        if not Path(recorded).is_dir():
+        else:
             raise CheckpointError(
                 f"collection '{collection}' was filled by bundle {recorded}, which is gone; "
                 "pass the same model with --model"
             )
-        model_path = recorded
     model = load_bundle(model_path, device)
     check_same_model(collection, stored, model)
     return model

@@ -153,3 +153,46 @@ def test_limit_caps_each_class_deterministically(tmp_path):
     assert set(small.train_photos) <= set(bench.train_photos)
     assert small.train_photos == bench.limit(2, seed=1).train_photos
     assert small.seen_classes == bench.seen_classes and small.unseen_classes == bench.unseen_classes
+
+
+def test_folder_dataset_takes_the_listed_unseen_classes(tmp_path):
+    _tree(tmp_path, "photo", ["cat", "dog", "hot_air balloon", "owl"])
+    _tree(tmp_path, "sketch", ["cat", "dog", "hot_air balloon", "owl", "only-sketches"])
+    (tmp_path / "zeroshot").mkdir()
+    (tmp_path / "zeroshot" / "unseen_classes.txt").write_text("Hot Air Balloon\n")
+    bench = load_benchmark("folder", tmp_path)
+    assert bench.unseen_classes == ["hot_air balloon"]
+    assert bench.seen_classes == ["cat", "dog", "owl"]  # a class without photos cannot be trained on
+    assert {s.label for s in bench.test_photos} == {"hot_air balloon"}
+
+
+def test_folder_dataset_draws_unseen_classes_by_seed(tmp_path):
+    names = [f"class{i}" for i in range(8)]
+    _tree(tmp_path, "photo", names)
+    _tree(tmp_path, "sketch", names)
+    (tmp_path / "zeroshot").mkdir()
+    (tmp_path / "zeroshot" / "unseen_classes.txt").write_text("class0\n")
+    first = load_benchmark("folder", tmp_path, unseen=3, seed=1)
+    assert len(first.unseen_classes) == 3 and first.unseen_classes != ["class0"]  # --unseen wins over the list
+    assert load_benchmark("folder", tmp_path, unseen=3, seed=1).unseen_classes == first.unseen_classes
+    draws = {tuple(load_benchmark("folder", tmp_path, unseen=3, seed=s).unseen_classes) for s in range(5)}
+    assert len(draws) > 1
+    assert not set(first.unseen_classes) & set(first.seen_classes)
+    with pytest.raises(DatasetError, match="at least 2 seen classes"):
+        load_benchmark("folder", tmp_path, unseen=7)
+    with pytest.raises(DatasetError, match="standard split"):
+        load_benchmark("tuberlin", tmp_path, unseen=3)
+
+
+def test_folder_dataset_errors_name_the_layout(tmp_path):
+    with pytest.raises(DatasetError, match="photo.*sketch"):
+        load_benchmark("folder", tmp_path)  # empty folder
+    _tree(tmp_path, "photo", ["a", "b", "c"])
+    _tree(tmp_path, "sketch", ["a", "b", "c"])
+    with pytest.raises(DatasetError, match="--unseen N") as info:
+        load_benchmark("folder", tmp_path)
+    assert "\n" not in str(info.value)
+    (tmp_path / "zeroshot").mkdir()
+    (tmp_path / "zeroshot" / "unseen_classes.txt").write_text("zebra\n")
+    with pytest.raises(DatasetError, match="zebra"):
+        load_benchmark("folder", tmp_path)

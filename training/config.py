@@ -49,11 +49,15 @@ def resolve_config(ref: str | Path) -> Path:
 class DataSection:
     """Which benchmark to train and score on."""
 
-    #: "procedural", "sketchy", "tuberlin" or "quickdraw".
+    #: "folder" (your own photo/<class>/ and sketch/<class>/), "procedural", "sketchy",
+    #: "tuberlin" or "quickdraw".
     name: str = "procedural"
     root: str = "data/procedural"
     #: Benchmark split ("1" or "2" for Sketchy); None for the others.
     split: str | None = None
+    #: For "folder": hold out this many classes, drawn by the seed, instead of the ones listed in
+    #: zeroshot/unseen_classes.txt; 0 = the list.
+    unseen: int = 0
     #: For "procedural": generator settings (ProceduralConfig fields); generated if missing.
     generate: dict[str, Any] = field(default_factory=dict)
     #: Cap images per class (train and test) for quick runs; 0 = all.
@@ -71,6 +75,8 @@ class ModelSection:
     pretrained: str | None = None
     text_pretrained: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: Fine-tune this bundle (a folder or hf-hub:ORG/NAME) instead of building ``preset``.
+    init: str | None = None
 
 
 @dataclass

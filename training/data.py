@@ -14,7 +14,7 @@ def prepare_split(cfg: TrainConfig) -> BenchmarkSplit:
     root = Path(cfg.data.root).expanduser()
     if cfg.data.name == "procedural":
         generate_benchmark(root, ProceduralConfig(**cfg.data.generate))
-    split = load_benchmark(cfg.data.name, root, cfg.data.split)
+    split = load_benchmark(cfg.data.name, root, cfg.data.split, unseen=cfg.data.unseen, seed=cfg.seed)
     if cfg.data.max_per_class:
         split = split.limit(cfg.data.max_per_class, seed=cfg.seed)
     return split

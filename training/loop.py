@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from dmwan_qdrant.data import QuadrupletDataset, load_benchmark
+from dmwan_qdrant.data import BenchmarkSplit, QuadrupletDataset
+from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.eval.evaluate import evaluate_split
-from dmwan_qdrant.model import DMWAN, create_model, load_model, save_model
+from dmwan_qdrant.model import DMWAN, ModelConfig, create_model, get_preset, load_model, save_model
+from dmwan_qdrant.model.card import new_card, pick_metrics
 
 from .config import TrainConfig
 from .data import prepare_split
@@ -92,13 +94,59 @@ class WorkerContext:
     resume_dir: Path | None
 
 
+def build_model(cfg: TrainConfig) -> DMWAN:
+    """The model a run starts from: the ``init`` bundle to fine-tune, or the preset's towers.
+
+    Raises:
+        UsageError: ``init`` together with architecture overrides (a bundle keeps its own).
+    """
+    m = cfg.model
+    if not m.init:
+        return create_model(m.preset, m.pretrained, m.text_pretrained, m.overrides, seed=cfg.seed)
+    if m.overrides:
+        raise UsageError("model.overrides do not apply to a fine-tuned bundle (init): it keeps its architecture")
+    from dmwan_qdrant.encoder import load_bundle
+
+    model = load_bundle(m.init, "cpu")
+    model.weighting.reset_statistics()  # other data: the score statistics and warmup start afresh
+    return model
+
+
+def model_config_of(cfg: TrainConfig) -> ModelConfig:
+    """The architecture a run trains, without building it."""
+    if cfg.model.init:
+        from dmwan_qdrant.encoder import load_bundle_record
+
+        return ModelConfig.from_dict(load_bundle_record(cfg.model.init)["model"])
+    return get_preset(cfg.model.preset).with_overrides(cfg.model.overrides)
+
+
+def run_card(cfg: TrainConfig, split: BenchmarkSplit, state: "RunState", metrics: dict[str, Any] | None,
+             init: DMWAN | None) -> dict[str, Any]:
+    """The model card of a bundle this run writes (at ``state.epoch``; see `dmwan_qdrant.model.card`)."""
+    init_ref = None
+    if init is not None:
+        init_ref = {"fingerprint": init.fingerprint, "name": getattr(init, "bundle_name", None) or str(cfg.model.init)}
+    training = {
+        "dataset": cfg.data.name, "root": str(Path(cfg.data.root).expanduser().resolve()), "split": cfg.data.split,
+        "seen_classes": len(split.seen_classes), "unseen_classes": list(split.unseen_classes),
+        "train_images": {"photos": len(split.train_photos), "sketches": len(split.train_sketches)},
+        "epochs": cfg.optim.epochs, "selected_epoch": state.epoch,
+        "selected_by": "mAP@all on the unseen test classes", "run": cfg.name, "seed": cfg.seed,
+    }
+    preset = init.config.name if init is not None else cfg.model.preset
+    pretrained = None if init is not None else cfg.model.pretrained
+    text = None if init is not None else cfg.model.text_pretrained
+    return new_card(preset, pretrained, text, init=init_ref, training=training,
+                    metrics={"validation": None, "test": pick_metrics(metrics)})
+
+
 def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
     """Train for ``cfg.optim.epochs`` epochs from ``ctx.resume_dir`` (if any); returns the state."""
     seed_everything(cfg.seed)
     split = prepare_split(cfg)
-    model = create_model(
-        cfg.model.preset, cfg.model.pretrained, cfg.model.text_pretrained, cfg.model.overrides, seed=cfg.seed
-    )
+    model = build_model(cfg)
+    init = model if cfg.model.init else None
     state = RunState()
     optimizer_state = scheduler_state = None
     if ctx.resume_dir is not None:
@@ -188,16 +236,18 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
             improved = metrics["mAP@all"] > state.best_map
             if improved:
                 state.best_map, state.best_epoch = metrics["mAP@all"], epoch + 1
-            checkpoint_dir = _write_checkpoint(core, optimizer, scheduler, state, improved, ctx.resume_dir, cfg)
+            card = run_card(cfg, split, state, metrics, init)
+            checkpoint_dir = _write_checkpoint(core, optimizer, scheduler, state, improved, ctx.resume_dir, cfg, card)
             _append_progress(cfg, metrics)
         ctx.report(metrics, checkpoint_dir)
         ctx.resume_dir = checkpoint_dir if checkpoint_dir is not None else ctx.resume_dir
     return state
 
 
-def _write_checkpoint(model, optimizer, scheduler, state: RunState, improved: bool, previous: Path | None, cfg) -> Path:
+def _write_checkpoint(model, optimizer, scheduler, state: RunState, improved: bool, previous: Path | None, cfg,
+                      card: dict[str, Any]) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="dmwan-ckpt-"))
-    meta = {"run": cfg.name, "epoch": state.epoch, "dataset": cfg.data.name, "split": cfg.data.split}
+    meta = {"run": cfg.name, "epoch": state.epoch, "dataset": cfg.data.name, "split": cfg.data.split, "card": card}
     save_model(model, folder / MODEL_DIR, metadata=meta)
     torch.save(
         {"run": state.__dict__, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -240,10 +290,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         resume_dir = Path(tempfile.mkdtemp(prefix="dmwan-resume-"))
         checkpoint.to_directory(str(resume_dir))
-    from dmwan_qdrant.model import get_preset
-
     # Token heads take no gradient when neither the local block nor the token loss uses them.
-    model_cfg = get_preset(cfg.model.preset).with_overrides(cfg.model.overrides)
+    model_cfg = model_config_of(cfg)
     find_unused = not (model_cfg.use_local or model_cfg.token_loss_weight)
 
     def report(metrics: dict[str, Any], folder: Path | None) -> None:

@@ -13,14 +13,21 @@ import argparse
 import json
 import sys
 
-from dmwan_qdrant.errors import DmwanError
+from pathlib import Path
+
+from dmwan_qdrant.errors import DmwanError, UsageError
 
 from .config import TrainConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dmwan_qdrant.training.train", description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="YAML or JSON training config")
+    p.add_argument("--config", help="YAML or JSON training config, or a shipped config's name")
+    p.add_argument("--data", help="train on this folder: photo/<class>/ and sketch/<class>/")
+    p.add_argument("--preset", help="the model to build (with --data): tiny, vit_b16, ...")
+    p.add_argument("--pretrained", help="the preset's weights: an open_clip tag, a weights file, or 'hub' (timm)")
+    p.add_argument("--init", help="fine-tune this bundle (a folder or hf-hub:ORG/NAME)")
+    p.add_argument("--unseen", type=int, help="hold out this many classes by seed (with --data)")
     p.add_argument("--workers", type=int, help="Ray Train workers (overrides the config)")
     p.add_argument("--gpus", action="store_true", help="one GPU per worker")
     p.add_argument("--cpus-per-worker", type=float)
@@ -32,8 +39,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    cfg = TrainConfig.from_file(args.config)
+    """The run's config: the ``--config`` file, else a folder run (`recipe.folder_config`), with
+    the options given on the command line over it."""
+    from .recipe import _absolute, folder_config
+
+    get = lambda key: getattr(args, key, None)  # noqa: E731  (callers may build a partial Namespace)
+    pretrained = get("pretrained")
+    if pretrained and Path(pretrained).expanduser().is_file():
+        pretrained = str(Path(pretrained).expanduser().resolve())  # Ray workers may run elsewhere
+    if get("config"):
+        cfg = TrainConfig.from_file(args.config)
+    elif get("data"):
+        cfg = folder_config(args.data, get("preset"), pretrained, get("init"), get("unseen") or 0, get("name"))
+    else:
+        raise UsageError("give --config (a shipped name or a file; see `dmwan configs`), or --data DIR "
+                         "with --preset NAME or --init BUNDLE")
+    if get("config") and get("data"):
+        cfg = cfg.with_overrides(**{"data.name": "folder", "data.root": str(Path(args.data).expanduser().resolve())})
     overrides = {
+        "model.preset": get("preset") if get("config") else None,
+        "model.pretrained": pretrained if get("config") else None,
+        "model.init": _absolute(get("init")) if get("config") else None,
+        "data.unseen": get("unseen") if get("config") else None,
         "scaling.workers": args.workers,
         "scaling.cpus_per_worker": args.cpus_per_worker,
         "optim.epochs": args.epochs,

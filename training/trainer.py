@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dmwan_qdrant.errors import DmwanError
+from dmwan_qdrant.model.card import card_of, write_card
+from dmwan_qdrant.model.checkpoint import read_bundle_record
 
 from .config import TrainConfig
 from .data import prepare_split
@@ -162,6 +164,10 @@ def export_run(cfg: TrainConfig, checkpoint, seconds: float) -> dict[str, Any]:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     history = state["history"]
+    card = card_of(read_bundle_record(target))
+    if card.get("training"):
+        card["training"]["epochs"] = len(history)  # a resumed run may have gone on past its first plan
+        write_card(target, card)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
     plot = plot_history(history, run_dir / "training.png", title=cfg.name)
     best = next(h for h in history if h["epoch"] == state["best_epoch"])

@@ -9,12 +9,16 @@ Doodle2Search and ZSE-SBIR code bases:
 - TU-Berlin Extended: 30 unseen classes;
 - QuickDraw Extended: 30 unseen classes of 110 (Dey et al. 2019).
 
-Seen classes are all the other classes found on disk. The procedural benchmark carries its own
-split in ``zeroshot/*.txt``.
+Seen classes are all the other classes found on disk.
+
+``folder`` is the user's own material: ``photo/<class>/`` and ``sketch/<class>/``, with the unseen
+classes listed in ``zeroshot/unseen_classes.txt`` or drawn by seed (``unseen=N``). The procedural
+benchmark is one producer of that layout.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -58,8 +62,13 @@ LAYOUTS: dict[str, Layout] = {
         photos=(("images",), ("QuickDraw_images_final",), ("EXTEND_image_quickdraw",), ("photo",)),
         sketches=("sketch", "sketches", "QuickDraw_sketches_final", "QuickDraw_sketches"),
     ),
+    "folder": Layout(photos=(("photo",),), sketches=("sketch",)),
     "procedural": Layout(photos=(("photo",),), sketches=("sketch",)),
 }
+
+#: Benchmarks that carry their own split (``zeroshot/unseen_classes.txt``) instead of a shipped one.
+OWN_SPLIT = ("folder", "procedural")
+UNSEEN_FILE = "zeroshot/unseen_classes.txt"
 
 #: Unseen-class list of each (benchmark, split) in ``dmwan_qdrant/data/splits``.
 SPLIT_FILES: dict[tuple[str, str | None], str] = {
@@ -135,14 +144,36 @@ def _read_list(path: Path) -> list[str]:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
 
 
-def load_benchmark(name: str, root: str | Path, split: str | None = None) -> BenchmarkSplit:
+def _own_split(root: Path, paired: list[str], spelling: dict[str, str], unseen: int, seed: int) -> list[str]:
+    """The unseen classes of a folder dataset: ``unseen`` drawn by ``seed``, else the listed ones."""
+    if unseen:
+        if unseen > len(paired) - 2:
+            raise DatasetError(f"{root}: cannot hold out {unseen} of {len(paired)} classes with photos and "
+                               "sketches (training needs at least 2 seen classes)")
+        return sorted(spelling[k] for k in random.Random(seed).sample(paired, unseen))
+    listed = root / UNSEEN_FILE
+    if not listed.is_file():
+        raise DatasetError(f"{root}: no {UNSEEN_FILE}; list the classes to hold out there, one a line, "
+                           "or draw them with --unseen N")
+    wanted = _read_list(listed)
+    if not wanted:
+        raise DatasetError(f"{root}: {UNSEEN_FILE} is empty")
+    return wanted
+
+
+def load_benchmark(
+    name: str, root: str | Path, split: str | None = None, unseen: int = 0, seed: int = 0
+) -> BenchmarkSplit:
     """Load a benchmark's zero-shot split: seen classes for training, unseen ones for testing.
 
     Args:
-        name: "procedural", "sketchy", "tuberlin" or "quickdraw".
+        name: "folder", "procedural", "sketchy", "tuberlin" or "quickdraw".
         root: the dataset folder, in one of the layouts of ``LAYOUTS[name]``.
         split: Sketchy only: "1" (25 random unseen classes, the default) or "2" (21 unseen
             classes not in ImageNet-1k).
+        unseen: "folder" only: hold out this many classes, drawn by ``seed``, instead of the
+            list in ``zeroshot/unseen_classes.txt``.
+        seed: the draw of ``unseen``.
 
     Raises:
         DatasetError: an unknown benchmark or split, a missing root, a layout that is not one of
@@ -153,8 +184,12 @@ def load_benchmark(name: str, root: str | Path, split: str | None = None) -> Ben
         raise DatasetError(f"unknown benchmark {name!r} (benchmarks: {', '.join(LAYOUTS)})")
     if name != "sketchy" and split not in (None, ""):
         raise DatasetError(f"{name} has a single standard split; got split {split!r}")
+    if unseen and name != "folder":
+        raise DatasetError(f"{name} has a standard split; unseen classes are drawn only for 'folder' data")
+    if unseen < 0:
+        raise DatasetError(f"the number of unseen classes must be positive, not {unseen}")
     split = str(split or "1") if name == "sketchy" else None
-    wanted = split_classes(name, split) if name != "procedural" else []  # a bad split fails before any disk access
+    wanted = split_classes(name, split) if name not in OWN_SPLIT else []  # a bad split fails before any disk access
     layout = LAYOUTS[name]
     root = Path(root).expanduser()
     if not root.exists():
@@ -179,10 +214,9 @@ def load_benchmark(name: str, root: str | Path, split: str | None = None) -> Ben
     photos_by_key = _by_key(photos)
     sketches_by_key = _by_key(sketches)
 
-    if name == "procedural":
-        wanted = _read_list(root / "zeroshot" / "unseen_classes.txt")
-        if not wanted:
-            raise DatasetError(f"{root}: zeroshot/unseen_classes.txt is empty or missing")
+    if name in OWN_SPLIT:
+        wanted = _own_split(root, sorted(photos_by_key.keys() & sketches_by_key.keys(), key=spelling.__getitem__),
+                            spelling, unseen, seed)
     wanted_keys = [normalise_class_name(c) for c in wanted]
     missing = [c for c, k in zip(wanted, wanted_keys) if k not in photos_by_key or k not in sketches_by_key]
     if missing:

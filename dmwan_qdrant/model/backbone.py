@@ -92,6 +92,10 @@ def _is_local_file(source: str | None) -> bool:
     return bool(source) and Path(str(source)).expanduser().is_file()
 
 
+def _looks_like_path(source: str) -> bool:
+    return os.sep in source or source.endswith((".pt", ".bin", ".safetensors", ".pth"))
+
+
 def create_clip(config: ModelConfig, pretrained: str | None) -> nn.Module:
     """The open_clip CLIP model of ``config``, with ``pretrained`` weights (tag or file) or random.
 
@@ -106,11 +110,16 @@ def create_clip(config: ModelConfig, pretrained: str | None) -> nn.Module:
 
         cfg = dict(config.clip_config)
         model = CLIP(**cfg)
+        if pretrained and not _is_local_file(pretrained) and not _looks_like_path(pretrained):
+            raise WeightsUnavailableError(
+                f"preset {config.name!r} has an inline CLIP config with no published weights: "
+                f"pass a weights file, not the tag {pretrained!r}"
+            )
         if pretrained:
             _load_state_file(model, pretrained, "CLIP")
         return model
     if pretrained and not _is_local_file(pretrained):
-        if os.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors", ".pth")):
+        if _looks_like_path(pretrained):
             raise WeightsUnavailableError(f"pretrained weights file not found: {pretrained}")
         known = [tag for name, tag in open_clip.list_pretrained() if name == config.clip_model]
         if pretrained not in known:

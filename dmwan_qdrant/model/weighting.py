@@ -82,6 +82,12 @@ class AlignmentWeighting(nn.Module):
         self.register_buffer("running_var", torch.ones(()))
         self.register_buffer("memory", torch.full((memory_size,), float("nan")), persistent=False)
 
+    def reset_statistics(self) -> None:
+        """Start the score statistics and the warmup afresh (fine-tuning on other data)."""
+        self.step.zero_()
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+
     def resize_memory(self, size: int) -> None:
         """Make room for per-sample scores of ``size`` anchor sketches (training only)."""
         self.memory = torch.full((size,), float("nan"), device=self.running_mean.device)
