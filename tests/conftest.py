@@ -11,6 +11,21 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session")
+def tiny_clip_file(tmp_path_factory):
+    """A tiny CLIP in open_clip's checkpoint format: what `--pretrained FILE` reads, standing in
+    for the CLIP weights a user downloads."""
+    from open_clip.model import CLIP
+
+    from dmwan_qdrant.model import get_preset
+
+    torch.manual_seed(7)
+    clip = CLIP(**get_preset("tiny").clip_config)
+    path = tmp_path_factory.mktemp("weights") / "tiny_clip.pt"
+    torch.save(clip.state_dict(), path)
+    return path
+
+
 @pytest.fixture
 def tiny_model():
     from dmwan_qdrant.model import create_model

@@ -11,26 +11,12 @@ import torch
 from cli_helpers import dmwan, one_line_error
 
 
-@pytest.fixture(scope="module")
-def clip_file(tmp_path_factory):
-    """A tiny CLIP in open_clip's checkpoint format: what `--pretrained FILE` reads."""
-    from open_clip.model import CLIP
-
-    from dmwan_qdrant.model import get_preset
-
-    torch.manual_seed(7)
-    clip = CLIP(**get_preset("tiny").clip_config)
-    path = tmp_path_factory.mktemp("weights") / "tiny_clip.pt"
-    torch.save(clip.state_dict(), path)
-    return path
-
-
-def test_create_bundle_keeps_the_pretrained_towers(tmp_path, clip_file):
+def test_create_bundle_keeps_the_pretrained_towers(tmp_path, tiny_clip_file):
     from dmwan_qdrant.model import create_bundle, load_model
 
-    path = create_bundle("tiny", tmp_path / "b", pretrained=str(clip_file))
+    path = create_bundle("tiny", tmp_path / "b", pretrained=str(tiny_clip_file))
     model = load_model(path)
-    state = torch.load(clip_file, weights_only=True)
+    state = torch.load(tiny_clip_file, weights_only=True)
     blocks = model.visual.visual.transformer.resblocks[0].attn.in_proj_weight
     assert torch.equal(blocks, state["visual.transformer.resblocks.0.attn.in_proj_weight"])
     assert torch.equal(model.clip.token_embedding.weight, state["token_embedding.weight"])
@@ -59,9 +45,9 @@ def test_create_bundle_is_reproducible_and_random_without_weights(tmp_path):
         assert torch.allclose(w @ w.T, torch.eye(w.shape[0]), atol=1e-5)
 
 
-def test_model_create_and_info_cli(tmp_path, capsys, clip_file):
+def test_model_create_and_info_cli(tmp_path, capsys, tiny_clip_file):
     out = tmp_path / "clip-tiny"
-    code, stdout, err = dmwan(capsys, "model", "create", "--preset", "tiny", "--pretrained", clip_file, "-o", out)
+    code, stdout, err = dmwan(capsys, "model", "create", "--preset", "tiny", "--pretrained", tiny_clip_file, "-o", out)
     assert code == 0, err
     assert "dmwan ingest" in stdout and str(out) in stdout
     code, stdout, err = dmwan(capsys, "model", "info", out, "--json")
@@ -103,11 +89,11 @@ def test_model_create_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert code == 5 and "not a model bundle" in one_line_error(err)
 
 
-def test_pretrained_bundle_fills_a_collection_and_is_named_by_it(tmp_path, capsys, clip_file):
+def test_pretrained_bundle_fills_a_collection_and_is_named_by_it(tmp_path, capsys, tiny_clip_file):
     from PIL import Image
 
     bundle = tmp_path / "clip-tiny"
-    assert dmwan(capsys, "model", "create", "--preset", "tiny", "--pretrained", clip_file, "-o", bundle)[0] == 0
+    assert dmwan(capsys, "model", "create", "--preset", "tiny", "--pretrained", tiny_clip_file, "-o", bundle)[0] == 0
     photos = tmp_path / "photos"
     for label, colour in (("red", (200, 0, 0)), ("blue", (0, 0, 200))):
         (photos / label).mkdir(parents=True)

@@ -90,11 +90,11 @@ def test_folder_errors_are_one_line(own_data, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_train_on_own_data_then_fine_tune_with_ray(own_data, tmp_path, capsys):
+def test_train_on_own_data_then_fine_tune_with_ray(own_data, tmp_path, capsys, tiny_clip_file):
     """`dmwan train --data` end to end on Ray Train, its card, then `--init` of its bundle."""
     runs = tmp_path / "runs"
-    code, out, err = dmwan(capsys, "train", "--data", own_data, "--preset", "tiny", "--unseen", "2",
-                           "--epochs", "1", "--storage-path", runs, "--json")
+    code, out, err = dmwan(capsys, "train", "--data", own_data, "--preset", "tiny", "--pretrained", tiny_clip_file,
+                           "--unseen", "2", "--epochs", "1", "--storage-path", runs, "--json")
     assert code == 0, err
     summary = json.loads(out)
     bundle = runs / "shapes-tiny" / "model"
@@ -104,6 +104,7 @@ def test_train_on_own_data_then_fine_tune_with_ray(own_data, tmp_path, capsys):
     assert card["training"]["dataset"] == "folder" and card["training"]["root"] == str(own_data)
     assert card["training"]["epochs"] == 1 and card["training"]["selected_epoch"] == 1
     assert card["metrics"]["test"]["mAP@all"] == pytest.approx(summary["best"]["mAP@all"])
+    assert card["pretrained"]["file"] == "tiny_clip.pt"
     code, out, err = dmwan(capsys, "model", "info", bundle)
     assert "folder" in out and "epoch 1 of 1" in out and "unseen test classes" in out
 
