@@ -16,23 +16,31 @@ from .options import api_key_option, device_option, open_cli_store, store_option
 
 @app.command("query")
 def query_command(
-    sketches: Optional[list[Path]] = typer.Argument(
-        None, metavar="SKETCH", help="sketch image files (embedded in one batch)"
+    sketches: Optional[list[str]] = typer.Argument(
+        None, metavar="SKETCH...",
+        help="sketches: image files, folders of them, - (standard input) or http(s) URLs (embedded in one batch)",
     ),
     collection: str = typer.Option(..., "--collection", "-c", help="collection to search"),
     k: int = typer.Option(10, "-k", "--top-k", min=1, help="results per query"),
     filters: Optional[list[str]] = typer.Option(
-        None, "--filter", help="exact payload match key=value, e.g. label=shoe (repeat to AND)"
+        None, "--filter", metavar="COND",
+        help="payload condition, repeat to AND: label=shoe, label=shoe,boot (any of), width>=640, path^=/photos/",
     ),
+    under: Optional[Path] = typer.Option(None, "--under", metavar="DIR", help="only photos under this folder"),
     no_rerank: bool = typer.Option(False, "--no-rerank", help="rank by the global embedding only"),
     prefetch: int = typer.Option(100, "--prefetch", min=1, help="candidates re-ranked by local tokens"),
-    text: Optional[str] = typer.Option(None, "--text", help='search by text instead, e.g. "a red shoe"'),
+    text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help='search by text instead, e.g. "a red shoe"'),
+    photos: Optional[list[str]] = typer.Option(
+        None, "--photo", metavar="PHOTO", help="more like this photo (embedded as a photo; a file, folder, - or URL)"),
+    like: Optional[list[str]] = typer.Option(
+        None, "--like", metavar="ID|FILE", help="more like this stored point (its id, or the photo file it came from)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     as_jsonl: bool = typer.Option(False, "--jsonl", help="print JSON Lines: one object per query, in the order given"),
     paths_only: bool = typer.Option(
         False, "--paths", help="print only the photo paths, one a line (a blank line between queries)"
     ),
-    sheet: Optional[Path] = typer.Option(None, "--sheet", help="also write a contact sheet PNG here"),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", metavar="FILE",
+                                         help="also write a contact sheet (PNG, JPEG, WebP: by the suffix)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
                                         help="model bundle, a folder or hf-hub:ORG/NAME (default: the collection's)"),
     device: Optional[str] = device_option(),
@@ -40,41 +48,59 @@ def query_command(
     url: Optional[str] = url_option(),
     api_key: Optional[str] = api_key_option(),
 ) -> None:
-    """Find the photos that look like SKETCHES (or match --text), best first.
+    """Find the photos that look like SKETCH... (or match --text, or are like --photo / --like),
+    best first.
 
     Scores are cosines of global embeddings, or MaxSim sums over local tokens when re-ranked.
     """
-    sketches = sketches or []
-    if not sketches and text is None:
-        raise UsageError("give one or more sketch files, or --text")
-    if sketches and text is not None:
-        raise UsageError("give sketch files or --text, not both")
+    kinds = [name for name, given in (("sketches", sketches), ("--text", text is not None), ("--photo", photos),
+                                      ("--like", like)) if given]
+    if not kinds:
+        raise UsageError("give one or more sketches (files, folders, - or URLs), or --text, --photo or --like")
+    if len(kinds) > 1:
+        raise UsageError(f"give one kind of query at a time, not {' and '.join(kinds)}")
     if sum((as_json, as_jsonl, paths_only)) > 1:
         raise UsageError("--json, --jsonl and --paths are exclusive")
+    filters = list(filters or [])
+    if under is not None:
+        import os
 
-    queries: list[Any] = [text] if text is not None else [str(s) for s in sketches]
+        filters.append(f"path^={under.expanduser().resolve()}{os.sep}")
+    mode = {"sketches": "sketch", "--text": "text", "--photo": "photo", "--like": "like"}[kinds[0]]
+    # The images first: a missing file fails before any store or model is opened.
+    from dmwan_qdrant.queries import read_query_sources
+
+    sources = read_query_sources(sketches or photos or [])
+    like_paths: dict[str, Any] = {}
+    queries: list[Any] = [text] if text is not None else (list(like) if like else [s.name for s in sources])
     # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
     try:
         st = open_cli_store(store, url, api_key, read_only=True)
     except StoreServedError as served:
-        results = _through_server(served, collection, sketches, text, k, filters or [], not no_rerank, prefetch, model)
+        if photos or like:
+            raise UsageError(f"--photo and --like search this machine's store, which `dmwan serve` (pid {served.pid}) "
+                             f"at {served.url} holds: stop it, or query with a sketch or --text") from None
+        results = _through_server(served, collection, sources, text, k, filters, not no_rerank, prefetch, model)
     else:
         with st:
-            from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
+            results = _search_here(st, collection, model, device, sources, text, photos, like, k, filters,
+                                   not no_rerank, prefetch)
+            if like and sheet is not None:  # the stored photos the queries stand for
+                from dmwan_qdrant.similar import resolve_point_id
 
-            flt = parse_filters(filters or []) or None
-            net = load_collection_model(st, collection, model, device)
-            if text is not None:
-                results = search_text(st, collection, net, text, k=k, filter=flt)
-            else:
-                results = search_sketches(st, collection, net, sketches, k=k, filter=flt, rerank=not no_rerank,
-                                          prefetch=prefetch)
+                stored = st.retrieve(collection, [resolve_point_id(x) for x in like])
+                like_paths = dict(zip(like, (p.get("path") for p in stored)))
 
     if sheet is not None:
         from dmwan_qdrant.sheet import contact_sheets
 
         try:
-            contact_sheets(list(zip(queries, results)), sheet, is_text=text is not None)
+            shown: list[Any] = list(queries)
+            if sources:
+                shown = [(src.name, src.decode()) for src in sources]
+            elif like:
+                shown = [(q, like_paths.get(q) or q) for q in queries]
+            contact_sheets(list(zip(shown, results)), sheet, is_text=text is not None)
         except (OSError, ValueError) as e:  # unwritable folder, unknown image suffix
             raise UsageError(f"cannot write the contact sheet {sheet}: {e}") from None
     if paths_only:
@@ -92,7 +118,7 @@ def query_command(
         out = {
             "store": store_choice(url, store)[1],
             "collection": collection,
-            "mode": "text" if text is not None else "sketch",
+            "mode": mode,
             "rerank": text is None and not no_rerank,
             "queries": [{"query": q, "results": [r.to_dict() for r in res]} for q, res in zip(queries, results)],
         }
@@ -120,7 +146,34 @@ def _print_table(query: str, results: list[Any], is_text: bool) -> None:
         typer.echo(f"{r.rank:>4}  {r.score:>8.4f}  {label:<{lw}}  {r.path}")
 
 
-def _through_server(served: StoreServedError, collection: str, sketches: list[Path], text: Optional[str], k: int,
+def _search_here(st: Any, collection: str, model: Optional[str], device: Optional[str], sources: list[Any],
+                 text: Optional[str], photos: Optional[list[str]], like: Optional[list[str]], k: int,
+                 filters: list[str], rerank: bool, prefetch: int) -> list[Any]:
+    """The search on the open store ``st`` with the collection's encoder."""
+    from dmwan_qdrant.search import (
+        embed_sketch_images,
+        load_collection_model,
+        parse_filters,
+        search_sketch_embeddings,
+        search_text,
+    )
+    from dmwan_qdrant.similar import resolve_point_id, search_like, search_photos
+
+    flt = parse_filters(filters) or None
+    ids = [resolve_point_id(spec) for spec in like or []]
+    images = [s.decode() for s in sources]
+    net = load_collection_model(st, collection, model, device)
+    if text is not None:
+        return search_text(st, collection, net, text, k=k, filter=flt)
+    if like:
+        return search_like(st, collection, net, ids, k=k, filter=flt, rerank=rerank, prefetch=prefetch)
+    if photos:
+        return search_photos(st, collection, net, images, k=k, filter=flt, rerank=rerank, prefetch=prefetch)
+    vectors, tokens = embed_sketch_images(net, images)
+    return search_sketch_embeddings(st, collection, net, vectors, tokens, k, flt, rerank, prefetch)
+
+
+def _through_server(served: StoreServedError, collection: str, sketches: list[Any], text: Optional[str], k: int,
                     filters: list[str], rerank: bool, prefetch: int, model: Optional[str]) -> list[Any]:
     """The search answered by the `dmwan serve` that holds the store (same results, no torch)."""
     import os

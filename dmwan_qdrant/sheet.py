@@ -45,13 +45,14 @@ def _fit(text: str, font, width: int, draw: ImageDraw.ImageDraw) -> str:
     return "…"
 
 
-def _thumbnail(path: str | Path | None, size: int) -> Image.Image:
-    """The image at ``path`` shrunk into a ``size`` square on a light panel, or a placeholder."""
+def _thumbnail(path: str | Path | Image.Image | None, size: int) -> Image.Image:
+    """The image at ``path`` (or the image itself) shrunk into a ``size`` square on a light
+    panel, or a placeholder."""
     cell = Image.new("RGB", (size, size), PANEL)
     if path is None:
         return cell
     try:
-        img = load_image(path)
+        img = path if isinstance(path, Image.Image) else load_image(path)
     except ImageError:
         draw = ImageDraw.Draw(cell)
         draw.line((0, 0, size, size), fill=MISSING, width=2)
@@ -65,14 +66,16 @@ def _thumbnail(path: str | Path | None, size: int) -> Image.Image:
 
 
 def render_query(
-    query: str | Path,
+    query: str | Path | tuple[str, Image.Image],
     results: Sequence[Result],
     thumb: int = 160,
     columns: int = 5,
     is_text: bool = False,
 ) -> Image.Image:
-    """One block: the query (a sketch file, or a text when ``is_text``) then its results in a grid
-    of ``columns``, each labelled ``#rank score`` and label or file name."""
+    """One block: the query (a sketch file, ``(name, image)`` for one read from elsewhere, or a
+    text when ``is_text``) then its results in a grid of ``columns``, each labelled ``#rank score``
+    and label or file name."""
+    name, picture = query if isinstance(query, tuple) else (str(query), query)
     pad, caption = max(6, thumb // 20), max(12, thumb // 9)
     font, small = _font(caption), _font(max(10, caption - 2))
     line = caption + 4
@@ -88,11 +91,11 @@ def render_query(
     draw.rectangle((pad // 2, pad // 2, thumb + 2 * pad + pad // 2, height - pad // 2), fill=QUERY_PANEL)
     if is_text:
         chars = max(8, int(thumb / (caption * 0.55)))
-        wrapped = "\n".join(textwrap.wrap(f"“{query}”", chars)[:8])
+        wrapped = "\n".join(textwrap.wrap(f"“{name}”", chars)[:8])
         draw.multiline_text((pad * 2, pad + line), wrapped, fill=INK, font=font, spacing=4)
     else:
-        sheet.paste(_thumbnail(query, thumb), (pad * 2 - pad // 2, pad))
-        draw.text((pad * 2, pad + thumb + 2), _fit(Path(query).name, small, thumb, draw), fill=INK, font=small)
+        sheet.paste(_thumbnail(picture, thumb), (pad * 2 - pad // 2, pad))
+        draw.text((pad * 2, pad + thumb + 2), _fit(Path(name).name, small, thumb, draw), fill=INK, font=small)
     draw.text((pad * 2, height - pad - line), "query", fill=MUTED, font=small)
 
     x0 = pad + thumb + 2 * pad + pad
@@ -119,7 +122,7 @@ def contact_sheet(
 
 
 def contact_sheets(
-    queries: Sequence[tuple[str | Path, Sequence[Result]]],
+    queries: Sequence[tuple[str | Path | tuple[str, Image.Image], Sequence[Result]]],
     out_path: str | Path,
     thumb: int = 160,
     columns: int = 5,

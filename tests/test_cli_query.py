@@ -116,7 +116,7 @@ def test_text_query(capsys, env, tmp_path):
         (["{bad}", "-c", "pics"], 3, "not an image"),
         (["{sketch}", "-c", "pics", "--filter", "label"], 2, "key=value"),
         (["-c", "pics"], 2, "--text"),
-        (["{sketch}", "-c", "pics", "--text", "x"], 2, "not both"),
+        (["{sketch}", "-c", "pics", "--text", "x"], 2, "one kind of query at a time"),
         (["{sketch}", "-c", "pics", "--model", "{nobundle}"], 5, "missing config.json"),
         (["{sketch}", "-c", "pics", "--sheet", "{bad}/sheet.png"], 2, "cannot write the contact sheet"),
     ],
@@ -185,3 +185,78 @@ def test_closed_pipe_stops_quietly(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert b"Traceback" not in err
+
+
+def _ids(out: str) -> list[list[str]]:
+    return [[r["id"] for r in x["results"]] for x in json.loads(out)["queries"]]
+
+
+def test_sketch_from_stdin_a_url_and_a_folder(capsys, env, tmp_path, monkeypatch):
+    import io
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from functools import partial
+
+    sketch = env["sketches"][0]
+    _, expected, _ = q(capsys, env, sketch, "--json")
+    monkeypatch.setattr("sys.stdin", type("Stdin", (), {"buffer": io.BytesIO(sketch.read_bytes())})())
+    code, out, err = q(capsys, env, "-", "--json")
+    assert code == 0, err
+    assert _ids(out) == _ids(expected) and json.loads(out)["queries"][0]["query"] == "<stdin>"
+
+    served = tmp_path / "www"
+    served.mkdir()
+    shutil.copy(sketch, served / "s.png")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        code, out, err = q(capsys, env, f"{base}/s.png", "--json")
+        assert code == 0, err
+        assert _ids(out) == _ids(expected)
+        code, _, err = q(capsys, env, f"{base}/gone.png")
+        assert code == 3 and "HTTP 404" in one_line_error(err)
+    finally:
+        server.shutdown()
+
+    folder = tmp_path / "sketches"
+    (folder / "more").mkdir(parents=True)
+    shutil.copy(env["sketches"][1], folder / "b.png")
+    shutil.copy(sketch, folder / "more" / "a.png")
+    (folder / "notes.txt").write_text("not an image")
+    code, out, err = q(capsys, env, folder, "--json")
+    assert code == 0, err
+    assert [x["query"] for x in json.loads(out)["queries"]] == [str(folder / "b.png"), str(folder / "more" / "a.png")]
+    (tmp_path / "empty").mkdir()
+    code, _, err = q(capsys, env, tmp_path / "empty")
+    assert code == 3 and ".png" in one_line_error(err)
+    code, _, err = q(capsys, env, "-", "-")
+    assert code == 2 and "once" in one_line_error(err)
+
+
+def test_more_like_a_photo_or_a_stored_point(capsys, env):
+    photo = env["root"] / "photos" / "circle" / "circle0.png"
+    code, out, err = q(capsys, env, "--photo", photo, "--json", "--no-rerank", "-k", "3")
+    assert code == 0, err
+    first = json.loads(out)["queries"][0]["results"][0]
+    # Embedded as a photo, it is its own stored vector; embedded as a sketch, it is not.
+    assert first["path"] == str(photo) and first["score"] == pytest.approx(1.0, abs=1e-4)
+    assert json.loads(out)["mode"] == "photo"
+    _, as_sketch, _ = q(capsys, env, photo, "--json", "--no-rerank", "-k", "3")
+    assert json.loads(as_sketch)["queries"][0]["results"][0]["score"] < 0.9999
+
+    code, out, err = q(capsys, env, "--like", first["id"], "--json", "-k", "3")
+    assert code == 0, err
+    like = _ids(out)[0]
+    assert first["id"] not in like and len(like) == 3
+    code, by_file, err = q(capsys, env, "--like", photo, "--json", "-k", "3")
+    assert code == 0 and _ids(by_file)[0] == like
+    code, _, err = q(capsys, env, "--like", "00000000-0000-0000-0000-000000000000")
+    assert code == 2 and "has no point" in one_line_error(err)
+    code, _, err = q(capsys, env, "--like", "not-an-id")
+    assert code == 2 and "point id" in one_line_error(err)
+    code, _, err = q(capsys, env, photo, "--like", first["id"])
+    assert code == 2 and "one kind of query" in one_line_error(err)

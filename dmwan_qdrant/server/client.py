@@ -57,7 +57,7 @@ def _call(method: str, url: str, route: str, api_key: str | None, **kwargs: Any)
 def search_through_server(
     url: str,
     collection: str,
-    sketches: Sequence[str | Path] = (),
+    sketches: Sequence[str | Path | Any] = (),
     text: str | None = None,
     k: int = 10,
     filters: Sequence[str] = (),
@@ -79,7 +79,10 @@ def search_through_server(
         kwargs = {"json": {"text": text}}
     else:
         files = []
-        for p in sketches:
+        for p in sketches:  # files, or sources already read (`dmwan_qdrant.queries.QuerySource`)
+            if hasattr(p, "data"):
+                files.append(("sketch", (p.name, p.data, "application/octet-stream")))
+                continue
             with file_errors(p):
                 files.append(("sketch", (str(p), Path(p).read_bytes(), "application/octet-stream")))
         kwargs = {"files": files}

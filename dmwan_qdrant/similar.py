@@ -1,0 +1,82 @@
+"""More like this: search with a stored point's own vectors, or with a photo embedded as a photo.
+
+A sketch query goes through the sketch side of the shared encoder (its domain embedding); a photo
+given as a query must go through the photo side, as the collection's photos did, or it is
+compared as if it were a drawing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import StoreError, UsageError
+from .results import Result
+from .search import DEFAULT_PREFETCH, search_sketch_embeddings
+from .store import Store
+
+
+def embed_photo_images(model: Any, images: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global embeddings ``(n, D)`` and tokens ``(n, t, d)`` of decoded photos, in one batch."""
+    emb = model.embed_photos(list(images))
+    return emb.global_.cpu(), emb.tokens.cpu()
+
+
+def search_photos(
+    store: Store, collection: str, model: Any, images: Sequence[Any], k: int = 10,
+    filter: dict[str, Any] | None = None, rerank: bool = True, prefetch: int = DEFAULT_PREFETCH,
+) -> list[list[Result]]:
+    """The top ``k`` photos like each of ``images`` (decoded photos, embedded as photos).
+
+    Raises:
+        CollectionNotFoundError, ModelMismatchError, UsageError (no images).
+    """
+    if not images:
+        raise UsageError("give at least one photo")
+    vectors, tokens = embed_photo_images(model, images)
+    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch)
+
+
+def resolve_point_id(spec: str | Path) -> str:
+    """A point id as given, or the id of a photo file (from its content, as ingest derives it)."""
+    from .ingest import point_id, sha256_file
+    from .store.base import canonical_id
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return point_id(sha256_file(str(path)))
+    try:
+        return canonical_id(str(spec))
+    except StoreError:
+        raise UsageError(f"--like takes a point id (a UUID, as --json prints) or a stored photo file, not {spec!r}") from None
+
+
+def search_like(
+    store: Store, collection: str, model: Any, ids: Sequence[str], k: int = 10,
+    filter: dict[str, Any] | None = None, rerank: bool = True, prefetch: int = DEFAULT_PREFETCH,
+) -> list[list[Result]]:
+    """The top ``k`` photos like each stored point of ``ids`` (the point itself left out).
+
+    Raises:
+        UsageError: an id that is not in the collection. CollectionNotFoundError.
+    """
+    if not ids:
+        raise UsageError("give at least one point id")
+    found = {p.id: p for p in store.read_points(collection, list(ids))}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise UsageError(f"collection '{collection}' has no point {missing[0]} (ingest the photo first, "
+                         "or take an id from `dmwan query --json`)")
+    points = [found[i] for i in ids]
+    vectors = torch.from_numpy(np.stack([p.vector for p in points]).astype(np.float32))
+    tokens = torch.from_numpy(np.stack([p.tokens for p in points]).astype(np.float32))
+    results = search_sketch_embeddings(store, collection, model, vectors, tokens, k + 1, filter, rerank, prefetch)
+    out = []
+    for point, res in zip(points, results):
+        kept = [r for r in res if r.id != point.id][:k]
+        out.append([Result(i + 1, r.score, r.path, r.label, r.id, r.payload) for i, r in enumerate(kept)])
+    return out
