@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 try:
     import typer
@@ -61,8 +61,13 @@ def versions() -> dict[str, str | None]:
 
 
 @app.command()
-def version() -> None:
+def version(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Print the versions of dmwan-qdrant and the libraries it runs on."""
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"dmwan-qdrant": __version__, "libraries": versions()}, indent=2))
+        return
     typer.echo(f"dmwan-qdrant {__version__}")
     for dist, v in versions().items():
         typer.echo(f"  {dist} {v or '(not installed)'}")
@@ -71,6 +76,38 @@ def version() -> None:
 def _register_commands() -> None:
     # Each module adds its commands to `app`; imported here so `dmwan --help` lists them all.
     from . import collections, configs, demo, evaluate, info, ingest, model, query, serve, train  # noqa: F401
+
+
+def plain_help(command: Any) -> Any:
+    """``command`` (a Click command tree) with help that names values as users write them.
+
+    Typer shows a Python type beside every option (``<bool>``, ``<str>``, ``<list[Path]>``); the
+    tools these users know show nothing after a flag and a word in capitals after an option that
+    takes a value (``--collection COLLECTION``). Metavars given by a command stay as they are.
+    """
+    from typer.core import TyperArgument, TyperOption
+
+    for param in command.params:
+        if isinstance(param, TyperOption):
+            if param.is_flag or param.count:
+                param.metavar = ""
+            elif param.metavar is None:
+                longest = max(param.opts, key=len).lstrip("-")
+                param.metavar = longest.replace("-", "_").upper()
+        elif isinstance(param, TyperArgument):
+            param.display_type_rich = lambda ctx: None  # the argument's name says it
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:  # made per context, after the params above
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         _register_commands()
-        app(args=argv, prog_name="dmwan")
+        plain_help(typer.main.get_command(app))(args=argv, prog_name="dmwan")
     except BaseException as exc:
         interrupts.finishing()  # the run is over: a late Ctrl-C must not cut its report short
         error = _user_error(exc)

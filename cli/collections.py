@@ -121,6 +121,7 @@ def delete(
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
     api_key: Optional[str] = api_key_option(),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Delete a collection and all its points (the photo files are not touched)."""
     with open_cli_store(store, url, api_key) as st:
@@ -132,6 +133,9 @@ def delete(
                 typer.echo("kept", err=True)
                 raise typer.Exit(1)
         st.delete_collection(name)
+    if as_json:
+        typer.echo(json.dumps({"deleted": name, "points": points}))
+        return
     typer.echo(f"deleted collection '{name}' ({points} points)")
 
 
@@ -141,6 +145,7 @@ def optimize(
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
     api_key: Optional[str] = api_key_option(),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Build the HNSW index and merge segments (worth it from a few thousand points)."""
     import time
@@ -149,6 +154,9 @@ def optimize(
         t0 = time.perf_counter()
         st.optimize(name)
         i = st.collection_info(name)
+    if as_json:
+        typer.echo(json.dumps({**_info_dict(i), "seconds": round(time.perf_counter() - t0, 3)}, indent=2))
+        return
     typer.echo(
         f"optimized '{name}' in {time.perf_counter() - t0:.1f} s: {i.points} points, index {i.index_state}"
     )
@@ -227,6 +235,7 @@ def recover(
         None, "--model", "-m", metavar="BUNDLE|NAME", help="the bundle that filled it, where the shard keeps no copy of the manifest"
     ),
     store: Optional[Path] = store_option(),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Rebuild the manifest of an embedded collection from its shard (nothing else is touched)."""
     from dmwan_qdrant.store import EdgeStore
@@ -244,6 +253,10 @@ def recover(
             verify = lambda: verify_model(st, name, net)  # noqa: E731
         manifest = st.recover_collection(name, record, verify)
         points = st.count(name)
+    if as_json:
+        typer.echo(json.dumps({"recovered": name, "points": points, "dim": manifest["dim"],
+                               "token_dim": manifest["token_dim"], "model": manifest["model"]}, indent=2))
+        return
     typer.echo(
         f"recovered '{name}': {points} points, vectors {manifest['dim']}/{manifest['token_dim']}, "
         f"model {manifest['model'].get('preset', '?')} {manifest['model'].get('fingerprint', '?')}"

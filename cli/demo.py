@@ -25,6 +25,7 @@ def demo(
     workdir: Path = typer.Option(Path("dmwan-demo"), help="folder for the data, the run and the store"),
     workers: int = typer.Option(1, help="Ray Train workers"),
     epochs: Optional[int] = typer.Option(None, help="override the config's epochs"),
+    as_json: bool = typer.Option(False, "--json", help="print the figures as JSON on stdout (progress on stderr)"),
 ) -> None:
     """Train, ingest and query end to end on the procedural benchmark (offline, CPU)."""
     from dmwan_qdrant.encoder import load_bundle
@@ -37,6 +38,7 @@ def demo(
     from dmwan_qdrant.training.data import prepare_split
     from dmwan_qdrant.training.trainer import fit
 
+    say = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     t0 = time.perf_counter()
     workdir = workdir.resolve()
     config_file = resources.files("dmwan_qdrant.training") / "configs" / "procedural_tiny.yaml"
@@ -48,12 +50,12 @@ def demo(
         overrides["optim.epochs"] = epochs
     cfg = TrainConfig.from_file(Path(str(config_file))).with_overrides(**overrides)
 
-    typer.echo("== 1/4 train: the tiny DMWAN model on the procedural benchmark, with Ray Train")
-    typer.echo("   (unseen classes are never trained on; first epoch starts after Ray's ~30 s start-up)")
-    summary = fit(cfg, printer=lambda line: typer.echo(f"   {line}"))
-    typer.echo(f"   best epoch {summary['best_epoch']}, bundle {summary['model']}")
+    say("== 1/4 train: the tiny DMWAN model on the procedural benchmark, with Ray Train")
+    say("   (unseen classes are never trained on; first epoch starts after Ray's ~30 s start-up)")
+    summary = fit(cfg, printer=lambda line: say(f"   {line}"))
+    say(f"   best epoch {summary['best_epoch']}, bundle {summary['model']}")
 
-    typer.echo("== 2/4 ingest: unseen-class photos into the embedded Qdrant store")
+    say("== 2/4 ingest: unseen-class photos into the embedded Qdrant store")
     split = prepare_split(cfg)
     model = load_bundle(summary["model"])
     folders = sorted({str(s.path.parent) for s in split.test_photos})
@@ -61,23 +63,24 @@ def demo(
         if store.collection_exists(COLLECTION) and store.get_model_record(COLLECTION).get("fingerprint") != model.fingerprint:
             store.delete_collection(COLLECTION)  # the demo's own collection, filled by an older run
         report = ingest(folders, store, COLLECTION, model, label_from_folder=True)
-        typer.echo(f"   {report.added} added, {report.unchanged} unchanged, {len(report.failed)} failed "
-                   f"-> {store.count(COLLECTION)} points in '{COLLECTION}' ({workdir / 'store'})")
+        points = store.count(COLLECTION)
+        say(f"   {report.added} added, {report.unchanged} unchanged, {len(report.failed)} failed "
+                   f"-> {points} points in '{COLLECTION}' ({workdir / 'store'})")
 
-        typer.echo("== 3/4 query: every unseen-class sketch, through the `dmwan query` code path")
+        say("== 3/4 query: every unseen-class sketch, through the `dmwan query` code path")
         through_qdrant = evaluate_through_store(store, COLLECTION, model, split)
     top = through_qdrant["top"]
     offline = evaluate_split(model, split)
 
-    typer.echo("== 4/4 results on unseen classes (chance mAP@all is about "
+    say("== 4/4 results on unseen classes (chance mAP@all is about "
                f"{1 / len(split.unseen_classes):.3f})")
-    typer.echo(f"   through Qdrant : mAP@all {through_qdrant['mAP@all']:.4f}  P@100 {through_qdrant['P@100']:.4f}"
+    say(f"   through Qdrant : mAP@all {through_qdrant['mAP@all']:.4f}  P@100 {through_qdrant['P@100']:.4f}"
                f"   ({through_qdrant['queries']} sketch queries, full ranking)")
-    typer.echo(f"   offline eval   : mAP@all {offline['mAP@all']:.4f}  P@100 {offline['P@100']:.4f}")
+    say(f"   offline eval   : mAP@all {offline['mAP@all']:.4f}  P@100 {offline['P@100']:.4f}")
     gap = abs(through_qdrant["mAP@all"] - offline["mAP@all"])
-    typer.echo(f"   {'they agree' if gap < 1e-3 else 'THEY DISAGREE'}: |difference| {gap:.5f} "
+    say(f"   {'they agree' if gap < 1e-3 else 'THEY DISAGREE'}: |difference| {gap:.5f} "
                "(Qdrant ranks the same embeddings the offline evaluation scores)")
-    typer.echo(f"   token re-rank of the top 100 inside Qdrant: P@10 {through_qdrant['P@10']:.4f} -> "
+    say(f"   token re-rank of the top 100 inside Qdrant: P@10 {through_qdrant['P@10']:.4f} -> "
                f"{through_qdrant['P@10 reranked']:.4f}")
     sketches = [str(s.path) for s in split.test_sketches]
     per_class: dict[str, int] = {}
@@ -85,10 +88,20 @@ def demo(
         per_class.setdefault(s.label, i)
     picks = list(per_class.values())[:4]
     sheet = contact_sheets([(sketches[i], top[i][:8]) for i in picks], workdir / "contact_sheet.png")
-    typer.echo(f"   contact sheet: {sheet}")
-    typer.echo(f"done in {time.perf_counter() - t0:.0f} s. Next:")
-    typer.echo(f"   dmwan serve --collection {COLLECTION} --store {workdir / 'store'}   "
+    say(f"   contact sheet: {sheet}")
+    say(f"done in {time.perf_counter() - t0:.0f} s. Next:")
+    say(f"   dmwan serve --collection {COLLECTION} --store {workdir / 'store'}   "
                "then open http://127.0.0.1:8000/ and draw")
-    typer.echo(f"   dmwan query {sketches[picks[0]]} --collection {COLLECTION} --store {workdir / 'store'}")
-    typer.echo(f"   dmwan ingest ./my-photos --collection mine --model {summary['model']}")
-    typer.echo("   dmwan train --config procedural_tiny --workers 2   (README: real datasets, GPUs; `dmwan configs`)")
+    say(f"   dmwan query {sketches[picks[0]]} --collection {COLLECTION} --store {workdir / 'store'}")
+    say(f"   dmwan ingest ./my-photos --collection mine --model {summary['model']}")
+    say("   dmwan train --config procedural_tiny --workers 2   (README: real datasets, GPUs; `dmwan configs`)")
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({
+            "store": str(workdir / "store"), "collection": COLLECTION, "model": summary["model"],
+            "best_epoch": summary["best_epoch"], "points": points,
+            "through_qdrant": {k: through_qdrant[k] for k in ("mAP@all", "P@100", "P@10", "P@10 reranked", "queries")},
+            "offline": {k: offline[k] for k in ("mAP@all", "P@100")}, "contact_sheet": str(sheet),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }, indent=2))

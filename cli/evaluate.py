@@ -25,6 +25,7 @@ def evaluate(
     workers: int = typer.Option(0, "--decode-workers", "--workers", min=0, help="image decoding processes"),
     per_class: bool = typer.Option(False, "--per-class", help="also report AP per unseen class"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the metrics as JSON here"),
+    as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
     device: Optional[str] = device_option(),
 ) -> None:
     """Score a model on the unseen classes: mAP@all, P@100, mAP@200, P@200 (x100)."""
@@ -36,6 +37,12 @@ def evaluate(
     bench = load_benchmark(dataset, root, split, unseen=unseen, seed=seed)
     metrics = evaluate_split(net, bench, batch_size=batch_size, num_workers=workers, per_class=per_class)
     metrics.update(model=str(model), fingerprint=net.fingerprint, dataset=dataset, split=split)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2))
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2))
+        return
     typer.echo(f"{dataset}{' split ' + split if split else ''}: {metrics['queries']} sketches x {metrics['gallery']} photos")
     typer.echo("| mAP@all | P@100 | mAP@200 | P@200 |\n|---|---|---|---|")
     typer.echo("| " + " | ".join(f"{100 * metrics[k]:.1f}" for k in ("mAP@all", "P@100", "mAP@200", "P@200")) + " |")
@@ -43,7 +50,5 @@ def evaluate(
         for name, ap in sorted(metrics["per_class_ap"].items(), key=lambda kv: kv[1]):
             typer.echo(f"  {name:<24} AP {100 * ap:5.1f}")
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=2))
         typer.echo(f"wrote {out}")
 

@@ -15,15 +15,15 @@ API_KEY_HELP = "Qdrant API key (default: $QDRANT_API_KEY)"
 
 
 def store_option() -> Any:
-    return typer.Option(None, "--store", help=STORE_HELP, file_okay=False)
+    return typer.Option(None, "--store", metavar="DIR", help=STORE_HELP, file_okay=False)
 
 
 def url_option() -> Any:
-    return typer.Option(None, "--url", help=URL_HELP)
+    return typer.Option(None, "--url", metavar="URL", help=URL_HELP)
 
 
 def api_key_option() -> Any:
-    return typer.Option(None, "--api-key", help=API_KEY_HELP)
+    return typer.Option(None, "--api-key", metavar="KEY", help=API_KEY_HELP)
 
 
 def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[str], read_only: bool = False,

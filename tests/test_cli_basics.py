@@ -89,3 +89,47 @@ def test_one_meaning_per_short_flag(capsys):
     assert code == 0 and "-c " not in out.replace("--config", "")  # -c is --collection everywhere
     code, out, _ = dmwan(capsys, "ingest", "--help")
     assert "--decode-workers" in out
+
+
+def _all_commands() -> list[list[str]]:
+    import typer
+
+    from dmwan_qdrant.cli.app import _register_commands, app
+
+    _register_commands()
+    root = typer.main.get_command(app)
+    out: list[list[str]] = []
+
+    def walk(cmd, path):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            out.append(path + [name])
+            walk(sub, path + [name])
+
+    walk(root, [])
+    return out
+
+
+def test_help_names_values_as_users_write_them(capsys, monkeypatch):
+    """No Python type placeholders (<bool>, <str>, <list[Path]>) in any command's help."""
+    import re
+
+    monkeypatch.setenv("COLUMNS", "200")
+    commands = _all_commands()
+    assert ["model", "create"] in commands and ["collections", "recover"] in commands
+    placeholder = re.compile(r"<(bool|str|int|float|path|dir|file|list\[[^>]*\]|int range|float range)>")
+    for args in [[]] + commands:
+        code, out, _ = dmwan(capsys, *args, "--help")
+        assert code == 0, args
+        assert not placeholder.search(out), (args, placeholder.search(out).group(0))
+    code, out, _ = dmwan(capsys, "query", "--help")
+    assert "COLLECTION" in out and "BUNDLE|NAME" in out  # options that take a value name it
+
+
+def test_json_on_every_command_that_reports(capsys):
+    """Every command that reports something has --json (serve serves; it reports nothing)."""
+    reporting = [c for c in _all_commands() if c not in (["serve"], ["collections"], ["model"])]
+    for args in reporting:
+        code, out, _ = dmwan(capsys, *args, "--help")
+        assert "--json" in out, args
+    code, out, _ = dmwan(capsys, "version", "--json")
+    assert code == 0 and json.loads(out)["dmwan-qdrant"] == __version__
