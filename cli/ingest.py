@@ -33,7 +33,22 @@ def ingest_command(
     url: Optional[str] = url_option(),
     api_key: Optional[str] = api_key_option(),
     label_from_folder: bool = typer.Option(False, "--label-from-folder", help="store each file's folder name as its label"),
-    prune: bool = typer.Option(False, "--prune", help="delete points under PATHS whose file is gone"),
+    prune: bool = typer.Option(
+        False, "--prune", help="delete points under PATHS whose file is gone (points --include/--exclude leave out are kept)"
+    ),
+    include: Optional[list[str]] = typer.Option(
+        None, "--include", metavar="GLOB",
+        help="take only files matching GLOB (repeatable; see below for the syntax)",
+    ),
+    exclude: Optional[list[str]] = typer.Option(
+        None, "--exclude", metavar="GLOB",
+        help="skip files matching GLOB (repeatable): neither embedded nor pruned, their points stay as they are",
+    ),
+    export: Optional[Path] = typer.Option(
+        None, "--export", metavar="FILE",
+        help="write ids, paths, labels and vectors of the points of the files found (new and unchanged) to FILE: "
+        ".npy (float32 matrix + FILE.ids.json) or .parquet (id, path, label, vector, tokens; needs pyarrow)",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="images per forward pass and per upsert"),
     workers: Optional[int] = typer.Option(
         None, "--decode-workers", "--workers", min=0, help="image decoding processes (default: cores - 1, at most 8)"
@@ -43,9 +58,30 @@ def ingest_command(
 ) -> None:
     """Embed the photos under PATHS into a collection.
 
-    Unchanged files (same path, size and mtime) are skipped; a duplicate or renamed file adds no
-    point. Exit code 0 when every file was stored, 11 when some could not be read.
+    Unchanged files (same path, size and mtime) are skipped; a duplicate or
+    renamed file adds no point. Exit code 0 when every file was stored, 11 when
+    some could not be read.
+
+    --include/--exclude GLOB (each repeatable) match the path of a file relative
+    to the PATH it was found under (a file given as PATH: its name), with /
+    separators, case-sensitively. * and ? stop at /, [...] is a character class
+    ([!...] its complement), ** crosses folders (**/tmp/**). A GLOB with a / in it is anchored
+    at PATH (thumbs/*), one without matches names at any depth (*.jpg, tmp); a
+    GLOB matching a folder matches all under it. A file is taken when it
+    matches some --include (or none is given) and no --exclude. Excluded files
+    are not counted as found, and --prune keeps their points.
+
+    --export FILE is written at the end, atomically (a temporary file renamed
+    over FILE), one row per point of the files found, sorted by path:
+    .npy: the global vectors as a (rows, dim) float32 matrix, and FILE.ids.json
+    with {"collection", "rows", "dim", "ids", "paths", "labels"} in row order;
+    .parquet: columns id, path, label, vector (list<float32>) and tokens
+    (list<list<float32>>, one list per local token).
     """
+    if export is not None:  # before the store and the model: a typo must fail at once
+        from dmwan_qdrant.export import export_format
+
+        export_format(export)
     # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
     with open_cli_store(store, url, api_key, create=True) as st:
         from dmwan_qdrant.encoder import load_bundle
@@ -69,6 +105,9 @@ def ingest_command(
                 batch_size=batch_size,
                 num_workers=workers,
                 progress=bar.update,
+                include=include or (),
+                exclude=exclude or (),
+                export=export,
             )
     if as_json:
         from dmwan_qdrant.store.factory import store_choice
@@ -92,6 +131,10 @@ def _print_summary(collection: str, report: Any) -> None:
         n = report.missing
         typer.echo(f"  {n} point{'s' if n != 1 else ''} under these paths point at files that are gone; "
                    "run the same command with --prune to drop them")
+    if report.export:
+        e = report.export
+        also = f" (ids and paths in {e['sidecar']})" if e.get("sidecar") else ""
+        typer.echo(f"  exported {e['rows']} point{'s' if e['rows'] != 1 else ''} to {e['file']}{also}")
     for path, reason in report.failed[:_MAX_LISTED_FAILURES]:
         typer.echo(f"  failed: {path}: {reason}")
     if len(report.failed) > _MAX_LISTED_FAILURES:

@@ -255,6 +255,7 @@ def repair_collection(store: Store, name: str, model: Any, report: CheckReport |
     from .encoder import check_same_model
     from .errors import ImageError
     from .ingest import ingest
+    from .ingest_records import root_patterns
 
     check_same_model(name, store.get_model_record(name), model)
     report = report or check_collection(store, name)
@@ -317,7 +318,10 @@ def repair_collection(store: Store, name: str, model: Any, report: CheckReport |
         roots = [r for r in ingest_rec.get("roots", []) if isinstance(r, str) and Path(r).exists()]
         if roots:
             before = store.count(name)
-            ingest(roots, store, name, model, label_from_folder=bool(ingest_rec.get("label_from_folder")))
+            for root in roots:  # each with the patterns it was ingested with
+                include, exclude = root_patterns(ingest_rec, root)
+                ingest([root], store, name, model, label_from_folder=bool(ingest_rec.get("label_from_folder")),
+                       include=include, exclude=exclude)
             out.restored = store.count(name) - before
     ingest_rec = store.ingest_record(name)
     if ingest_rec is not None:  # what is lost for good was reported once; the record follows

@@ -1,14 +1,16 @@
 """Ingest: embed a photo folder into a collection, incrementally, idempotently, robustly.
 
-1. Walk the paths (recursively, sorted, hidden entries skipped) and ``stat`` each image file. A
-   file whose path, size and mtime are stored is *unchanged*: neither read nor decoded.
+1. Walk the paths (recursively, sorted, hidden entries skipped, include/exclude globs applied:
+   see `dmwan_qdrant.selection`) and ``stat`` each image file. A file whose path, size and mtime
+   are stored is *unchanged*: neither read nor decoded.
 2. The other files are hashed (SHA-256), decoded and preprocessed in DataLoader workers, which
    overlap the encoder. A bad file comes back as an error marker and never stops a run.
 3. Point ids are UUIDs made from content hashes, so a duplicate or a renamed file maps onto the
    point already there: new content is embedded and upserted, a renamed file re-points the stored
    point, an exact duplicate of a file still in place adds nothing.
 4. At the end, stale versions of changed files are deleted, and with ``prune`` the points under
-   the given paths whose file is gone.
+   the given paths whose file is gone (points the globs exclude are left alone). With ``export``
+   the points of the files found are then written to a file (`dmwan_qdrant.export`).
 
 Crash safety: a point's vectors and payload are written in one upsert, so a point that exists is
 complete and the *unchanged* skip (which trusts stored payloads) only ever trusts whole points.
@@ -24,7 +26,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from .encoder import check_same_model, encoder_threads, model_record, usable_cores
 from .errors import DiskFullError, DmwanError, ImageError, Interrupted, UsageError
-from .imageio import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, is_image_path, load_image
+from .imageio import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, load_image
 from .ingest_records import ALIASES, add_aliases, alias_list, record_ingest, signum_args, stopped_message
+from .selection import Selection, walk_images
 from .store import CollectionSpec, PhotoPoint, Store
 
 _DELETE_BATCH = 1000
@@ -72,6 +75,7 @@ class IngestReport:
         failed: ``(path, reason)`` for every file that could not be read.
         decoded: files read, hashed and decoded in this run.
         seconds: wall time of the run.
+        export: what ``export`` wrote (`dmwan_qdrant.export.ExportSummary` as a dict), or None.
     """
 
     found: int = 0
@@ -84,6 +88,7 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     decoded: int = 0
     seconds: float = 0.0
+    export: dict[str, Any] | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -107,59 +112,6 @@ def point_id(content_hash: str) -> str:
 def default_workers() -> int:
     """Decoding workers: one core left for the encoder, at most 8."""
     return max(0, min(8, usable_cores() - 1))
-
-
-# -- walking ------------------------------------------------------------------------------------
-
-
-def walk_images(paths: Sequence[str | Path]) -> Iterator[Path]:
-    """Image files under ``paths`` (files given directly are taken as they are), resolved,
-    each once, folders walked recursively in sorted order, hidden entries skipped.
-
-    Raises:
-        UsageError: a given path does not exist.
-    """
-    seen: set[Path] = set()
-    for root in paths:
-        root = Path(root).expanduser()
-        if not root.exists() and not root.is_symlink():
-            raise UsageError(f"{root}: no such file or folder")
-        if not root.is_dir():
-            files: Iterator[Path] = iter([_resolved(root)])
-        else:
-            files = _walk_folder(root.resolve())
-        for f in files:
-            if f not in seen:
-                seen.add(f)
-                yield f
-
-
-def _walk_folder(folder: Path) -> Iterator[Path]:
-    # Files and sub-folders interleaved by name, so the order is the sorted order of full paths
-    # (os.walk would list a folder's files before its sub-folders). Symlinked folders are not
-    # followed (no loops); symlinked files are, and resolved.
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        yield folder  # an unreadable sub-folder: the run reports it as failed
-        return
-    for e in entries:
-        if e.name.startswith("."):
-            continue
-        if e.is_dir(follow_symlinks=False):
-            yield from _walk_folder(Path(e.path))
-        elif is_image_path(Path(e.name)):
-            yield _resolved(Path(e.path)) if e.is_symlink() else Path(e.path)
-
-
-def _resolved(path: Path) -> Path:
-    """``path`` with symlinks resolved; a broken link stays as the user has it (its target
-    means nothing to them), absolute, so the failure names the link."""
-    return path.resolve() if path.exists() else Path(os.path.abspath(path))
-
-
-def _under(path: str, roots: Sequence[Path]) -> bool:
-    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
 
 
 # -- decoding in loader workers -----------------------------------------------------------------
@@ -228,6 +180,9 @@ def ingest(
     num_workers: int | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    export: str | Path | None = None,
 ) -> IngestReport:
     """Embed the image files under ``paths`` into ``collection`` (created on first use).
 
@@ -243,13 +198,23 @@ def ingest(
         progress: called after each batch with an `IngestProgress`; an exception it raises
             stops the run (everything upserted before stays).
         max_pixels: larger images are refused as decompression bombs.
+        include: globs; when given, only the files matching one of them are taken.
+        exclude: globs; the files matching one are skipped: neither embedded nor pruned. Both
+            match the path relative to the PATH a file was found under (`dmwan_qdrant.selection`).
+        export: write the points of the files found (new and unchanged) to this ``.npy`` or
+            ``.parquet`` file at the end (`dmwan_qdrant.export`).
 
     Raises:
-        UsageError: a path that does not exist, a bad batch size.
+        UsageError: a path that does not exist, a bad batch size, a bad export file name.
         ModelMismatchError: the collection was filled by another model.
     """
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    selection = Selection(include, exclude)
+    if export is not None:  # a bad suffix must not show after the whole run
+        from .export import export_format, export_points, exported_ids
+
+        export_format(export)
     start = time.perf_counter()
     report = IngestReport()
     for p in paths:  # before creating anything: a typo must not leave an empty collection
@@ -272,13 +237,14 @@ def ingest(
                 stored.setdefault(payload["path"], []).append((pid, payload.get("size"), payload.get("mtime_ns")))
             for a in alias_list(payload):
                 aliases[a["path"]] = (pid, a.get("size"), a.get("mtime_ns"))
-    walked, keep, todo = _plan(paths, stored, aliases, report)
+    walked, keep, todo = _plan(paths, selection, stored, aliases, report)
     skipped = report.unchanged + report.duplicates  # files not read again
     if report.found == 0 and not (exists and prune):
         where = ", ".join(str(p) for p in paths)
         kinds = " ".join(sorted(IMAGE_SUFFIXES))
         outcome = "nothing was stored" if exists else f"collection '{collection}' was not created"
-        raise UsageError(f"no image files under {where} (the suffixes read: {kinds}): {outcome}")
+        matching = f" matching {selection.describe()}" if selection else ""
+        raise UsageError(f"no image files under {where}{matching} (the suffixes read: {kinds}): {outcome}")
     if not exists:
         rec = model_record(model)
         store.create_collection(collection, CollectionSpec(rec["dim"], rec["token_dim"], rec))
@@ -319,20 +285,24 @@ def ingest(
                         report.updated += 1
                         report.unchanged -= 1
         # Stale points: older versions of walked files, and (prune) files gone from under the roots.
+        # Points that the globs exclude are out of this run's reach.
         roots = [Path(p).expanduser().resolve() for p in paths]
         if not prune:
-            report.missing = sum(len(e) for path, e in stored.items() if path not in walked and _under(path, roots))
+            report.missing = sum(len(e) for p, e in stored.items() if p not in walked and selection.covers(p, roots))
         stale = [
             pid
             for path, entries in stored.items()
             for pid, _, _ in entries
-            if pid not in keep and pid not in written and (path in walked or (prune and _under(path, roots)))
+            if pid not in keep and pid not in written and (path in walked or (prune and selection.covers(path, roots)))
         ]
         for i in range(0, len(stale), _DELETE_BATCH):
             store.delete_points(collection, stale[i : i + _DELETE_BATCH])
         report.pruned = len(stale)
         store.flush()
-        record_ingest(store, collection, roots, label_from_folder)
+        record_ingest(store, collection, roots, label_from_folder, include, exclude)
+        if export is not None:
+            report.export = export_points(store, collection, [i for i, _ in exported_ids(store, collection, walked)],
+                                          export).to_dict()
     except (Interrupted, DiskFullError) as e:
         done = skipped + report.decoded + len(report.failed)
         raise type(e)(stopped_message(e, store, collection, done, report.found), *signum_args(e)) from None
@@ -350,6 +320,7 @@ def ingest(
 
 def _plan(
     paths: Sequence[str | Path],
+    selection: Selection,
     stored: dict[str, list[tuple[str, Any, Any]]],
     aliases: dict[str, tuple[str, Any, Any]],
     report: IngestReport,
@@ -359,7 +330,7 @@ def _plan(
     keep: set[str] = set()
     todo: list[tuple[str, int, int]] = []
     known_duplicates: list[tuple[str, str, int, int]] = []
-    for f in walk_images(paths):
+    for f in walk_images(paths, selection):
         path = str(f)
         walked.add(path)
         report.found += 1

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +60,32 @@ def stopped_message(e: DmwanError, store: Store, collection: str, done: int, fou
     return f"{what}: {done} of {found} files handled, {held}; {again} to finish"
 
 
-def record_ingest(store: Store, collection: str, roots: list[Path], label_from_folder: bool) -> None:
+def record_ingest(store: Store, collection: str, roots: list[Path], label_from_folder: bool,
+                  include: Sequence[str] = (), exclude: Sequence[str] = ()) -> None:
     """Keep with the collection what a finished ingest leaves: its point count (so that a later
-    `check` sees a collection that lost points) and the roots to restore them from."""
+    `check` sees a collection that lost points), the roots to restore them from, and the
+    ``--include`` / ``--exclude`` patterns each root was read with."""
     previous = store.ingest_record(collection) or {}
     known = [r for r in previous.get("roots", []) if isinstance(r, str)]
+    patterns = {k: v for k, v in (previous.get("patterns") or {}).items() if isinstance(v, dict)}
+    for root in roots:
+        if include or exclude:
+            patterns[str(root)] = {"include": list(include), "exclude": list(exclude)}
+        else:
+            patterns.pop(str(root), None)
     store.set_ingest_record(
         collection,
         {
             "points": store.count(collection),
             "roots": sorted(set(known) | {str(r) for r in roots}),
+            "patterns": patterns,
             "label_from_folder": bool(label_from_folder),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
+
+
+def root_patterns(record: dict[str, Any], root: str) -> tuple[list[str], list[str]]:
+    """The ``(include, exclude)`` patterns ``root`` was last ingested with (see `record_ingest`)."""
+    got = (record.get("patterns") or {}).get(root) or {}
+    return list(got.get("include") or []), list(got.get("exclude") or [])
