@@ -77,16 +77,14 @@ def query_command(
     try:
         st = open_cli_store(store, url, api_key, read_only=True)
     except StoreServedError as served:
-        if photos or like:
-            raise UsageError(f"--photo and --like search this machine's store, which `dmwan serve` (pid {served.pid}) "
-                             f"at {served.url} holds: stop it, or query with a sketch or --text") from None
-        results = _through_server(served, collection, sources, text, k, filters, not no_rerank, prefetch, model)
+        results = _through_server(served, collection, sources, text, k, filters, not no_rerank, prefetch, model,
+                                  bool(photos), like or [])
     else:
         with st:
             results = _search_here(st, collection, model, device, sources, text, photos, like, k, filters,
                                    not no_rerank, prefetch)
             if like and sheet is not None:  # the stored photos the queries stand for
-                from dmwan_qdrant.similar import resolve_point_id
+                from dmwan_qdrant.point_ids import resolve_point_id
 
                 stored = st.retrieve(collection, [resolve_point_id(x) for x in like])
                 like_paths = dict(zip(like, (p.get("path") for p in stored)))
@@ -173,8 +171,9 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
     return search_sketch_embeddings(st, collection, net, vectors, tokens, k, flt, rerank, prefetch)
 
 
-def _through_server(served: StoreServedError, collection: str, sketches: list[Any], text: Optional[str], k: int,
-                    filters: list[str], rerank: bool, prefetch: int, model: Optional[str]) -> list[Any]:
+def _through_server(served: StoreServedError, collection: str, sources: list[Any], text: Optional[str], k: int,
+                    filters: list[str], rerank: bool, prefetch: int, model: Optional[str], as_photos: bool,
+                    like: list[str]) -> list[Any]:
     """The search answered by the `dmwan serve` that holds the store (same results, no torch)."""
     import os
 
@@ -188,4 +187,8 @@ def _through_server(served: StoreServedError, collection: str, sketches: list[An
         raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
                          "an API key: set $DMWAN_API_KEY")
     typer.echo(f"note: searching through `dmwan serve` at {served.url} (it holds the store)", err=True)
-    return search_through_server(served.url, collection, sketches, text, k, filters, rerank, prefetch, key)
+    from dmwan_qdrant.point_ids import resolve_point_id
+
+    ids = [resolve_point_id(spec) for spec in like]
+    return search_through_server(served.url, collection, [] if as_photos else sources, text, k, filters, rerank,
+                                 prefetch, key, photos=sources if as_photos else [], like=ids)

@@ -21,11 +21,9 @@ by the kill are recognised as such on the next run.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +35,15 @@ from torch.utils.data import DataLoader, Dataset
 from .encoder import check_same_model, encoder_threads, model_record, usable_cores
 from .errors import DiskFullError, DmwanError, ImageError, Interrupted, UsageError
 from .imageio import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, load_image
-from .ingest_records import ALIASES, add_aliases, alias_list, record_ingest, signum_args, stopped_message
+from .ingest_records import (
+    ALIASES,
+    add_aliases,
+    alias_list,
+    record_ingest,
+    signum_args,
+    stopped_message,
+)
+from .point_ids import point_id, sha256_file
 from .selection import Selection, walk_images
 from .store import CollectionSpec, PhotoPoint, Store
 
@@ -104,11 +110,6 @@ class IngestReport:
         return d
 
 
-def point_id(content_hash: str) -> str:
-    """The point id of a file: a UUID made of the first 16 bytes of its SHA-256."""
-    return str(uuid.UUID(hex=content_hash[:32]))
-
-
 def default_workers() -> int:
     """Decoding workers: one core left for the encoder, at most 8."""
     return max(0, min(8, usable_cores() - 1))
@@ -151,14 +152,6 @@ class _PhotoFiles(Dataset):
         except Exception as e:  # noqa: BLE001 - a decoder bug on one file must not stop the run
             item["error"] = f"{type(e).__name__}: {e}"
         return item
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _collate(items: list[dict[str, Any]]) -> tuple[torch.Tensor | None, list[dict[str, Any]]]:

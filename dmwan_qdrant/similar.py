@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import StoreError, UsageError
+from .errors import UsageError
+from .point_ids import resolve_point_id
 from .results import Result
 from .search import DEFAULT_PREFETCH, search_sketch_embeddings
 from .store import Store
@@ -39,20 +40,6 @@ def search_photos(
         raise UsageError("give at least one photo")
     vectors, tokens = embed_photo_images(model, images)
     return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch)
-
-
-def resolve_point_id(spec: str | Path) -> str:
-    """A point id as given, or the id of a photo file (from its content, as ingest derives it)."""
-    from .ingest import point_id, sha256_file
-    from .store.base import canonical_id
-
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return point_id(sha256_file(str(path)))
-    try:
-        return canonical_id(str(spec))
-    except StoreError:
-        raise UsageError(f"--like takes a point id (a UUID, as --json prints) or a stored photo file, not {spec!r}") from None
 
 
 def search_like(

@@ -122,7 +122,11 @@ class QdrantStub:
             (
                 "POST",
                 r"/collections/(?P<n>[^/]+)/points/count",
-                lambda body, n: b.count(n, exact=bool(body.get("exact", True))),
+                lambda body, n: b.count(
+                    n,
+                    count_filter=rm.CountRequest.model_validate(body).filter,
+                    exact=bool(body.get("exact", True)),
+                ),
             ),
             (
                 "POST",

@@ -260,3 +260,20 @@ def test_more_like_a_photo_or_a_stored_point(capsys, env):
     assert code == 2 and "point id" in one_line_error(err)
     code, _, err = q(capsys, env, photo, "--like", first["id"])
     assert code == 2 and "one kind of query" in one_line_error(err)
+
+
+def test_filters_any_of_ranges_prefix_and_unknown_keys(capsys, env):
+    def paths(*args):
+        code, out, err = q(capsys, env, env["sketches"][0], "-k", "20", "--json", *args)
+        assert code == 0, err
+        return sorted(r["path"] for r in json.loads(out)["queries"][0]["results"])
+
+    everything = paths()
+    circles = env["root"] / "photos" / "circle"
+    assert paths("--filter", "label=circle,square") == everything
+    assert paths("--under", circles) == sorted(str(p) for p in circles.glob("*.png"))
+    assert paths("--filter", f"path^={circles}/") == paths("--under", circles)
+    assert paths("--filter", "width>=1") == everything and paths("--filter", "width<1") == []
+    code, _, err = q(capsys, env, env["sketches"][0], "--filter", "lable=circle")
+    line = one_line_error(err)
+    assert code == 2 and "no point with payload key 'lable'" in line and "label" in line

@@ -142,7 +142,7 @@ def _png(size: tuple[int, int], mode: str = "L") -> bytes:
         ({"json": {"sketches": "abc"}}, 400, "list"),
         ({"json": {}}, 400, "no sketch given"),
         ({"json": {"text": "   "}}, 400, "empty"),
-        ({"json": {"text": "x", "sketches": [base64.b64encode(_png((8, 8))).decode()]}}, 400, "not both"),
+        ({"json": {"text": "x", "sketches": [base64.b64encode(_png((8, 8))).decode()]}}, 400, "one kind of query at a time"),
         ({"json": {"text": "x", "colour": "red"}}, 400, "unknown field 'colour'"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
         ({"content": b"x", "headers": {"content-type": "text/plain"}}, 415, "unsupported content type"),
@@ -312,3 +312,28 @@ def test_under_a_path_prefix_the_open_routes_stay_open(served):
     bare = client.get("/search-app", follow_redirects=False)
     assert bare.status_code == 307 and bare.headers["location"].endswith("/search-app/")
     assert "text/html" in client.get("/search-app/").headers["content-type"]
+
+
+def test_more_like_a_photo_or_a_stored_point_equals_the_library(served):
+    from dmwan_qdrant.similar import search_like, search_photos
+
+    service, client = served["service"], served["client"]
+    photo = served["root"] / "photos" / "circle" / "circle0.png"
+    model = service.model("pics")
+    expected = search_photos(service.store, "pics", model, [Image.open(photo).convert("RGB")], k=3)
+    r = client.post("/collections/pics/search", params={"k": 3},
+                    files=[("photo", (photo.name, photo.read_bytes(), "image/png"))])
+    assert r.status_code == 200, r.text
+    assert r.json()["mode"] == "photo" and ids(r.json()) == expected_ids(expected)
+    encoded = base64.b64encode(photo.read_bytes()).decode()
+    assert ids(client.post("/collections/pics/search", json={"photos": [encoded], "k": 3}).json()) == ids(r.json())
+
+    point = expected[0][0].id
+    like = client.post("/collections/pics/search", json={"like": point, "k": 3}).json()
+    assert like["mode"] == "like" and ids(like) == expected_ids(search_like(service.store, "pics", model, [point], k=3))
+    assert point not in ids(like)[0]
+    error_of(client.post("/collections/pics/search", json={"like": ["not-a-uuid"]}), 400)
+    missing = error_of(client.post("/collections/pics/search", json={"like": "00000000-0000-0000-0000-000000000000"}), 400)
+    assert "has no point" in missing
+    both = error_of(client.post("/collections/pics/search", json={"like": point, "text": "x"}), 400)
+    assert "one kind of query" in both

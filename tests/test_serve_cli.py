@@ -58,6 +58,19 @@ def test_the_cli_goes_through_a_running_server(env, capsys):
         assert same_answer(json.loads(through.stdout), json.loads(direct))
         assert f"searching through `dmwan serve` at {server.url}" in through.stderr
 
+        photo = env["root"] / "photos" / "circle" / "circle0.png"
+        for args in (("--photo", photo), ("--like", photo)):  # more like this, through the server too
+            here = through_here = None
+            through_here = cli("query", *args, "-c", "pics", "--store", env["store"], "-k", "3", "--json")
+            assert through_here.returncode == 0, through_here.stderr
+            assert "searching through `dmwan serve`" in through_here.stderr
+            here = json.loads(through_here.stdout)
+            assert len(here["queries"][0]["results"]) == 3
+            if args[0] == "--photo":
+                assert here["queries"][0]["results"][0]["path"] == str(photo)
+            else:
+                assert str(photo) not in [r["path"] for r in here["queries"][0]["results"]]
+
         info = cli("info", "--store", env["store"])
         assert f"server   `dmwan serve` at {server.url} (pid {server.proc.pid}) holds the store" in info.stdout
 

@@ -66,12 +66,25 @@ SEARCH_BODY_DOC: dict[str, Any] = {
         "content": {
             "multipart/form-data": {"schema": {"type": "object", "properties": {
                 "sketch": {"type": "array", "items": {"type": "string", "format": "binary"},
-                           "description": "one file field per sketch, searched each on its own"}}}},
+                           "description": "one file field per sketch, searched each on its own"},
+                "photo": {"type": "array", "items": {"type": "string", "format": "binary"},
+                          "description": "more like these photos (embedded as photos)"},
+                "like": {"type": "array", "items": {"type": "string"},
+                         "description": "more like these stored points (point ids)"}}}},
             "application/json": {"schema": {"type": "object", "properties": {
                 "sketches": {"type": "array", "items": {"type": "string"},
                              "description": "base64 PNGs or data: URLs"},
                 "text": {"type": "string", "description": "a text query, e.g. 'a red shoe'"},
-                "k": {"type": "integer"}, "filter": {"type": "array", "items": {"type": "string"}},
+                "photos": {"type": "array", "items": {"type": "string"},
+                           "description": "more like these photos: base64 or data: URLs, embedded as photos"},
+                "like": {"type": "array", "items": {"type": "string"},
+                         "description": "more like these stored points (point ids; each left out of its own results)"},
+                "k": {"type": "integer"},
+                "filter": {"oneOf": [
+                    {"type": "array", "items": {"type": "string"},
+                     "description": "CLI syntax: label=shoe, label=shoe,boot, width>=640, path^=/photos/"},
+                    {"type": "object", "description": 'e.g. {"label": ["shoe", "boot"], "width": {"gte": 640}, '
+                                                      '"path": {"prefix": "/photos/"}}'}]},
                 "rerank": {"type": "boolean"}, "prefetch": {"type": "integer"}}}},
         },
     }
@@ -190,12 +203,14 @@ def create_app(
         request: Request,
         name: str,
         k: int = Query(10, ge=1, le=MAX_K, description="results per query"),
-        filter: list[str] | None = Query(None, description="key=value, repeatable (ANDed)"),
+        filter: list[str] | None = Query(
+            None, description="payload condition, repeatable (ANDed): label=shoe, label=shoe,boot, width>=640, path^=/photos/"),
         rerank: bool = Query(True, description="re-rank by MaxSim over local tokens"),
         prefetch: int = Query(DEFAULT_PREFETCH, ge=1, le=MAX_PREFETCH, description="candidates re-ranked"),
     ) -> dict[str, Any]:
-        """The top k photos for each sketch (multipart files `sketch`, or JSON `sketches`) or for
-        the JSON `text`, one entry in `queries` per sketch in the order given."""
+        """The top k photos for each sketch (multipart files `sketch`, or JSON `sketches`), for
+        the JSON `text`, or like each photo (`photo` / `photos`) or stored point (`like`), one entry
+        in `queries` per query in the order given."""
         t0 = time.perf_counter()
         service.model(name)  # 404 before reading the body
         req = await read_search(request, name, {"k": k, "filter": filter, "rerank": rerank, "prefetch": prefetch})
@@ -208,7 +223,7 @@ def create_app(
         queries = [{"results": [
             {**r.to_dict(), "thumbnail_url": f"{base}{r.id}/thumbnail", "photo_url": f"{base}{r.id}"} for r in res
         ]} for res in answer.results]
-        return {"collection": name, "mode": "text" if req.text is not None else "sketch", "rerank": req.rerank,
+        return {"collection": name, "mode": req.mode, "rerank": req.rerank,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 2), "queries": queries}
 
     async def photo_path(name: str, point_id: str) -> Path:

@@ -64,8 +64,11 @@ def search_through_server(
     rerank: bool = True,
     prefetch: int = 100,
     api_key: str | None = None,
+    photos: Sequence[Any] = (),
+    like: Sequence[str] = (),
 ) -> list[list[Result]]:
-    """`dmwan_qdrant.search.search_sketches` (or `search_text`) answered by a server at ``url``.
+    """`dmwan_qdrant.search.search_sketches` (or `search_text`, or `dmwan_qdrant.similar`'s
+    ``search_photos`` / ``search_like`` for ``photos`` / ``like``) answered by a server at ``url``.
 
     Raises:
         ImageError: a sketch file that cannot be read, here or by the server.
@@ -77,14 +80,17 @@ def search_through_server(
     kwargs: dict[str, Any]
     if text is not None:
         kwargs = {"json": {"text": text}}
+    elif like:
+        kwargs = {"json": {"like": list(like)}}
     else:
+        field, given = ("photo", photos) if photos else ("sketch", sketches)
         files = []
-        for p in sketches:  # files, or sources already read (`dmwan_qdrant.queries.QuerySource`)
+        for p in given:  # files, or sources already read (`dmwan_qdrant.queries.QuerySource`)
             if hasattr(p, "data"):
-                files.append(("sketch", (p.name, p.data, "application/octet-stream")))
+                files.append((field, (p.name, p.data, "application/octet-stream")))
                 continue
             with file_errors(p):
-                files.append(("sketch", (str(p), Path(p).read_bytes(), "application/octet-stream")))
+                files.append((field, (str(p), Path(p).read_bytes(), "application/octet-stream")))
         kwargs = {"files": files}
     response = _call("POST", url, f"/collections/{collection}/search", api_key, params=params, **kwargs)
     return [

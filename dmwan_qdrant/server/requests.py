@@ -16,10 +16,13 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from dmwan_qdrant.errors import StoreError
 from dmwan_qdrant.imageio import MAX_IMAGE_PIXELS, decode_image
-from dmwan_qdrant.search import parse_filters
+from dmwan_qdrant.search import INTEGER_FIELDS, parse_filters
 from dmwan_qdrant.server.http_errors import HTTPError
 from dmwan_qdrant.server.service import MAX_K, MAX_PREFETCH, SearchRequest
+from dmwan_qdrant.store.base import canonical_id
+from dmwan_qdrant.store.filters import check_filter
 
 MAX_SKETCHES = 64
 """Most sketches in one request."""
@@ -52,30 +55,58 @@ def _bool_option(name: str, value: Any) -> bool:
     raise HTTPError(422, f"{name} must be true or false, got {value!r}")
 
 
+def _typed(key: str, value: Any) -> Any:
+    """A JSON-object filter value, with strings for the integer fields read as integers (as
+    ``--filter width=640`` reads them)."""
+    if key not in INTEGER_FIELDS:
+        return value
+    if isinstance(value, list):
+        return [_typed(key, v) for v in value]
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise HTTPError(400, f"bad filter {key}={value!r}: {key} takes an integer") from None
+    return value
+
+
 def _filters(value: Any) -> dict[str, Any] | None:
-    """``["label=shoe"]``, ``"label=shoe"`` or ``{"label": "shoe"}`` as a store filter."""
+    """A store filter from ``"label=shoe"``, a list of such strings (the ``--filter`` syntax of
+    `parse_filters`), or a JSON object in the store's filter structure
+    (`dmwan_qdrant.store.filters`), e.g. ``{"label": ["shoe", "boot"], "width": {"gte": 640}}``.
+
+    Raises:
+        HTTPError: (400) a value of another type.
+        UsageError: (400) a malformed filter.
+    """
     if value is None:
         return None
     if isinstance(value, dict):
-        value = [f"{k}={v}" for k, v in value.items()]
-    elif isinstance(value, str):
+        flt = {k: _typed(k, v) if isinstance(k, str) else v for k, v in value.items()}
+        check_filter(flt)
+        return flt or None
+    if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise HTTPError(400, 'filter must be "key=value", a list of them, or an object {"key": "value"}')
+        raise HTTPError(
+            400,
+            'filter must be "key=value", a list of such strings, or an object such as '
+            '{"label": ["shoe", "boot"], "width": {"gte": 640}}',
+        )
     return parse_filters(value) or None
 
 
-def _decode_base64(index: int, text: Any) -> bytes:
+def _decode_base64(index: int, text: Any, field: str = "sketches") -> bytes:
     if not isinstance(text, str):
-        raise HTTPError(400, f"sketches[{index}] must be a base64 string or a data: URL")
+        raise HTTPError(400, f"{field}[{index}] must be a base64 string or a data: URL")
     if text.startswith("data:"):
         head, sep, text = text.partition(",")
         if not sep or ";base64" not in head:
-            raise HTTPError(400, f"sketches[{index}]: a data: URL must be base64 (data:image/png;base64,...)")
+            raise HTTPError(400, f"{field}[{index}]: a data: URL must be base64 (data:image/png;base64,...)")
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPError(400, f"sketches[{index}] is not valid base64") from None
+        raise HTTPError(400, f"{field}[{index}] is not valid base64") from None
 
 
 async def read_search(request: Request, collection: str, options: dict[str, Any]) -> SearchRequest:
@@ -90,15 +121,19 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
     """
     options = dict(options)
     blobs: list[tuple[str, bytes]] = []
+    photo_blobs: list[tuple[str, bytes]] = []
+    like: list[str] = []
     text: str | None = None
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await request.form(max_files=MAX_SKETCHES, max_fields=MAX_SKETCHES + 8)
         try:
-            for i, part in enumerate(form.getlist("sketch")):
-                if not isinstance(part, UploadFile):
-                    raise HTTPError(400, "the sketch field must be a file upload")
-                blobs.append((part.filename or f"sketch {i + 1}", await part.read()))
+            for field_name, into in (("sketch", blobs), ("photo", photo_blobs)):
+                for i, part in enumerate(form.getlist(field_name)):
+                    if not isinstance(part, UploadFile):
+                        raise HTTPError(400, f"the {field_name} field must be a file upload")
+                    into.append((part.filename or f"{field_name} {i + 1}", await part.read()))
+            like = [str(v) for v in form.getlist("like")]
             for key in ("k", "rerank", "prefetch"):
                 if key in form:
                     options[key] = form[key]
@@ -116,9 +151,10 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
             raise HTTPError(400, f"the body is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
         if not isinstance(body, dict):
             raise HTTPError(400, 'give a JSON object {"sketches": [...]} or {"text": "..."}, or multipart sketch files')
-        unknown = sorted(set(body) - {"sketches", "text", "k", "filter", "rerank", "prefetch"})
+        fields = ("sketches", "photos", "like", "text", "k", "filter", "rerank", "prefetch")
+        unknown = sorted(set(body) - set(fields))
         if unknown:
-            raise HTTPError(400, f"unknown field {unknown[0]!r} (fields: sketches, text, k, filter, rerank, prefetch)")
+            raise HTTPError(400, f"unknown field {unknown[0]!r} (fields: {', '.join(fields)})")
         for key in ("k", "filter", "rerank", "prefetch"):
             if key in body:
                 options[key] = body[key]
@@ -127,18 +163,37 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
             if not isinstance(sketches, list):
                 raise HTTPError(400, "sketches must be a list of base64 strings")
             blobs = [(f"sketches[{i}]", _decode_base64(i, s)) for i, s in enumerate(sketches)]
+        photos = body.get("photos")
+        if photos is not None:
+            if not isinstance(photos, list):
+                raise HTTPError(400, "photos must be a list of base64 strings")
+            photo_blobs = [(f"photos[{i}]", _decode_base64(i, s, "photos")) for i, s in enumerate(photos)]
+        like_ids = body.get("like")
+        if like_ids is not None:
+            like_ids = [like_ids] if isinstance(like_ids, str) else like_ids
+            if not isinstance(like_ids, list) or not all(isinstance(v, str) for v in like_ids):
+                raise HTTPError(400, "like must be a point id or a list of them")
+            like = list(like_ids)
         text = body.get("text")
         if text is not None and not isinstance(text, str):
             raise HTTPError(400, "text must be a string")
     else:
         raise HTTPError(415, f"unsupported content type {ctype!r}: send application/json or multipart/form-data")
 
-    if blobs and text is not None:
-        raise HTTPError(400, "give sketches or a text, not both")
-    if not blobs and text is None:
-        raise HTTPError(400, 'no sketch given: send multipart files named "sketch", or JSON {"sketches": [...]} or {"text": "..."}')
-    if len(blobs) > MAX_SKETCHES:
-        raise HTTPError(413, f"at most {MAX_SKETCHES} sketches in one request, got {len(blobs)}")
+    kinds = [k for k, given in (("sketches", blobs), ("text", text is not None), ("photos", photo_blobs),
+                                ("like", like)) if given]
+    if len(kinds) > 1:
+        raise HTTPError(400, f"give one kind of query at a time, not {' and '.join(kinds)}")
+    if not kinds:
+        raise HTTPError(400, 'no sketch given: send multipart files named "sketch", or JSON {"sketches": [...]}, '
+                             '{"text": "..."}, {"photos": [...]} or {"like": [...]}')
+    count = len(blobs) + len(photo_blobs) + len(like)
+    if count > MAX_SKETCHES:
+        raise HTTPError(413, f"at most {MAX_SKETCHES} queries in one request, got {count}")
+    try:
+        like = [canonical_id(v) for v in like]
+    except StoreError:
+        raise HTTPError(400, "like takes point ids (UUIDs, as the results' id field gives them)") from None
     if text is not None and not text.strip():
         raise HTTPError(400, "the text query is empty")
     k = _int_option("k", options["k"], 1, MAX_K)
@@ -147,5 +202,8 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
     flt = _filters(options["filter"])
     limit = min(MAX_SKETCH_PIXELS, MAX_IMAGE_PIXELS)
     # Off the event loop: a large PNG takes a while to decode.
-    images = await asyncio.to_thread(lambda: [decode_image(data, name, max_pixels=limit) for name, data in blobs])
-    return SearchRequest(collection, images, text, k, flt, rerank and text is None, prefetch)
+    def decode(items: list[tuple[str, bytes]]) -> list[Any]:
+        return [decode_image(data, name, max_pixels=limit) for name, data in items]
+
+    images, photo_images = await asyncio.to_thread(lambda: (decode(blobs), decode(photo_blobs)))
+    return SearchRequest(collection, images, text, k, flt, rerank and text is None, prefetch, photo_images, like)

@@ -8,6 +8,7 @@ call `SearchService.search_batch` from one worker thread at a time. The search i
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from dmwan_qdrant.search import (
     search_sketch_embeddings,
     search_text,
 )
+from dmwan_qdrant.similar import search_like, search_photos
 from dmwan_qdrant.store import Store
 from dmwan_qdrant.store.base import canonical_id
 
@@ -43,8 +45,12 @@ class SearchRequest:
         collection: a served collection.
         sketches: RGB images, searched each on its own (empty for a text search).
         text: the text query, or None for a sketch search.
+        photos: RGB images embedded as photos ("more like this photo"), each on its own.
+        like: stored point ids ("more like this point"), each on its own.
         k: results per query.
-        filter: exact payload conditions (see `dmwan_qdrant.search.parse_filters`).
+        filter: payload conditions in the store's structure (exact values, any-of lists,
+            ranges, prefixes: see `dmwan_qdrant.store.filters`), e.g. from
+            `dmwan_qdrant.search.parse_filters`.
         rerank: re-rank the top ``prefetch`` by MaxSim over local tokens (sketches only).
         prefetch: candidates for the re-rank.
     """
@@ -56,6 +62,13 @@ class SearchRequest:
     filter: dict[str, Any] | None = None
     rerank: bool = True
     prefetch: int = DEFAULT_PREFETCH
+    photos: list[Any] = field(default_factory=list)
+    like: list[str] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        """What the request searches with: "text", "photo", "like" or "sketch"."""
+        return "text" if self.text is not None else "photo" if self.photos else "like" if self.like else "sketch"
 
 
 @dataclass
@@ -75,6 +88,12 @@ class SearchAnswer:
     embed_s: float = 0.0
     search_s: float = 0.0
     batch_size: int = 1
+
+
+def _filter_key(filter: dict[str, Any] | None) -> str:
+    """A hashable form of a filter, equal for equal filters (lists and objects included), to
+    group requests that can search the store in one call."""
+    return json.dumps(filter or {}, sort_keys=True, default=repr)
 
 
 class SearchService:
@@ -185,8 +204,8 @@ class SearchService:
         for i, req in enumerate(requests):
             try:
                 self.model(req.collection)
-                if req.text is None and not req.sketches:
-                    raise UsageError("give at least one sketch, or a text")
+                if req.text is None and not (req.sketches or req.photos or req.like):
+                    raise UsageError("give at least one sketch, or a text, a photo or a point id")
             except DmwanError as e:
                 answers[i].error = e
                 continue
@@ -197,7 +216,7 @@ class SearchService:
 
     def _search_collection(self, name: str, requests: list[SearchRequest], answers: list[SearchAnswer]) -> None:
         model = self.models[name]
-        sketch_idx = [i for i, r in enumerate(requests) if r.text is None]
+        sketch_idx = [i for i, r in enumerate(requests) if r.mode == "sketch"]
         if sketch_idx:
             t0 = time.perf_counter()
             try:
@@ -217,7 +236,7 @@ class SearchService:
             groups: dict[tuple[Any, ...], list[int]] = {}
             for i in sketch_idx:
                 r = requests[i]
-                groups.setdefault((r.k, tuple(sorted((r.filter or {}).items())), r.rerank, r.prefetch), []).append(i)
+                groups.setdefault((r.k, _filter_key(r.filter), r.rerank, r.prefetch), []).append(i)
             for members in groups.values():
                 first = requests[members[0]]
                 pick = torch.cat([torch.arange(rows[i].start, rows[i].stop) for i in members])
@@ -226,9 +245,15 @@ class SearchService:
                     search_sketch_embeddings, self.store, name, model, vectors[pick], tokens[pick], first.k,
                     first.filter, first.rerank, first.prefetch,
                 )
-        for i, req in enumerate(requests):
-            if req.text is not None:
+        for i, req in enumerate(requests):  # the others one by one, as `dmwan query` runs them
+            if req.mode == "text":
                 self._search_group([answers[i]], [1], search_text, self.store, name, model, req.text, req.k, req.filter)
+            elif req.mode == "photo":
+                self._search_group([answers[i]], [len(req.photos)], search_photos, self.store, name, model,
+                                   req.photos, req.k, req.filter, req.rerank, req.prefetch)
+            elif req.mode == "like":
+                self._search_group([answers[i]], [len(req.like)], search_like, self.store, name, model,
+                                   req.like, req.k, req.filter, req.rerank, req.prefetch)
 
     @staticmethod
     def _search_group(answers: list[SearchAnswer], counts: list[int], run: Any, *args: Any) -> None:

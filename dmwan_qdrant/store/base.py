@@ -18,7 +18,7 @@ import json
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,6 +335,18 @@ class Store(ABC):
     def count(self, name: str) -> int:
         """Exact number of points."""
 
+    def count_with_key(self, name: str, key: str) -> int:
+        """Exact number of points whose payload holds ``key`` with a value that is not null or
+        an empty list (Qdrant's ``is_empty`` negated). This default scans the payloads; the
+        backends ask the engine."""
+        held = 0
+        for _, payload in self.scroll_payloads(name, [key]):
+            value: Any = payload
+            for part in key.split("."):  # a dotted key is a path into nested objects
+                value = value.get(part) if isinstance(value, dict) else None
+            held += value not in (None, [])
+        return held
+
     @abstractmethod
     def read_points(self, name: str, ids: Sequence[str]) -> list[StoredPoint]:
         """The points with these ids, vectors included; missing ids are omitted. An engine that
@@ -369,7 +381,7 @@ class Store(ABC):
         name: str,
         vector: np.ndarray,
         k: int,
-        filter: dict[str, str] | None = None,
+        filter: Mapping[str, Any] | None = None,
         rerank_tokens: np.ndarray | None = None,
         prefetch: int = 100,
     ) -> list[Hit]:
@@ -379,8 +391,9 @@ class Store(ABC):
             name: collection.
             vector: query global embedding, shape ``(dim,)``.
             k: number of results.
-            filter: exact-match payload conditions ``{key: value}``, all required, applied in
-                both stages.
+            filter: payload conditions ``{key: condition}``, all required, applied in both
+                stages: exact values, any-of lists, ranges and prefixes (the structure is in
+                `dmwan_qdrant.store.filters`).
             rerank_tokens: query tokens ``(n_tok, token_dim)``. When given, the engine takes the
                 top ``max(prefetch, k)`` by ``global`` and re-ranks them by MaxSim on ``tokens``
                 (score = sum over query tokens of the best cosine), inside the database.
@@ -395,7 +408,7 @@ class Store(ABC):
         name: str,
         vectors: np.ndarray | Sequence[np.ndarray],
         k: int,
-        filter: dict[str, str] | None = None,
+        filter: Mapping[str, Any] | None = None,
         rerank_tokens: Sequence[np.ndarray] | None = None,
         prefetch: int = 100,
     ) -> list[list[Hit]]:

@@ -8,7 +8,7 @@ cannot show up in searches, scrolls or counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -37,7 +37,14 @@ from dmwan_qdrant.store.base import (
     check_queries,
     index_state,
 )
-from dmwan_qdrant.store.filters import check_filter
+from dmwan_qdrant.store.filters import (
+    Condition,
+    Match,
+    MatchAny,
+    Prefix,
+    Range,
+    check_filter,
+)
 from dmwan_qdrant.store.retry import RetryPolicy, call_with_retries, server_message
 
 T = TypeVar("T")
@@ -315,6 +322,17 @@ class ClientStore(Store):
             self._call(name, "counting points", lambda: self._client.count(name, exact=True)).count
         )
 
+    def count_with_key(self, name: str, key: str) -> int:
+        check_name(name)
+        flt = qm.Filter(must_not=[qm.IsEmptyCondition(is_empty=qm.PayloadField(key=key))])
+        return int(
+            self._call(
+                name,
+                "counting points",
+                lambda: self._client.count(name, count_filter=flt, exact=True),
+            ).count
+        )
+
     # -- search --------------------------------------------------------------------------------
 
     def search_batch(
@@ -322,7 +340,7 @@ class ClientStore(Store):
         name: str,
         vectors: np.ndarray | Sequence[np.ndarray],
         k: int,
-        filter: dict[str, str] | None = None,
+        filter: Mapping[str, Any] | None = None,
         rerank_tokens: Sequence[np.ndarray] | None = None,
         prefetch: int = 100,
     ) -> list[list[Hit]]:
@@ -330,13 +348,7 @@ class ClientStore(Store):
         k, prefetch = check_k(k, prefetch)
         q, toks = check_queries(name, vectors, rerank_tokens, meta["dim"], meta["token_dim"])
         conds = check_filter(filter)
-        flt = (
-            qm.Filter(
-                must=[qm.FieldCondition(key=key, match=qm.MatchValue(value=v)) for key, v in conds]
-            )
-            if conds
-            else None
-        )
+        flt = qm.Filter(must=[_condition(c) for c in conds]) if conds else None
         reqs = []
         for i, vec in enumerate(q):
             if toks is None:
@@ -392,3 +404,16 @@ class ClientStore(Store):
                 self._client.close()
             except Exception:  # closing a dead connection must not mask the caller's error
                 pass
+
+
+def _condition(c: Condition) -> qm.FieldCondition:
+    """A checked filter condition (`dmwan_qdrant.store.filters`) as qdrant-client's."""
+    if isinstance(c, Match):
+        return qm.FieldCondition(key=c.key, match=qm.MatchValue(value=c.value))
+    if isinstance(c, MatchAny):
+        return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=list(c.values)))
+    if isinstance(c, Range):
+        return qm.FieldCondition(key=c.key, range=qm.Range(gte=c.gte, gt=c.gt, lte=c.lte, lt=c.lt))
+    if isinstance(c, Prefix):
+        return qm.FieldCondition(key=c.key, match=qm.MatchPrefix(prefix=c.prefix))
+    raise TypeError(f"not a filter condition: {c!r}")

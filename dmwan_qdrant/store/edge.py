@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -60,7 +60,14 @@ from dmwan_qdrant.store.base import (
 )
 from dmwan_qdrant.store import disk
 from dmwan_qdrant.store.edge_config import edge_config
-from dmwan_qdrant.store.filters import check_filter
+from dmwan_qdrant.store.filters import (
+    Condition,
+    Match,
+    MatchAny,
+    Prefix,
+    Range,
+    check_filter,
+)
 from dmwan_qdrant.store.lock import FolderLock, in_use_error
 
 from dmwan_qdrant.store.manifest import (
@@ -478,6 +485,11 @@ class EdgeStore(Store):
         with self._engine(name, "counting points"):
             return int(self._shard(name).count(qe.CountRequest(exact=True)))
 
+    def count_with_key(self, name: str, key: str) -> int:
+        flt = qe.Filter(must_not=[qe.IsEmptyCondition(key)])
+        with self._engine(name, "counting points"):
+            return int(self._shard(name).count(qe.CountRequest(exact=True, filter=flt)))
+
     # -- search --------------------------------------------------------------------------------
 
     def _request(
@@ -499,7 +511,7 @@ class EdgeStore(Store):
         name: str,
         vectors: np.ndarray | Sequence[np.ndarray],
         k: int,
-        filter: dict[str, str] | None = None,
+        filter: Mapping[str, Any] | None = None,
         rerank_tokens: Sequence[np.ndarray] | None = None,
         prefetch: int = 100,
     ) -> list[list[Hit]]:
@@ -507,11 +519,7 @@ class EdgeStore(Store):
         k, prefetch = check_k(k, prefetch)
         q, toks = check_queries(name, vectors, rerank_tokens, m["dim"], m["token_dim"])
         conds = check_filter(filter)
-        flt = (
-            qe.Filter(must=[qe.FieldCondition(key, match=qe.MatchValue(v)) for key, v in conds])
-            if conds
-            else None
-        )
+        flt = qe.Filter(must=[_condition(c) for c in conds]) if conds else None
         reqs = [
             self._request(q[i], None if toks is None else toks[i], k, prefetch, flt)
             for i in range(len(q))
@@ -568,3 +576,16 @@ class EdgeStore(Store):
 
     def __repr__(self) -> str:
         return f"EdgeStore({str(self.path)!r})"
+
+
+def _condition(c: Condition) -> qe.FieldCondition:
+    """A checked filter condition (`dmwan_qdrant.store.filters`) as qdrant-edge's."""
+    if isinstance(c, Match):
+        return qe.FieldCondition(c.key, match=qe.MatchValue(c.value))
+    if isinstance(c, MatchAny):
+        return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.values)))
+    if isinstance(c, Range):
+        return qe.FieldCondition(c.key, range=qe.RangeFloat(gte=c.gte, gt=c.gt, lte=c.lte, lt=c.lt))
+    if isinstance(c, Prefix):
+        return qe.FieldCondition(c.key, match=qe.MatchPrefix(c.prefix))
+    raise TypeError(f"not a filter condition: {c!r}")
