@@ -53,20 +53,28 @@ def readme_commands() -> list[str]:
 
 
 def _new_user_world(home: Path) -> None:
-    """What the README's reader has: photos in ~/Pictures/catalogue, a few sketches, and a folder
-    of their own sketches and photos by class."""
+    """What the README's reader has: JPEG photos by kind in ~/Pictures/catalogue, a few sketches
+    (and ~/Sketches), a holiday photo, and a folder of their own sketches and photos by class."""
+    from PIL import Image
+
     from dmwan_qdrant.data import ProceduralConfig, generate_benchmark
 
     data = generate_benchmark(home / "bench", ProceduralConfig(
         n_classes=6, unseen_classes=3, photos_per_class=6, sketches_per_class=6, image_size=48, seed=3))
-    catalogue = home / "Pictures" / "catalogue"
-    shutil.copytree(data / "photo", catalogue)
+    kinds = ("boot", "shoe", "sandal", "slipper", "sneaker", "clog")
+    for kind, folder in zip(kinds, sorted(p for p in (data / "photo").iterdir() if p.is_dir())):
+        for i, photo in enumerate(sorted(folder.glob("*.png")), start=1):
+            out = home / "Pictures" / "catalogue" / kind / f"{i}.jpg"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.open(photo).convert("RGB").save(out, quality=92)
     mine = home / "my-data"
     shutil.copytree(data / "photo", mine / "photo")
     shutil.copytree(data / "sketch", mine / "sketch")
     sketches = sorted((data / "sketch").rglob("*.png"))
-    for name, source in zip(("my_sketch.png", "a.png", "b.png"), sketches[::7]):
+    for name, source in zip(("my_sketch.png", "a.png", "b.png", "Sketches/c.png", "Sketches/d.png"), sketches[::5]):
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, home / name)
+    Image.open(sorted((data / "photo").rglob("*.png"))[-1]).convert("RGB").save(home / "holiday.jpg")
     shutil.rmtree(home / "bench")
 
 
