@@ -226,6 +226,8 @@ def test_options_from_serve_run_strings(tmp_path, monkeypatch):
     assert opts.deployment_options() == {
         "max_ongoing_requests": 64, "autoscaling_config": {"min_replicas": 1, "max_replicas": 4},
         "ray_actor_options": {"num_gpus": 1.0}}
+    assert parse_options({"collections": "a", "store": "s", "model": "hf-hub:org/name@v1"}).model == "hf-hub:org/name@v1"
+    assert parse_options({"collections": "a", "store": "s", "model": "m"}).model == str(tmp_path / "m")
     app = build_app({"collections": "a", "url": "http://qdrant:6333", "num_replicas": "3"})
     from ray.serve import Application
 

@@ -243,7 +243,8 @@ def parse_options(args: Mapping[str, Any]) -> RayServeOptions:
     if model:
         if len(collections) > 1:
             raise UsageError("model goes with a single collection (each collection loads its own model)")
-        model = str(Path(model).expanduser().absolute())
+        if not model.startswith("hf-hub:"):  # a hub name is fetched by each replica into its cache
+            model = str(Path(model).expanduser().absolute())
 
     autoscaling = _autoscaling(args.get("autoscaling"))
     num_replicas = _number("num_replicas", args.get("num_replicas"), int, 1, None)
