@@ -96,14 +96,14 @@ def _card_summary(record: dict[str, Any]) -> dict[str, str]:
     (collections filled before records carried it); empty when the bundle cannot be read."""
     if "trained_on" in record or not record.get("bundle"):
         return {}
-    from dmwan_qdrant.model.card import card_of, source_text, training_text
+    from dmwan_qdrant.errors import CheckpointError
+    from dmwan_qdrant.model.card import card_of, card_summary
     from dmwan_qdrant.model.checkpoint import read_bundle_record
 
     try:
-        card = card_of(read_bundle_record(record["bundle"]))
-    except Exception:  # a bundle gone or damaged: the record alone is what there is to say
+        return card_summary(card_of(read_bundle_record(record["bundle"])))
+    except CheckpointError:  # a bundle gone or damaged: the record alone is what there is to say
         return {}
-    return {"pretrained": source_text(card.get("pretrained")), "trained_on": training_text(card.get("training"))}
 
 
 def _label_counts(st: Any, name: str) -> dict[str, int]:

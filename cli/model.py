@@ -45,7 +45,8 @@ def create(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    typer.echo(f"wrote {path}: {report['preset']}, {report['pretrained_text']}, fingerprint {report['fingerprint']}")
+    typer.echo(f"wrote {path}: {report['preset']}, pretrained {report['pretrained_text']}, "
+               f"fingerprint {report['fingerprint']}")
     typer.echo(f"next: dmwan ingest ./photos --collection photos --model {path}")
 
 
@@ -54,13 +55,14 @@ def _check_output(output: Path, force: bool) -> None:
         return
     if not output.is_dir():
         raise UsageError(f"{output} exists and is not a folder")
+    from dmwan_qdrant.errors import CheckpointError
     from dmwan_qdrant.model import read_bundle_record
 
     if not any(output.iterdir()):
         return
     try:
         read_bundle_record(output)
-    except Exception:
+    except CheckpointError:
         raise UsageError(f"{output} is a folder with other files in it, not a bundle: choose another -o") from None
     if not force:
         raise UsageError(f"{output} is a bundle already: pass --force to replace it")
@@ -100,7 +102,7 @@ def _card_report(folder: Path, name: str | None = None) -> dict[str, Any]:
                          "token_dim": arch.get("token_dim"), "num_tokens": arch.get("num_tokens"),
                          "image_size": arch.get("image_size")},
         "pretrained": card.get("pretrained"), "text_pretrained": card.get("text_pretrained"),
-        "pretrained_text": f"pretrained {source_text(card.get('pretrained'))}",
+        "pretrained_text": source_text(card.get("pretrained")),
         "init": card.get("init"), "training": card.get("training"), "training_text": training_text(card.get("training")),
         "metrics": card.get("metrics"), "class_names": classes,
         "created": card.get("created"), "versions": card.get("versions"),
@@ -119,7 +121,7 @@ def card_lines(r: dict[str, Any]) -> list[str]:
         ("fingerprint", r["fingerprint"]),
         ("preset", f"{r['preset']} ({a.get('backbone')} {tower}, {a.get('image_size')} px; "
                    f"{a.get('embed_dim')}-d global, {a.get('num_tokens')} tokens of {a.get('token_dim')})"),
-        ("pretrained", r["pretrained_text"].removeprefix("pretrained ")),
+        ("pretrained", r["pretrained_text"]),
     ]
     if r.get("init"):
         lines.append(("fine-tuned", f"from {r['init'].get('name')} ({r['init'].get('fingerprint')})"))

@@ -68,9 +68,12 @@ def query_command(
         filters.append(f"path^={under.expanduser().resolve()}{os.sep}")
     mode = {"sketches": "sketch", "--text": "text", "--photo": "photo", "--like": "like"}[kinds[0]]
     # The images first: a missing file fails before any store or model is opened.
+    from dmwan_qdrant.point_ids import resolve_point_id
     from dmwan_qdrant.queries import read_query_sources
 
     sources = read_query_sources(sketches or photos or [])
+    ids = [resolve_point_id(spec) for spec in like or []]  # a photo file is hashed once, here
+    images: list[Any] = []
     like_paths: dict[str, Any] = {}
     queries: list[Any] = [text] if text is not None else (list(like) if like else [s.name for s in sources])
     # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
@@ -78,16 +81,14 @@ def query_command(
         st = open_cli_store(store, url, api_key, read_only=True)
     except StoreServedError as served:
         results = _through_server(served, collection, sources, text, k, filters, not no_rerank, prefetch, model,
-                                  bool(photos), like or [])
+                                  bool(photos), ids)
     else:
         with st:
-            results = _search_here(st, collection, model, device, sources, text, photos, like, k, filters,
+            images = [s.decode() for s in sources]
+            results = _search_here(st, collection, model, device, images, text, bool(photos), ids, k, filters,
                                    not no_rerank, prefetch)
-            if like and sheet is not None:  # the stored photos the queries stand for
-                from dmwan_qdrant.point_ids import resolve_point_id
-
-                stored = st.retrieve(collection, [resolve_point_id(x) for x in like])
-                like_paths = dict(zip(like, (p.get("path") for p in stored)))
+            if ids and sheet is not None:  # the stored photos the queries stand for
+                like_paths = dict(zip(like or [], (p.get("path") for p in st.retrieve(collection, ids))))
 
     if sheet is not None:
         from dmwan_qdrant.sheet import contact_sheets
@@ -95,7 +96,7 @@ def query_command(
         try:
             shown: list[Any] = list(queries)
             if sources:
-                shown = [(src.name, src.decode()) for src in sources]
+                shown = [(src.name, im) for src, im in zip(sources, images or [src.decode() for src in sources])]
             elif like:
                 shown = [(q, like_paths.get(q) or q) for q in queries]
             contact_sheets(list(zip(shown, results)), sheet, is_text=text is not None)
@@ -144,10 +145,11 @@ def _print_table(query: str, results: list[Any], is_text: bool) -> None:
         typer.echo(f"{r.rank:>4}  {r.score:>8.4f}  {label:<{lw}}  {r.path}")
 
 
-def _search_here(st: Any, collection: str, model: Optional[str], device: Optional[str], sources: list[Any],
-                 text: Optional[str], photos: Optional[list[str]], like: Optional[list[str]], k: int,
+def _search_here(st: Any, collection: str, model: Optional[str], device: Optional[str], images: list[Any],
+                 text: Optional[str], as_photos: bool, ids: list[str], k: int,
                  filters: list[str], rerank: bool, prefetch: int) -> list[Any]:
-    """The search on the open store ``st`` with the collection's encoder."""
+    """The search on the open store ``st`` with the collection's encoder: ``images`` (decoded
+    sketches, or photos when ``as_photos``), the ``text``, or the stored points ``ids``."""
     from dmwan_qdrant.search import (
         embed_sketch_images,
         load_collection_model,
@@ -155,17 +157,15 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
         search_sketch_embeddings,
         search_text,
     )
-    from dmwan_qdrant.similar import resolve_point_id, search_like, search_photos
+    from dmwan_qdrant.similar import search_like, search_photos
 
     flt = parse_filters(filters) or None
-    ids = [resolve_point_id(spec) for spec in like or []]
-    images = [s.decode() for s in sources]
     net = load_collection_model(st, collection, model, device)
     if text is not None:
         return search_text(st, collection, net, text, k=k, filter=flt)
-    if like:
+    if ids:
         return search_like(st, collection, net, ids, k=k, filter=flt, rerank=rerank, prefetch=prefetch)
-    if photos:
+    if as_photos:
         return search_photos(st, collection, net, images, k=k, filter=flt, rerank=rerank, prefetch=prefetch)
     vectors, tokens = embed_sketch_images(net, images)
     return search_sketch_embeddings(st, collection, net, vectors, tokens, k, flt, rerank, prefetch)
@@ -173,7 +173,7 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
 
 def _through_server(served: StoreServedError, collection: str, sources: list[Any], text: Optional[str], k: int,
                     filters: list[str], rerank: bool, prefetch: int, model: Optional[str], as_photos: bool,
-                    like: list[str]) -> list[Any]:
+                    ids: list[str]) -> list[Any]:
     """The search answered by the `dmwan serve` that holds the store (same results, no torch)."""
     import os
 
@@ -187,8 +187,5 @@ def _through_server(served: StoreServedError, collection: str, sources: list[Any
         raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
                          "an API key: set $DMWAN_API_KEY")
     typer.echo(f"note: searching through `dmwan serve` at {served.url} (it holds the store)", err=True)
-    from dmwan_qdrant.point_ids import resolve_point_id
-
-    ids = [resolve_point_id(spec) for spec in like]
     return search_through_server(served.url, collection, [] if as_photos else sources, text, k, filters, rerank,
                                  prefetch, key, photos=sources if as_photos else [], like=ids)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import CheckpointError, ModelMismatchError, UsageError
 from .model import DMWAN, load_model, model_fingerprint, read_bundle_record
-from .model.card import card_of, source_text, training_text
+from .model.card import card_of, card_summary
 
 
 DEVICES = ("cpu", "cuda", "mps")
@@ -138,9 +138,7 @@ def model_record(model: DMWAN) -> dict[str, Any]:
         record["bundle"] = str(bundle)
     if getattr(model, "bundle_name", None):
         record["name"] = model.bundle_name  # so that another machine fetches the same bundle
-    card = card_of({"model": model.config.to_dict(), "metadata": getattr(model, "metadata", {})})
-    record["pretrained"] = source_text(card.get("pretrained"))
-    record["trained_on"] = training_text(card.get("training"))
+    record.update(card_summary(card_of({"model": model.config.to_dict(), "metadata": getattr(model, "metadata", {})})))
     return record
 
 

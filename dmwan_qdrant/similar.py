@@ -8,14 +8,12 @@ compared as if it were a drawing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import UsageError
-from .point_ids import resolve_point_id
 from .results import Result
 from .search import DEFAULT_PREFETCH, search_sketch_embeddings
 from .store import Store

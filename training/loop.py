@@ -26,7 +26,7 @@ from dmwan_qdrant.data import BenchmarkSplit, QuadrupletDataset
 from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.eval.evaluate import evaluate_split
 from dmwan_qdrant.model import DMWAN, ModelConfig, create_model, get_preset, load_model, save_model
-from dmwan_qdrant.model.card import new_card, pick_metrics
+from dmwan_qdrant.model.card import new_card, pick_metrics, utc_now
 
 from .config import TrainConfig
 from .data import prepare_split
@@ -121,9 +121,9 @@ def model_config_of(cfg: TrainConfig) -> ModelConfig:
     return get_preset(cfg.model.preset).with_overrides(cfg.model.overrides)
 
 
-def run_card(cfg: TrainConfig, split: BenchmarkSplit, state: "RunState", metrics: dict[str, Any] | None,
-             init: DMWAN | None) -> dict[str, Any]:
-    """The model card of a bundle this run writes (at ``state.epoch``; see `dmwan_qdrant.model.card`)."""
+def run_card(cfg: TrainConfig, split: BenchmarkSplit, init: DMWAN | None) -> dict[str, Any]:
+    """The model card of the bundles this run writes (see `dmwan_qdrant.model.card`), made once
+    per run: `epoch_card` fills in the epoch and its metrics."""
     init_ref = None
     if init is not None:
         init_ref = {"fingerprint": init.fingerprint, "name": getattr(init, "bundle_name", None) or str(cfg.model.init)}
@@ -131,14 +131,19 @@ def run_card(cfg: TrainConfig, split: BenchmarkSplit, state: "RunState", metrics
         "dataset": cfg.data.name, "root": str(Path(cfg.data.root).expanduser().resolve()), "split": cfg.data.split,
         "seen_classes": len(split.seen_classes), "unseen_classes": list(split.unseen_classes),
         "train_images": {"photos": len(split.train_photos), "sketches": len(split.train_sketches)},
-        "epochs": cfg.optim.epochs, "selected_epoch": state.epoch,
+        "epochs": cfg.optim.epochs, "selected_epoch": None,
         "selected_by": "mAP@all on the unseen test classes", "run": cfg.name, "seed": cfg.seed,
     }
     preset = init.config.name if init is not None else cfg.model.preset
     pretrained = None if init is not None else cfg.model.pretrained
     text = None if init is not None else cfg.model.text_pretrained
-    return new_card(preset, pretrained, text, init=init_ref, training=training,
-                    metrics={"validation": None, "test": pick_metrics(metrics)})
+    return new_card(preset, pretrained, text, init=init_ref, training=training)
+
+
+def epoch_card(card: dict[str, Any], epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """``card`` (from `run_card`) for the bundle of ``epoch``, with that epoch's metrics."""
+    return {**card, "training": {**card["training"], "selected_epoch": epoch},
+            "metrics": {"validation": None, "test": pick_metrics(metrics)}, "created": utc_now()}
 
 
 def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
@@ -146,7 +151,7 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
     seed_everything(cfg.seed)
     split = prepare_split(cfg)
     model = build_model(cfg)
-    init = model if cfg.model.init else None
+    card = run_card(cfg, split, model if cfg.model.init else None)
     state = RunState()
     optimizer_state = scheduler_state = None
     if ctx.resume_dir is not None:
@@ -236,8 +241,8 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
             improved = metrics["mAP@all"] > state.best_map
             if improved:
                 state.best_map, state.best_epoch = metrics["mAP@all"], epoch + 1
-            card = run_card(cfg, split, state, metrics, init)
-            checkpoint_dir = _write_checkpoint(core, optimizer, scheduler, state, improved, ctx.resume_dir, cfg, card)
+            checkpoint_dir = _write_checkpoint(core, optimizer, scheduler, state, improved, ctx.resume_dir, cfg,
+                                               epoch_card(card, state.epoch, metrics))
             _append_progress(cfg, metrics)
         ctx.report(metrics, checkpoint_dir)
         ctx.resume_dir = checkpoint_dir if checkpoint_dir is not None else ctx.resume_dir

@@ -66,9 +66,14 @@ def new_card(
         "init": init,
         "training": training,
         "metrics": metrics or {"validation": None, "test": None},
-        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "created": utc_now(),
         "versions": {"dmwan-qdrant": __version__, **installed_versions(CARD_LIBRARIES)},
     }
+
+
+def utc_now() -> str:
+    """The time now, as a card records it (UTC, ISO 8601, whole seconds)."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def pick_metrics(metrics: dict[str, Any] | None) -> dict[str, float] | None:
@@ -127,3 +132,9 @@ def training_text(training: dict[str, Any] | None) -> str:
     if training.get("selected_epoch") is not None:
         epochs = f", epoch {training['selected_epoch']}" + (f" of {training['epochs']}" if training.get("epochs") else "")
     return data + epochs
+
+
+def card_summary(card: dict[str, Any]) -> dict[str, str]:
+    """What a collection's model record says of its bundle's card: ``pretrained`` and
+    ``trained_on``, one phrase each."""
+    return {"pretrained": source_text(card.get("pretrained")), "trained_on": training_text(card.get("training"))}
