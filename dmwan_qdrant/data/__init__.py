@@ -10,8 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 from .benchmarks import LAYOUTS, SPLIT_FILES, Layout, load_benchmark, normalise_class_name, split_classes
 from .classes import CLASS_NAMES, CLASSES
+from .glyphs import (
+    GLYPH_NAMES,
+    MAX_GLYPH_CLASSES,
+    WRONG_STROKE,
+    Stroke,
+    glyph_drawing,
+    glyph_library,
+    render_glyph_photo,
+    render_glyph_sketch,
+)
 from .layout import BenchmarkSplit, Sample
 from .procedural import (
+    BENCHMARK_KINDS,
     GENERATOR_VERSION,
     ProceduralConfig,
     choose_classes,
@@ -27,14 +38,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABSTRACT",
+    "BENCHMARK_KINDS",
     "CLASSES",
     "CLASS_NAMES",
     "CLUTTERED",
     "GENERATOR_VERSION",
+    "GLYPH_NAMES",
     "KINDS",
     "LAYOUTS",
+    "MAX_GLYPH_CLASSES",
     "SPLIT_FILES",
     "WRONG_PART",
+    "WRONG_STROKE",
     "BenchmarkSplit",
     "ImageDataset",
     "Layout",
@@ -42,12 +57,17 @@ __all__ = [
     "ProceduralConfig",
     "QuadrupletDataset",
     "Sample",
+    "Stroke",
     "choose_classes",
     "class_structures",
     "generate_benchmark",
+    "glyph_drawing",
+    "glyph_library",
     "load_benchmark",
     "normalise_class_name",
     "read_manifest",
+    "render_glyph_photo",
+    "render_glyph_sketch",
     "render_photo",
     "render_sketch",
     "silhouette",

@@ -7,6 +7,10 @@ as wobbly outlines (``render.py``). A controllable share of samples is low-quali
 weights are meant to discount. The manifest records which ones, so experiments can compare the
 learned weights with the truth.
 
+``ProceduralConfig.kind`` picks the benchmark's kind: "objects" (the above, the default) or
+"glyphs" (invented symbols made of a few pen strokes, ``glyphs.py``); both share the layout, the
+low-quality bookkeeping and the manifest.
+
 The generator writes the layout the benchmark loader reads::
 
     root/photo/<class>/<n>.png     root/sketch/<class>/<n>.png
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import DatasetError, UsageError
+from . import glyphs
 from .classes import CLASS_NAMES, CLASSES
 from .render import ABSTRACT, CLUTTERED, WRONG_PART, render_photo, render_sketch
 from .shapes import Part
@@ -42,6 +47,10 @@ _LOCK = ".lock"
 #: Below this many images, rendering stays in the calling process.
 _POOL_MIN_IMAGES = 600
 MAX_CLASSES = len(CLASS_NAMES)
+#: Benchmark kinds: objects made of parts (this module's, the default) or invented glyphs
+#: (``glyphs.py``); and the class names and most classes of each.
+BENCHMARK_KINDS = ("objects", "glyphs")
+_CLASS_NAMES = {"objects": CLASS_NAMES, "glyphs": glyphs.GLYPH_NAMES}
 
 #: ``progress(done_images, total_images)``, called as classes finish.
 Progress = Callable[[int, int], None]
@@ -62,10 +71,16 @@ class ProceduralConfig:
     seed: int = 0
     #: Rendering processes; 0 = one per CPU core. Does not change the output.
     workers: int = 0
+    #: "objects" (everyday objects made of parts) or "glyphs" (invented symbols, ``glyphs.py``).
+    kind: str = "objects"
 
     def __post_init__(self) -> None:
-        if not 2 <= self.n_classes <= MAX_CLASSES:
-            raise UsageError(f"procedural n_classes must be within 2..{MAX_CLASSES}, got {self.n_classes}")
+        if self.kind not in BENCHMARK_KINDS:
+            raise UsageError(f"procedural kind must be one of {', '.join(BENCHMARK_KINDS)}, got {self.kind!r}")
+        most = len(_CLASS_NAMES[self.kind])
+        if not 2 <= self.n_classes <= most:
+            raise UsageError(f"procedural n_classes must be within 2..{most} for kind {self.kind}, "
+                             f"got {self.n_classes}")
         if not 1 <= self.n_unseen < self.n_classes:
             raise UsageError(f"procedural unseen_classes must leave 1..{self.n_classes - 1} unseen classes, "
                              f"got {self.unseen_classes}")
@@ -83,19 +98,25 @@ class ProceduralConfig:
         return int(u) if u >= 1 else max(1, round(u * self.n_classes))
 
     def identity(self) -> dict[str, Any]:
-        """The settings that determine the files (everything but ``workers``)."""
-        return {k: v for k, v in asdict(self).items() if k != "workers"}
+        """The settings that determine the files (everything but ``workers``; ``kind`` only when
+        not "objects", so object benchmarks written before kinds existed stay valid)."""
+        return {k: v for k, v in asdict(self).items() if k != "workers" and (k != "kind" or v != "objects")}
+
+    @property
+    def version(self) -> int:
+        """The generator version of this kind (a change regenerates benchmarks of this kind only)."""
+        return glyphs.GLYPHS_VERSION if self.kind == "glyphs" else GENERATOR_VERSION
 
 
-def class_structures() -> dict[str, tuple[Part, ...]]:
-    """The part list of every class, by name."""
-    return dict(CLASSES)
+def class_structures(kind: str = "objects") -> dict[str, tuple[Part, ...]] | dict[str, glyphs.Glyph]:
+    """The part list (objects) or stroke program (glyphs) of every class, by name."""
+    return dict(glyphs.glyph_library()) if kind == "glyphs" else dict(CLASSES)
 
 
 def choose_classes(config: ProceduralConfig) -> tuple[list[str], list[str]]:
     """The benchmark's (seen, unseen) classes, drawn by ``config.seed``."""
     rng = random.Random(f"classes/{config.seed}")
-    classes = sorted(rng.sample(CLASS_NAMES, config.n_classes))
+    classes = sorted(rng.sample(_CLASS_NAMES[config.kind], config.n_classes))
     unseen = sorted(rng.sample(classes, config.n_unseen))
     return [c for c in classes if c not in unseen], unseen
 
@@ -111,7 +132,6 @@ def _render_job(job: tuple[str, str, str, dict[str, Any], list[str]]) -> dict[st
     """Render one class in one domain; returns {relative path: low-quality details}."""
     root, name, domain, cfg_fields, classes = job
     config = ProceduralConfig(**cfg_fields)
-    parts = CLASSES[name]
     count = config.photos_per_class if domain == "photo" else config.sketches_per_class
     bad = _low_quality_indices(config, name, domain, count)
     folder = Path(root) / domain / name
@@ -120,11 +140,17 @@ def _render_job(job: tuple[str, str, str, dict[str, Any], list[str]]) -> dict[st
     for i in range(count):
         rng = random.Random(f"{config.seed}/{name}/{domain}/{i}")
         rel = f"{domain}/{name}/{i:05d}.png"
-        if domain == "photo":
+        if config.kind == "glyphs":
+            image, details = glyphs.render_glyph_sample(name, domain, i, i in bad, config.seed, config.image_size,
+                                                        classes)
+            quality = details["kind"]
+        elif domain == "photo":
+            parts = CLASSES[name]
             quality = CLUTTERED if i in bad else "ok"
             image = render_photo(parts, rng, config.image_size, quality)
             details = {"kind": quality}
         else:
+            parts = CLASSES[name]
             quality = (ABSTRACT if len(parts) == 1 or rng.random() < 0.5 else WRONG_PART) if i in bad else "ok"
             # The donor comes from the benchmark's own classes, as a confusable part would; its
             # own generator keeps the clean images independent of the benchmark's class list.
@@ -145,7 +171,7 @@ def _is_complete(root: Path, config: ProceduralConfig) -> bool:
     except (OSError, ValueError):
         return False
     if (manifest.get("generator"), manifest.get("version"), manifest.get("config")) != (
-        _GENERATOR, GENERATOR_VERSION, config.identity()
+        _GENERATOR, config.version, config.identity()
     ):
         return False
     if (root / _PARTIAL_MARKER).exists():
@@ -262,7 +288,8 @@ def _generate(root: Path, config: ProceduralConfig, progress: Progress | None) -
     (root / "zeroshot" / "unseen_classes.txt").write_text("".join(c + "\n" for c in unseen))
     manifest = {
         "generator": _GENERATOR,
-        "version": GENERATOR_VERSION,
+        "version": config.version,
+        "kind": config.kind,
         "config": config.identity(),
         "classes": classes,
         "seen_classes": seen,
@@ -271,7 +298,9 @@ def _generate(root: Path, config: ProceduralConfig, progress: Progress | None) -
         # Relative paths of the deliberately bad samples, and how each is bad.
         "low_quality": sorted(low),
         "low_quality_details": {k: low[k] for k in sorted(low)},
-        "structures": {name: [p._asdict() for p in CLASSES[name]] for name in classes},
+        # What each class is made of: its parts, or its glyph's stroke program.
+        "structures": {name: [p.to_dict() for p in glyphs.glyph_library()[name]] for name in classes}
+        if config.kind == "glyphs" else {name: [p._asdict() for p in CLASSES[name]] for name in classes},
     }
     tmp = root / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
