@@ -28,9 +28,10 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
     device: Optional[str] = device_option(),
 ) -> None:
-    """Score a model on the unseen classes: mAP@all, P@100, mAP@200, P@200 (x100)."""
+    """Score a model on the unseen classes: mAP@all, P@100, mAP@200, P@200, and plain AP (x100)."""
     from dmwan_qdrant.data import load_benchmark
     from dmwan_qdrant.eval.evaluate import evaluate_split
+    from dmwan_qdrant.eval.metrics import METRICS
     from dmwan_qdrant.encoder import load_bundle
 
     net = load_bundle(model, device)
@@ -44,8 +45,9 @@ def evaluate(
         typer.echo(json.dumps(metrics, indent=2))
         return
     typer.echo(f"{dataset}{' split ' + split if split else ''}: {metrics['queries']} sketches x {metrics['gallery']} photos")
-    typer.echo("| mAP@all | P@100 | mAP@200 | P@200 |\n|---|---|---|---|")
-    typer.echo("| " + " | ".join(f"{100 * metrics[k]:.1f}" for k in ("mAP@all", "P@100", "mAP@200", "P@200")) + " |")
+    typer.echo("| mAP@all | P@100 | mAP@200 | P@200 | mAP@all plain | mAP@200 plain |\n|---|---|---|---|---|---|")
+    typer.echo("| " + " | ".join(f"{100 * metrics[k]:.1f}" for k in METRICS) + " |")
+    typer.echo("(mAP: interpolated AP, the published tables' convention; plain: non-interpolated)")
     if per_class:
         for name, ap in sorted(metrics["per_class_ap"].items(), key=lambda kv: kv[1]):
             typer.echo(f"  {name:<24} AP {100 * ap:5.1f}")

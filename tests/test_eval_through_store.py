@@ -17,9 +17,11 @@ def test_ranking_metrics_of_known_rankings():
     counts = {"a": 2, "b": 1}
     perfect = ranking_metrics(["a", "b"], [["a", "a", "b"], ["b", "a", "a"]], counts)
     assert perfect["mAP@all"] == pytest.approx(1.0)
-    # relevant at ranks 2 and 3 -> AP = (1/2 + 2/3) / 2; "b" at rank 3 -> 1/3
+    # relevant at ranks 2 and 3 -> plain AP (1/2 + 2/3) / 2, interpolated (2/3 + 2/3) / 2;
+    # "b" at rank 3 -> 1/3 either way
     mixed = ranking_metrics(["a", "b"], [["b", "a", "a"], ["a", "a", "b"]], counts)
-    assert mixed["mAP@all"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1 / 3) / 2)
+    assert mixed["mAP@all plain"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1 / 3) / 2)
+    assert mixed["mAP@all"] == pytest.approx((2 / 3 + 1 / 3) / 2)
     assert mixed["P@100"] == pytest.approx((2 / 100 + 1 / 100) / 2)  # P@K divides by K, as offline
 
 
@@ -41,6 +43,7 @@ def test_through_store_agrees_with_offline(tmp_path):
     offline = evaluate_split(model, split)
     assert through["queries"] == len(split.test_sketches)
     assert through["mAP@all"] == pytest.approx(offline["mAP@all"], abs=1e-4)
+    assert through["mAP@all plain"] == pytest.approx(offline["mAP@all plain"], abs=1e-4)
     assert through["P@100"] == pytest.approx(offline["P@100"], abs=1e-4)
     assert all(len(t) == len(split.test_photos) for t in through["top"])  # gallery of 30 < 100
     assert 0.0 <= through["P@10 reranked"] <= 1.0 and 0.0 <= through["P@10"] <= 1.0

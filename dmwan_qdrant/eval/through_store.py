@@ -2,7 +2,7 @@
 
 `evaluate_split` scores embeddings in memory. This scores what a user gets: the unseen photos
 ingested into a collection, every unseen sketch embedded and searched as `search_sketches` does (the code path
-of `dmwan query`), and mAP@all and P@100 computed from the ranked labels Qdrant returned. With the
+of `dmwan query`), and mAP@all (both conventions) and P@100 computed from the ranked labels Qdrant returned. With the
 full gallery retrieved and no re-ranking, both must agree up to ties in the scores.
 """
 
@@ -19,7 +19,8 @@ from .metrics import average_precision, precision_at_k
 
 
 def ranking_metrics(query_labels: Sequence[str], ranked_labels: Sequence[Sequence[str]], gallery_counts: dict[str, int]) -> dict[str, float]:
-    """mAP@all and P@100 of rankings given as label lists, best first.
+    """mAP@all (interpolated, the published convention), mAP@all plain and P@100 of rankings
+    given as label lists, best first.
 
     ``gallery_counts`` is the number of gallery items of each label. AP is taken over the whole
     gallery, so every ranking must hold all the relevant items (retrieve ``k`` = gallery size).
@@ -35,8 +36,9 @@ def ranking_metrics(query_labels: Sequence[str], ranked_labels: Sequence[Sequenc
                              "retrieve the whole gallery to score mAP@all")
         relevant[i, : len(ranked)] = torch.tensor(hits, dtype=torch.bool)
     scores = -torch.arange(depth, dtype=torch.float32).expand(len(ranked_labels), depth)
-    ap = average_precision(scores, relevant)
-    return {"mAP@all": float(ap.mean()), "P@100": float(precision_at_k(scores, relevant, 100).mean())}
+    return {"mAP@all": float(average_precision(scores, relevant).mean()),
+            "mAP@all plain": float(average_precision(scores, relevant, interpolated=False).mean()),
+            "P@100": float(precision_at_k(scores, relevant, 100).mean())}
 
 
 def evaluate_through_store(
@@ -44,7 +46,7 @@ def evaluate_through_store(
 ) -> dict[str, Any]:
     """Query every unseen sketch of ``split`` against ``collection`` (filled with its unseen photos).
 
-    Returns ``mAP@all``, ``P@100`` and ``P@10`` of the full rankings (no re-rank), ``P@10 reranked``
+    Returns ``mAP@all`` (and ``mAP@all plain``), ``P@100`` and ``P@10`` of the full rankings (no re-rank), ``P@10 reranked``
     after the token re-rank of the top 100 (a re-rank only reorders those 100, so P@100 cannot
     move), the number of queries, and the re-ranked top 100 of each query.
     """
