@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dmwan_qdrant.data import BenchmarkSplit, load_benchmark, normalise_class_name, split_classes
-from dmwan_qdrant.errors import DatasetError
+from dmwan_qdrant.errors import DatasetError, UsageError
 
 SEEN = ["zz_seen_one", "zz_seen_two"]
 
@@ -196,3 +196,33 @@ def test_folder_dataset_errors_name_the_layout(tmp_path):
     (tmp_path / "zeroshot" / "unseen_classes.txt").write_text("zebra\n")
     with pytest.raises(DatasetError, match="zebra"):
         load_benchmark("folder", tmp_path)
+
+
+def test_validation_classes_are_held_out_of_the_seen_classes(tmp_path):
+    from dmwan_qdrant.data.layout import validation_class_count
+
+    names = [f"class{i}" for i in range(12)]
+    _tree(tmp_path, "photo", names, n=3)
+    _tree(tmp_path, "sketch", names, n=2)
+    bench = load_benchmark("folder", tmp_path, unseen=2, seed=0)
+    held = bench.hold_out_validation(0.15, seed=0)
+    assert len(held.validation_classes) == 2  # round(0.15 * 10) = 2
+    assert not set(held.validation_classes) & set(held.seen_classes)
+    assert set(held.seen_classes) | set(held.validation_classes) == set(bench.seen_classes)
+    assert held.unseen_classes == bench.unseen_classes and held.test_photos == bench.test_photos
+    assert {s.label for s in held.train_photos + held.train_sketches} == set(held.seen_classes)
+    assert {s.label for s in held.val_photos} == {s.label for s in held.val_sketches} == set(held.validation_classes)
+    assert len(held.train_photos) + len(held.val_photos) == len(bench.train_photos)
+    # Drawn by seed: the same seed, the same classes.
+    assert bench.hold_out_validation(0.15, seed=0).validation_classes == held.validation_classes
+    assert "validation classes" in held.summary()
+    small = held.limit(1)
+    assert small.validation_classes == held.validation_classes and len(small.val_photos) == 2
+    with pytest.raises(UsageError, match="already"):
+        held.hold_out_validation(0.15)
+    # Off, and too few seen classes to spare two while keeping two to train on.
+    assert bench.hold_out_validation(0.0).validation_classes == []
+    assert validation_class_count(3, 0.15) == 0 and validation_class_count(4, 0.15) == 2
+    assert validation_class_count(22, 0.15) == 3
+    with pytest.raises(UsageError, match="validation fraction"):
+        validation_class_count(10, 1.5)

@@ -60,6 +60,9 @@ class DataSection:
     unseen: int = 0
     #: For "procedural": generator settings (ProceduralConfig fields); generated if missing.
     generate: dict[str, Any] = field(default_factory=dict)
+    #: Share of the seen classes held out as validation classes (drawn by the run's seed, never
+    #: trained on): the checkpoint is chosen on them. 0 = none (the last epoch is kept).
+    validation: float = 0.15
     #: Cap images per class (train and test) for quick runs; 0 = all.
     max_per_class: int = 0
     #: DataLoader decoding workers per training worker.

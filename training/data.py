@@ -10,11 +10,13 @@ from .config import TrainConfig
 
 
 def prepare_split(cfg: TrainConfig) -> BenchmarkSplit:
-    """Load the configured split, generating the procedural benchmark first if it is missing."""
+    """Load the configured split, generating the procedural benchmark first if it is missing, and
+    hold out the validation classes (``data.validation``) from its seen classes."""
     root = Path(cfg.data.root).expanduser()
     if cfg.data.name == "procedural":
         generate_benchmark(root, ProceduralConfig(**cfg.data.generate))
     split = load_benchmark(cfg.data.name, root, cfg.data.split, unseen=cfg.data.unseen, seed=cfg.seed)
+    split = split.hold_out_validation(cfg.data.validation, seed=cfg.seed)
     if cfg.data.max_per_class:
         split = split.limit(cfg.data.max_per_class, seed=cfg.seed)
     return split

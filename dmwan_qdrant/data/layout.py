@@ -18,9 +18,33 @@ class Sample:
     domain: str  # "photo" | "sketch"
 
 
+#: Fewest validation classes worth holding out (one class makes every photo relevant), and
+#: fewest seen classes that must stay for training.
+MIN_VALIDATION_CLASSES = 2
+MIN_TRAINING_CLASSES = 2
+
+
+def validation_class_count(n_seen: int, fraction: float) -> int:
+    """How many of ``n_seen`` seen classes a ``fraction`` holds out for validation.
+
+    ``round(fraction * n_seen)``, at least `MIN_VALIDATION_CLASSES` when the fraction is positive,
+    and 0 when that would leave fewer than `MIN_TRAINING_CLASSES` classes to train on.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise UsageError(f"the validation fraction must be within 0..1 (exclusive), got {fraction}")
+    if fraction == 0.0:
+        return 0
+    count = max(MIN_VALIDATION_CLASSES, round(fraction * n_seen))
+    return count if n_seen - count >= MIN_TRAINING_CLASSES else 0
+
+
 @dataclass
 class BenchmarkSplit:
-    """A zero-shot split: training samples of seen classes, test samples of unseen classes."""
+    """A zero-shot split: training samples of seen classes, test samples of unseen classes.
+
+    Validation classes (`hold_out_validation`) are seen classes taken out of training: a run
+    chooses its checkpoint on them, so the unseen test classes are only ever reported.
+    """
 
     name: str
     root: Path
@@ -30,13 +54,40 @@ class BenchmarkSplit:
     train_sketches: list[Sample] = field(default_factory=list)
     test_photos: list[Sample] = field(default_factory=list)
     test_sketches: list[Sample] = field(default_factory=list)
+    validation_classes: list[str] = field(default_factory=list)
+    val_photos: list[Sample] = field(default_factory=list)
+    val_sketches: list[Sample] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: classes and image counts."""
+        val = ""
+        if self.validation_classes:
+            val = (f", {len(self.validation_classes)} validation classes ({len(self.val_photos)} photos, "
+                   f"{len(self.val_sketches)} sketches)")
         return (
             f"{self.name}: {len(self.seen_classes)} seen classes ({len(self.train_photos)} photos, "
-            f"{len(self.train_sketches)} sketches), {len(self.unseen_classes)} unseen classes "
+            f"{len(self.train_sketches)} sketches){val}, {len(self.unseen_classes)} unseen classes "
             f"({len(self.test_photos)} photos, {len(self.test_sketches)} sketches)"
+        )
+
+    def hold_out_validation(self, fraction: float, seed: int = 0) -> "BenchmarkSplit":
+        """A split whose seen classes lose `validation_class_count` classes, drawn by ``seed``, to
+        validation: their images leave the training lists for ``val_photos``/``val_sketches``.
+
+        Holding out from a split that already has validation classes is an error; a fraction
+        that leaves too few classes to train on holds out none.
+        """
+        if self.validation_classes:
+            raise UsageError("this split already holds out validation classes")
+        count = validation_class_count(len(self.seen_classes), fraction)
+        if count == 0:
+            return self
+        held = set(random.Random(f"validation/{seed}").sample(sorted(self.seen_classes), count))
+        return BenchmarkSplit(
+            self.name, self.root, [c for c in self.seen_classes if c not in held], list(self.unseen_classes),
+            [s for s in self.train_photos if s.label not in held], [s for s in self.train_sketches if s.label not in held],
+            list(self.test_photos), list(self.test_sketches), sorted(held),
+            [s for s in self.train_photos if s.label in held], [s for s in self.train_sketches if s.label in held],
         )
 
     def limit(self, max_per_class: int, seed: int = 0) -> "BenchmarkSplit":
@@ -64,4 +115,5 @@ class BenchmarkSplit:
         return BenchmarkSplit(
             self.name, self.root, list(self.seen_classes), list(self.unseen_classes),
             cap(self.train_photos), cap(self.train_sketches), cap(self.test_photos), cap(self.test_sketches),
+            list(self.validation_classes), cap(self.val_photos), cap(self.val_sketches),
         )

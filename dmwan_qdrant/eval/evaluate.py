@@ -33,18 +33,24 @@ def evaluate_split(
     batch_size: int = 128,
     num_workers: int = 0,
     per_class: bool = False,
+    classes: str = "test",
 ) -> dict:
-    """The protocol's metrics of ``model`` on the unseen classes of ``split``.
+    """The protocol's metrics of ``model`` on the unseen test classes of ``split`` (or, with
+    ``classes="validation"``, on its validation classes: their sketches against their photos).
 
-    Returns ``mAP@all``, ``P@100``, ``mAP@200``, ``P@200`` (fractions, not x100), the query and
-    gallery sizes, and with ``per_class`` the mean AP@all of each unseen class's sketches.
+    Returns `METRICS` (fractions, not x100), the query and gallery sizes, and with ``per_class``
+    the mean AP@all of each class's sketches.
     """
-    classes = sorted({s.label for s in split.test_photos} | {s.label for s in split.test_sketches})
-    index = {c: i for i, c in enumerate(classes)}
-    sketches = embed_samples(model, split.test_sketches, "sketch", batch_size, num_workers)
-    photos = embed_samples(model, split.test_photos, "photo", batch_size, num_workers)
-    q_labels = np.array([index[s.label] for s in split.test_sketches])
-    g_labels = np.array([index[s.label] for s in split.test_photos])
+    if classes not in ("test", "validation"):
+        raise ValueError(f"classes must be 'test' or 'validation', not {classes!r}")
+    query, gallery = ((split.test_sketches, split.test_photos) if classes == "test"
+                      else (split.val_sketches, split.val_photos))
+    names = sorted({s.label for s in gallery} | {s.label for s in query})
+    index = {c: i for i, c in enumerate(names)}
+    sketches = embed_samples(model, query, "sketch", batch_size, num_workers)
+    photos = embed_samples(model, gallery, "photo", batch_size, num_workers)
+    q_labels = np.array([index[s.label] for s in query])
+    g_labels = np.array([index[s.label] for s in gallery])
     result = retrieval_metrics(sketches.global_, q_labels, photos.global_, g_labels, per_query=per_class)
     result["queries"] = len(q_labels)
     result["gallery"] = len(g_labels)
