@@ -46,9 +46,11 @@ def test_quadruplet_invariants(split):
         assert label != neg_label
         assert photo_label[str(photo.path)] == photo.label
     item = ds[3]
-    assert set(item) == {"sketch", "photo", "neg_photo", "neg_sketch", "label", "neg_label", "sketch_index"}
+    assert set(item) == {"sketch", "photo", "neg_photo", "neg_sketch", "label", "neg_label", "sketch_index",
+                         "photo_index"}
     assert item["sketch"].shape == item["neg_photo"].shape == (3, 32, 32)
     assert (item["label"], item["neg_label"], item["sketch_index"]) == ds.draw(3)[:3]
+    assert split.train_photos[item["photo_index"]] == ds.draw(3)[3]  # the key of the photo memory
 
 
 def test_anchor_classes_are_balanced_whatever_the_class_sizes(split):

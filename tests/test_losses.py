@@ -56,3 +56,47 @@ def test_one_sided_weighting_only_lowers_pairs_below_the_mean():
     assert out[False][above].std() > 0.05
     assert torch.allclose(out[True][above], out[True][above][0].expand(5))
     assert out[True][3] < 0.5 * out[True][0]
+
+
+def _weighting(**overrides):
+    from dmwan_qdrant.model import get_preset
+    from dmwan_qdrant.model.weighting import AlignmentWeighting
+
+    w = AlignmentWeighting(get_preset("tiny").with_overrides({"weight_warmup_steps": 0, **overrides}))
+    w.train()
+    return w
+
+
+def test_class_standardised_weighting_does_not_mistake_a_hard_class_for_bad_samples():
+    # Class 1 is hard: all its pairs score low. Sample 5 (class 0) is the one bad sample.
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    scores = torch.tensor([0.9, 0.92, 0.88, 0.91, 0.89, 0.5, 0.3, 0.32, 0.28, 0.31, 0.29, 0.3])
+    out = {}
+    for mode in ("batch", "class"):
+        weighting = _weighting(weight_standardise=mode, weight_one_sided=True)
+        weighting.resize_memory(0, 0, classes=2)
+        for _ in range(30):
+            w = weighting(scores, labels=labels)
+        out[mode] = w
+    # Against the batch, the whole hard class loses weight; against its class, only the bad sample.
+    assert out["batch"][6:].max() < out["batch"][5]
+    assert out["class"][5] == out["class"].min() and out["class"][5] < 0.5 * out["class"][6:].min()
+
+
+def test_photo_memory_weighs_a_pair_by_its_worse_sample():
+    weighting = _weighting(weight_memory="both", weight_one_sided=True, weight_refresh="step")
+    weighting.resize_memory(4, 4, classes=1)
+    ids = torch.arange(4)
+    sketch_scores = torch.tensor([0.9, 0.9, 0.9, 0.9])
+    photo_scores = torch.tensor([0.9, 0.9, 0.2, 0.9])  # photo 2 is bad, every sketch is fine
+    for _ in range(20):
+        w = weighting(sketch_scores, ids, torch.zeros(4, dtype=torch.long), ids, photo_scores)
+    assert w[2] < 0.5 * w[0] and torch.allclose(w[[0, 1, 3]], w[0].expand(3))
+    assert torch.isfinite(weighting.photo_memory).all() and weighting.photo_memory[2] < weighting.photo_memory[0]
+    state = weighting.training_state()
+    again = _weighting(weight_memory="both")
+    again.resize_memory(4, 4, classes=1)
+    again.load_training_state(state)
+    assert torch.equal(again.photo_memory, weighting.photo_memory) and torch.equal(again.memory, weighting.memory)
+    again.load_training_state(state["memory"])  # a checkpoint from before photo memories: the bare tensor
+    assert torch.equal(again.memory, weighting.memory)

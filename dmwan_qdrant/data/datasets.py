@@ -59,8 +59,9 @@ class QuadrupletDataset(Dataset):
     sharding the indices.
 
     Items are dicts: ``sketch``, ``photo``, ``neg_photo``, ``neg_sketch`` (tensors), ``label``,
-    ``neg_label`` (indices into ``self.classes``) and ``sketch_index`` (the anchor's index in
-    ``sketches``, the key of per-sample weight memories).
+    ``neg_label`` (indices into ``self.classes``), ``sketch_index`` and ``photo_index`` (the
+    anchor's index in ``sketches``, the positive's in ``photos``: the keys of the per-sample
+    weight memories).
 
     Args:
         photos, sketches: training samples (seen classes).
@@ -99,6 +100,7 @@ class QuadrupletDataset(Dataset):
         self._usable = [i for i in range(len(self.classes)) if self.photos_by_class[i] and self.sketch_ids_by_class[i]]
         if len(self._usable) < 2:
             raise DatasetError("quadruplets need at least two classes with both photos and sketches")
+        self._photo_index = {s.path: i for i, s in enumerate(photos)}
         self.photo_transform, self.sketch_transform = photo_transform, sketch_transform
         self.length, self.seed, self.epoch = length, seed, 0
 
@@ -142,4 +144,5 @@ class QuadrupletDataset(Dataset):
                 "label": label,
                 "neg_label": neg_label,
                 "sketch_index": anchor,
+                "photo_index": self._photo_index[photo.path],
             }

@@ -84,6 +84,26 @@ class ModelConfig:
     #: it cost 8 points of mAP without low-quality data, one-sided 3 (BENCHMARKS.md, ablation).
     weight_one_sided: bool = True
     weight_max: float = 3.0
+    #: What a score is standardised against: "batch" (running statistics of all scores) or
+    #: "class" (each score against the running mean of its own class, with the pooled
+    #: within-class spread), so that a hard class does not look like a bad sample.
+    weight_standardise: str = "class"
+    #: Per-sample memories of standardised scores: "sketch" (one per anchor sketch) or "both"
+    #: (one per photo too; a pair is weighed by the worse of its two samples).
+    weight_memory: str = "both"
+    #: Each memory takes its own sample's text-anchor agreement (the sketch's for the sketch, the
+    #: photo's for the photo) instead of the pair's average: the one score that sees a sample alone.
+    weight_sample_text: bool = False
+    #: What the per-sample memories score: "pair" (the pair's multi-level alignment, which
+    #: mixes in the partner's quality) or "centroid" (each sample's cosine with the running
+    #: centroid of its class in the other domain, plus its own text agreement: the partner
+    #: averaged out).
+    weight_sample_score: str = "pair"
+    #: How the memories are kept: "step" (each batch blends its scores in, with momentum) or
+    #: "epoch" (recomputed at the start of every epoch after the first, from a pass over the
+    #: whole training set with the current model: `dmwan_qdrant.eval.quality.sample_quality`).
+    #: Step memories lag: they still hold what the embeddings said before they meant anything.
+    weight_refresh: str = "epoch"
 
     # --- losses -------------------------------------------------------------------------------
     #: "quadruplet" (negative photo and negative sketch) or "triplet" (negative photo only).
@@ -113,6 +133,14 @@ class ModelConfig:
             raise ModelError(f"backbone must be 'open_clip' or 'timm', not {self.backbone!r}")
         if self.loss not in ("quadruplet", "triplet"):
             raise ModelError(f"loss must be 'quadruplet' or 'triplet', not {self.loss!r}")
+        if self.weight_standardise not in ("batch", "class"):
+            raise ModelError(f"weight_standardise must be 'batch' or 'class', not {self.weight_standardise!r}")
+        if self.weight_sample_score not in ("pair", "centroid"):
+            raise ModelError(f"weight_sample_score must be 'pair' or 'centroid', not {self.weight_sample_score!r}")
+        if self.weight_refresh not in ("step", "epoch"):
+            raise ModelError(f"weight_refresh must be 'step' or 'epoch', not {self.weight_refresh!r}")
+        if self.weight_memory not in ("sketch", "both"):
+            raise ModelError(f"weight_memory must be 'sketch' or 'both', not {self.weight_memory!r}")
         if self.clip_model is None and self.clip_config is None and (self.use_text or self.backbone == "open_clip"):
             raise ModelError("a CLIP model name or inline config is needed for the text tower")
         if self.backbone == "timm" and not self.timm_model:

@@ -130,11 +130,12 @@ class DMWAN(nn.Module):
         """Local and global alignment of paired (global, tokens) sketch and photo encodings."""
         (gs, ts), (gp, tp) = sketch, photo
         local = self.local_block(ts, tp) if self.local_block is not None else None
-        text = None
+        text = text_s = text_p = None
         if self.config.use_text and labels is not None and self.class_anchors.numel():
             anchors = self.class_anchors[labels]
-            text = 0.5 * ((gs * anchors).sum(-1) + (gp * anchors).sum(-1))
-        return AlignmentScores(local=local, global_=(gs * gp).sum(-1), text=text)
+            text_s, text_p = (gs * anchors).sum(-1), (gp * anchors).sum(-1)
+            text = 0.5 * (text_s + text_p)
+        return AlignmentScores(local=local, global_=(gs * gp).sum(-1), text=text, text_sketch=text_s, text_photo=text_p)
 
     def forward(
         self,
@@ -145,8 +146,12 @@ class DMWAN(nn.Module):
         labels: torch.Tensor,
         neg_labels: torch.Tensor,
         sample_ids: torch.Tensor | None = None,
+        photo_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Loss of a batch of quadruplets; returns ``loss``, its parts and the weight list."""
+        """Loss of a batch of quadruplets; returns ``loss``, its parts and the weight list.
+
+        ``sample_ids`` and ``photo_ids`` (the anchor sketches' and positive photos' indices in the
+        training set) key the weighting's per-sample memories."""
         cfg = self.config
         b = sketch.shape[0]
         quad = cfg.loss == "quadruplet"
@@ -159,7 +164,12 @@ class DMWAN(nn.Module):
         gsn = g[3 * b :] if quad else None
 
         scores = self.alignment_scores((gs, ts), (gp, tp), labels)
-        weights = self.weighting(scores.combined(cfg), sample_ids)
+        if cfg.weight_sample_score == "centroid":
+            sketch_scores, photo_scores = self.weighting.centroid_scores(gs, gp, labels, scores.text_sketch,
+                                                                         scores.text_photo)
+        else:
+            sketch_scores, photo_scores = scores.per_sample(cfg)
+        weights = self.weighting(sketch_scores, sample_ids, labels, photo_ids, photo_scores)
         out: dict[str, torch.Tensor] = {"weights": weights}
         loss = weighted_quadruplet_loss(
             gs, gp, gpn, gsn, weights, cfg.margin_photo, cfg.margin_sketch, cfg.sketch_term_weight, cfg.sketch_term_anchor
