@@ -131,7 +131,9 @@ def card_lines(r: dict[str, Any]) -> list[str]:
         lines.append(("selected by", t["selected_by"]))
     if t.get("unseen_classes") is not None:
         unseen = t["unseen_classes"]
-        lines.append(("classes", f"{t.get('seen_classes')} seen, {len(unseen)} unseen"
+        val = t.get("validation_classes") or []
+        lines.append(("classes", f"{t.get('seen_classes')} seen, " + (f"{len(val)} validation, " if val else "")
+                                 + f"{len(unseen)} unseen"
                                  + (f": {', '.join(unseen[:8])}{' ...' if len(unseen) > 8 else ''}" if unseen else "")))
     metrics = r.get("metrics") or {}
     for which, label in (("validation", "validation classes"), ("test", "unseen test classes")):

@@ -34,7 +34,7 @@ def train(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local cluster)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Train DMWAN with Ray Train; the best epoch becomes <run>/model for `dmwan ingest --model`.
+    """Train DMWAN with Ray Train; the epoch chosen on the validation classes becomes <run>/model for `dmwan ingest --model`.
 
     Either a config (`--config NAME|FILE`), or your own data: `--data DIR --preset NAME
     [--pretrained TAG|FILE]`, or `--data DIR --init BUNDLE` to fine-tune a bundle.
@@ -53,9 +53,10 @@ def train(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    best = summary["best"]
+    best, val = summary["best"], summary.get("validation")
+    chosen = f"validation mAP@all {val['mAP@all']:.4f}" if val else "the last epoch"
     typer.echo(
-        f"best epoch {summary['best_epoch']}: mAP@all {best['mAP@all']:.4f}  P@100 {best['P@100']:.4f}  "
-        f"({summary['epochs']} epochs, {summary['seconds']:.0f} s)"
+        f"selected epoch {summary['best_epoch']} (by {chosen}): unseen test mAP@all {best['mAP@all']:.4f}  "
+        f"P@100 {best['P@100']:.4f}  ({summary['epochs']} epochs, {summary['seconds']:.0f} s)"
     )
     typer.echo(f"model bundle: {summary['model']}\nplot: {summary['plot']}")

@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader
 from dmwan_qdrant.data import BenchmarkSplit, QuadrupletDataset
 from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.eval.evaluate import evaluate_split
+from dmwan_qdrant.eval.metrics import METRICS
+from dmwan_qdrant.eval.quality import sample_quality, weighting_quality
 from dmwan_qdrant.model import DMWAN, ModelConfig, create_model, get_preset, load_model, save_model
 from dmwan_qdrant.model.card import new_card, pick_metrics, utc_now
 
@@ -130,9 +132,10 @@ def run_card(cfg: TrainConfig, split: BenchmarkSplit, init: DMWAN | None) -> dic
     training = {
         "dataset": cfg.data.name, "root": str(Path(cfg.data.root).expanduser().resolve()), "split": cfg.data.split,
         "seen_classes": len(split.seen_classes), "unseen_classes": list(split.unseen_classes),
+        "validation_classes": list(split.validation_classes),
         "train_images": {"photos": len(split.train_photos), "sketches": len(split.train_sketches)},
         "epochs": cfg.optim.epochs, "selected_epoch": None,
-        "selected_by": "mAP@all on the unseen test classes", "run": cfg.name, "seed": cfg.seed,
+        "selected_by": selection_rule(split), "run": cfg.name, "seed": cfg.seed,
     }
     preset = init.config.name if init is not None else cfg.model.preset
     pretrained = None if init is not None else cfg.model.pretrained
@@ -140,10 +143,29 @@ def run_card(cfg: TrainConfig, split: BenchmarkSplit, init: DMWAN | None) -> dic
     return new_card(preset, pretrained, text, init=init_ref, training=training)
 
 
+def selection_rule(split: BenchmarkSplit) -> str:
+    """How a run chooses the epoch it exports, in words (the card's ``selected_by``)."""
+    if split.validation_classes:
+        return (f"mAP@all on {len(split.validation_classes)} validation classes held out of the seen classes "
+                "(never trained on); the unseen test classes are only reported")
+    return "the last epoch (no validation classes); the unseen test classes are only reported"
+
+
+#: Prefix of the validation metrics in an epoch's metrics ("val mAP@all").
+VAL = "val "
+
+
+def selection_score(metrics: dict[str, Any]) -> float | None:
+    """The figure an epoch is chosen by: validation mAP@all, or None when there is no validation
+    (then the last epoch is kept)."""
+    return metrics.get(VAL + "mAP@all")
+
+
 def epoch_card(card: dict[str, Any], epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
     """``card`` (from `run_card`) for the bundle of ``epoch``, with that epoch's metrics."""
+    validation = {k[len(VAL):]: v for k, v in metrics.items() if k.startswith(VAL)}
     return {**card, "training": {**card["training"], "selected_epoch": epoch},
-            "metrics": {"validation": None, "test": pick_metrics(metrics)}, "created": utc_now()}
+            "metrics": {"validation": pick_metrics(validation), "test": pick_metrics(metrics)}, "created": utc_now()}
 
 
 def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
@@ -161,9 +183,9 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
         optimizer_state, scheduler_state = saved["optimizer"], saved["scheduler"]
         weighting_state = saved.get("weighting")
     model.set_class_names(split.seen_classes)
-    model.weighting.resize_memory(len(split.train_sketches))
+    model.weighting.resize_memory(len(split.train_sketches), len(split.train_photos), len(split.seen_classes))
     if ctx.resume_dir is not None and weighting_state is not None:
-        model.weighting.memory.copy_(weighting_state)
+        model.weighting.load_training_state(weighting_state)
     model.train()
     core = model
     optimizer, scheduler = build_optimizer(core, cfg)
@@ -197,6 +219,10 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
         if epoch == cfg.fail_at_epoch and ctx.rank == 0:
             _fail_once(cfg)
         dataset.set_epoch(epoch)
+        if epoch > 0 and core.config.use_weighting and core.config.weight_refresh == "epoch":
+            core.weighting.refresh(*sample_quality(core, split.train_sketches, split.train_photos, split.seen_classes,
+                                                   cfg.eval_batch_size))
+            core.train()
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -208,7 +234,7 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 out = model(
                     batch["sketch"], batch["photo"], batch["neg_photo"], batch["neg_sketch"],
-                    batch["label"], batch["neg_label"], batch["sketch_index"],
+                    batch["label"], batch["neg_label"], batch["sketch_index"], batch["photo_index"],
                 )
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -233,14 +259,19 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
         if ctx.rank == 0:
             t_eval = time.perf_counter()
             metrics.update(evaluate_split(core, split, batch_size=cfg.eval_batch_size))
+            if split.validation_classes:
+                val = evaluate_split(core, split, batch_size=cfg.eval_batch_size, classes="validation")
+                metrics.update({VAL + k: val[k] for k in METRICS})
+            metrics.update(weighting_quality(core, split))
             metrics["eval_seconds"] = time.perf_counter() - t_eval
             metrics["reported_at"] = time.time()  # wall clock, to tell start-up from training
             core.train()
             state.epoch = epoch + 1
             state.history.append(metrics)
-            improved = metrics["mAP@all"] > state.best_map
+            score = selection_score(metrics)
+            improved = score is None or score > state.best_map
             if improved:
-                state.best_map, state.best_epoch = metrics["mAP@all"], epoch + 1
+                state.best_map, state.best_epoch = (score if score is not None else -1.0), epoch + 1
             checkpoint_dir = _write_checkpoint(core, optimizer, scheduler, state, improved, ctx.resume_dir, cfg,
                                                epoch_card(card, state.epoch, metrics))
             _append_progress(cfg, metrics)
@@ -256,7 +287,7 @@ def _write_checkpoint(model, optimizer, scheduler, state: RunState, improved: bo
     save_model(model, folder / MODEL_DIR, metadata=meta)
     torch.save(
         {"run": state.__dict__, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-         "weighting": model.weighting.memory.detach().cpu(), "config": cfg.to_dict()},
+         "weighting": model.weighting.training_state(), "config": cfg.to_dict()},
         folder / STATE_FILE,
     )
     best_src = folder / MODEL_DIR if improved else (previous / BEST_DIR if previous else None)

@@ -1,4 +1,4 @@
-"""A PNG of a run's loss and unseen-class mAP per epoch."""
+"""A PNG of a run's loss, and its unseen-class and validation mAP, per epoch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 
 def plot_history(history: Sequence[dict[str, Any]], out: str | Path, title: str = "") -> Path:
-    """Plot training loss and unseen-class mAP@all / P@100 against epochs into ``out``."""
+    """Plot training loss, unseen-class mAP@all / P@100 and validation mAP@all against epochs
+    into ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,10 +22,11 @@ def plot_history(history: Sequence[dict[str, Any]], out: str | Path, title: str 
     ax_loss.set_xlabel("epoch")
     ax_loss.set_title("training loss")
     ax_loss.legend(fontsize=8)
-    for key in ("mAP@all", "P@100"):
-        ax_map.plot(epochs, [h.get(key, float("nan")) for h in history], marker="o", label=key)
+    for key, label in (("mAP@all", "test mAP@all"), ("P@100", "test P@100"), ("val mAP@all", "validation mAP@all")):
+        if any(key in h for h in history):
+            ax_map.plot(epochs, [h.get(key, float("nan")) for h in history], marker="o", label=label)
     ax_map.set_xlabel("epoch")
-    ax_map.set_title("unseen classes")
+    ax_map.set_title("unseen test and validation classes")
     ax_map.set_ylim(0, 1)
     ax_map.legend(fontsize=8)
     if title:

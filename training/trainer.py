@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dmwan_qdrant.errors import DmwanError
-from dmwan_qdrant.model.card import card_of, write_card
+from dmwan_qdrant.model.card import CARD_METRICS, card_of, write_card
 from dmwan_qdrant.model.checkpoint import read_bundle_record
 
 from .config import TrainConfig
 from .data import prepare_split
-from .loop import BEST_DIR, PROGRESS_FILE, train_loop_per_worker
+from .loop import BEST_DIR, PROGRESS_FILE, VAL, train_loop_per_worker
 from .plot import plot_history
 
 #: Ray's own chatter that a training run does not need (see shared notes on Ray).
@@ -35,12 +35,18 @@ class TrainingError(DmwanError):
 
 
 def format_progress(m: dict[str, Any]) -> str:
-    """One readable line per epoch: loss, weight statistics, unseen-class metrics, speed."""
+    """One readable line per epoch: loss, weight statistics, validation and unseen-class
+    metrics, how the weighting ranks the bad samples, speed."""
     parts = [f"epoch {m['epoch']:>3}", f"loss {m.get('loss', float('nan')):.4f}"]
     if "w_std" in m:
         parts.append(f"w {m['w_min']:.2f}-{m['w_max']:.2f} (sd {m['w_std']:.2f})")
+    if VAL + "mAP@all" in m:
+        parts.append(f"val mAP@all {m[VAL + 'mAP@all']:.4f}")
     if "mAP@all" in m:
-        parts.append(f"mAP@all {m['mAP@all']:.4f}  P@100 {m['P@100']:.4f}  mAP@200 {m['mAP@200']:.4f}")
+        parts.append(f"test mAP@all {m['mAP@all']:.4f}  P@100 {m['P@100']:.4f}  mAP@200 {m['mAP@200']:.4f}")
+    if "lq_auc_sketch" in m or "lq_auc_photo" in m:
+        aucs = [f"{k} {m[f'lq_auc_{k}']:.2f}" for k in ("sketch", "photo") if f"lq_auc_{k}" in m]
+        parts.append("low-quality AUC " + " ".join(aucs))
     parts.append(f"{m.get('samples_per_second', 0):.0f} quad/s")
     return "  ".join(parts)
 
@@ -171,6 +177,13 @@ def export_run(cfg: TrainConfig, checkpoint, seconds: float) -> dict[str, Any]:
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
     plot = plot_history(history, run_dir / "training.png", title=cfg.name)
     best = next(h for h in history if h["epoch"] == state["best_epoch"])
+
+    def pick(metrics: dict[str, Any], prefix: str = "") -> dict[str, float] | None:
+        picked = {k: metrics[prefix + k] for k in CARD_METRICS if prefix + k in metrics}
+        return picked or None
+
+    # "best" is the exported (selected) epoch's unseen test figures; "validation" is what chose it.
     return {"run_dir": str(run_dir), "model": str(run_dir / "model"), "plot": str(plot),
-            "best_epoch": state["best_epoch"], "best": {k: best[k] for k in ("mAP@all", "P@100", "mAP@200", "P@200")},
+            "best_epoch": state["best_epoch"], "selected_by": card.get("training", {}).get("selected_by"),
+            "best": pick(best), "validation": pick(best, VAL), "last": pick(history[-1]),
             "epochs": len(history), "seconds": seconds}

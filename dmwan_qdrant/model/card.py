@@ -30,8 +30,9 @@ from ..versions import installed_versions
 
 #: Libraries whose versions a card records.
 CARD_LIBRARIES = ("torch", "open_clip_torch", "timm", "safetensors")
-#: The metrics a card keeps per class set.
-CARD_METRICS = ("mAP@all", "P@100", "mAP@200", "P@200")
+#: The metrics a card keeps per class set (as `dmwan_qdrant.eval.metrics.METRICS`: mAP is the
+#: published interpolated convention, "plain" the non-interpolated AP).
+CARD_METRICS = ("mAP@all", "P@100", "mAP@200", "P@200", "mAP@all plain", "mAP@200 plain")
 
 
 def weights_source(source: str | None) -> str | dict[str, str] | None:
