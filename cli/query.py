@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import StoreServedError, UsageError
+from dmwan_qdrant.reranking import DEFAULT_RERANK
 
 from .app import app
 from .options import api_key_option, device_option, open_cli_store, store_option, url_option
@@ -27,7 +28,8 @@ def query_command(
         help="payload condition, repeat to AND: label=shoe, label=shoe,boot (any of), width>=640, path^=/photos/",
     ),
     under: Optional[Path] = typer.Option(None, "--under", metavar="DIR", help="only photos under this folder"),
-    no_rerank: bool = typer.Option(False, "--no-rerank", help="rank by the global embedding only"),
+    rerank: bool = typer.Option(DEFAULT_RERANK, "--rerank/--no-rerank",
+                                help="re-rank the top --prefetch by the fused global and local-token score"),
     prefetch: int = typer.Option(100, "--prefetch", min=1, help="candidates re-ranked by local tokens"),
     text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help='search by text instead, e.g. "a red shoe"'),
     photos: Optional[list[str]] = typer.Option(
@@ -51,7 +53,8 @@ def query_command(
     """Find the photos that look like SKETCH... (or match --text, or are like --photo / --like),
     best first.
 
-    Scores are cosines of global embeddings, or MaxSim sums over local tokens when re-ranked.
+    Scores are cosines of global embeddings, or with --rerank the fused global and local-token
+    score, on the same scale (-1 to 1).
     """
     kinds = [name for name, given in (("sketches", sketches), ("--text", text is not None), ("--photo", photos),
                                       ("--like", like)) if given]
@@ -80,13 +83,13 @@ def query_command(
     try:
         st = open_cli_store(store, url, api_key, read_only=True)
     except StoreServedError as served:
-        results = _through_server(served, collection, sources, text, k, filters, not no_rerank, prefetch, model,
+        results = _through_server(served, collection, sources, text, k, filters, rerank, prefetch, model,
                                   bool(photos), ids)
     else:
         with st:
             images = [s.decode() for s in sources]
             results = _search_here(st, collection, model, device, images, text, bool(photos), ids, k, filters,
-                                   not no_rerank, prefetch)
+                                   rerank, prefetch)
             if ids and sheet is not None:  # the stored photos the queries stand for
                 like_paths = dict(zip(like or [], (p.get("path") for p in st.retrieve(collection, ids))))
 
@@ -118,7 +121,7 @@ def query_command(
             "store": store_choice(url, store)[1],
             "collection": collection,
             "mode": mode,
-            "rerank": text is None and not no_rerank,
+            "rerank": text is None and rerank,
             "queries": [{"query": q, "results": [r.to_dict() for r in res]} for q, res in zip(queries, results)],
         }
         if sheet is not None:

@@ -15,7 +15,8 @@ class Result:
 
     Attributes:
         rank: 1 for the best match.
-        score: cosine of the global embeddings, or the MaxSim sum when re-ranked.
+        score: cosine of the global embeddings, or the fused global and local-token score when
+            re-ranked (same scale: `dmwan_qdrant.reranking`).
         path: the photo file.
         label: the stored label (folder name when ingested with it), or None.
         id: the point id (a UUID derived from the file's content hash).

@@ -1,9 +1,10 @@
 """Search a collection with sketches or text, using the encoder recorded with the collection.
 
-Retrieval is the cosine of global embeddings, served by the store's index; with ``rerank`` the
-top ``prefetch`` candidates are re-ranked inside the database by MaxSim over the local tokens
-(the multi-level alignment, at query time). Re-ranked scores are MaxSim sums (one best cosine per
-query token, added up), so they range up to the number of tokens, not 1.
+Retrieval is the cosine of global embeddings, served by the store's index. With ``rerank`` the
+top ``prefetch`` candidates are re-ranked by the multi-level score: the database computes MaxSim
+over the local tokens for them (Qdrant's multivector MAX_SIM), and the plugin fuses it with the
+global cosine, ``(cos + w * maxsim / n_tokens) / (1 + w)`` with ``w`` = `RERANK_WEIGHT`. Every
+score a user sees is on the cosine's scale, -1 to 1, re-ranked or not.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ import torch
 from .encoder import check_same_model, resolve_collection_model
 from .errors import CollectionNotFoundError, StoreDamagedError, UsageError
 from .imageio import load_image
+from .reranking import DEFAULT_PREFETCH, DEFAULT_RERANK, RERANK_WEIGHT, fuse_hits
 from .results import Result
 from .store import Hit, Store
-
-DEFAULT_PREFETCH = 100
-"""Candidates the global index hands to the token re-rank."""
 
 #: Payload fields compared as integers in ``--filter key=value``; every other key is a string.
 INTEGER_FIELDS = frozenset({"size", "width", "height", "mtime_ns"})
@@ -197,7 +196,7 @@ def search_sketches(
     sketch_paths: Sequence[str | Path],
     k: int = 10,
     filter: dict[str, Any] | None = None,
-    rerank: bool = True,
+    rerank: bool | None = None,
     prefetch: int = DEFAULT_PREFETCH,
 ) -> list[list[Result]]:
     """The top ``k`` photos for each sketch, best first (sketches embedded in one batch).
@@ -213,7 +212,8 @@ def search_sketches(
             a numeric range (any of gte/gt/lte/lt), ``{key: {"prefix": "/photos/shoes/"}}`` a
             keyword prefix; e.g. ``{"label": ["shoe", "boot"], "width": {"gte": 640}}``. See
             `dmwan_qdrant.store.filters`, and `parse_filters` for the ``--filter`` syntax.
-        rerank: re-rank the top ``prefetch`` by MaxSim over local tokens.
+        rerank: re-rank the top ``prefetch`` by the fused global and local score (None:
+            `DEFAULT_RERANK`).
         prefetch: candidates for the re-rank.
 
     Raises:
@@ -234,7 +234,7 @@ def search_sketch_embeddings(
     tokens: torch.Tensor,
     k: int = 10,
     filter: dict[str, Any] | None = None,
-    rerank: bool = True,
+    rerank: bool | None = None,
     prefetch: int = DEFAULT_PREFETCH,
 ) -> list[list[Result]]:
     """`search_sketches` for sketches already embedded by `embed_sketch_files` (to search the
@@ -245,11 +245,23 @@ def search_sketch_embeddings(
         no point holds: see `check_filter_keys`).
     """
     _check(store, collection, model)
-    toks = list(tokens.numpy()) if rerank else None
-    hits = store.search_batch(collection, vectors.numpy(), k, filter, toks, prefetch)
-    _check_empty(store, collection, filter, hits)
-    bound = float(tokens.shape[1]) if rerank else 1.0
-    return [_results(h, collection, bound) for h in hits]
+    if rerank is None:
+        rerank = DEFAULT_RERANK
+    if not rerank:
+        hits = store.search_batch(collection, vectors.numpy(), k, filter)
+        _check_empty(store, collection, filter, hits)
+        return [_results(h, collection, 1.0) for h in hits]
+    depth = max(prefetch, k)
+    cosine = store.search_batch(collection, vectors.numpy(), depth, filter)
+    _check_empty(store, collection, filter, cosine)
+    maxsim = store.search_batch(collection, vectors.numpy(), depth, filter, list(tokens.numpy()), depth)
+    n_tokens = float(tokens.shape[1])
+    out = []
+    for cos_hits, ms_hits in zip(cosine, maxsim):
+        _results(cos_hits, collection, 1.0)  # the damage checks, on the engine's own scores
+        _results(ms_hits, collection, n_tokens)
+        out.append(_results(fuse_hits(cos_hits, ms_hits, n_tokens, RERANK_WEIGHT)[:k], collection, 1.0))
+    return out
 
 
 def search_text(

@@ -27,7 +27,7 @@ def embed_photo_images(model: Any, images: Sequence[Any]) -> tuple[torch.Tensor,
 
 def search_photos(
     store: Store, collection: str, model: Any, images: Sequence[Any], k: int = 10,
-    filter: dict[str, Any] | None = None, rerank: bool = True, prefetch: int = DEFAULT_PREFETCH,
+    filter: dict[str, Any] | None = None, rerank: bool | None = None, prefetch: int = DEFAULT_PREFETCH,
 ) -> list[list[Result]]:
     """The top ``k`` photos like each of ``images`` (decoded photos, embedded as photos).
 
@@ -42,7 +42,7 @@ def search_photos(
 
 def search_like(
     store: Store, collection: str, model: Any, ids: Sequence[str], k: int = 10,
-    filter: dict[str, Any] | None = None, rerank: bool = True, prefetch: int = DEFAULT_PREFETCH,
+    filter: dict[str, Any] | None = None, rerank: bool | None = None, prefetch: int = DEFAULT_PREFETCH,
 ) -> list[list[Result]]:
     """The top ``k`` photos like each stored point of ``ids`` (the point itself left out).
 

@@ -81,6 +81,40 @@ def test_several_sketches_in_one_call_ranked_best_first(setup, store):
     assert [r.id for r in alone] == [r.id for r in out[1]]
 
 
+def test_rerank_fuses_the_global_cosine_and_the_mean_maxsim_on_one_scale(setup, store):
+    from dmwan_qdrant.reranking import RERANK_WEIGHT
+    from dmwan_qdrant.search import embed_sketch_files
+
+    _, _, model, sketches = setup
+    _, tokens = embed_sketch_files(model, sketches[:1])
+    fused = search_sketches(store, "shapes", model, sketches[:1], k=12, rerank=True, prefetch=12)[0]
+    plain = search_sketches(store, "shapes", model, sketches[:1], k=12, rerank=False)[0]
+    assert {r.id for r in fused} == {r.id for r in plain}  # the same candidates, reordered
+    scores = [r.score for r in fused]
+    assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 + 1e-5 for s in scores)
+    # Each score is (cos + w * mean MaxSim) / (1 + w), from the stored vectors.
+    cos = {r.id: r.score for r in plain}
+    points = {p.id: p for p in store.read_points("shapes", [r.id for r in fused])}
+    q = tokens[0].numpy()
+    for r in fused:
+        doc = np.asarray(points[r.id].tokens)
+        maxsim = float((q @ doc.T).max(axis=1).mean())
+        assert r.score == pytest.approx((cos[r.id] + RERANK_WEIGHT * maxsim) / (1 + RERANK_WEIGHT), abs=1e-4)
+
+
+def test_fuse_hits_orders_by_the_fused_score_and_keeps_ties_in_cosine_order():
+    from dmwan_qdrant.reranking import fuse_hits
+    from dmwan_qdrant.store import Hit
+
+    cosine = [Hit("a", 0.9, {}), Hit("b", 0.8, {}), Hit("c", 0.7, {}), Hit("d", 0.6, {})]
+    maxsim = [Hit("c", 2.0, {}), Hit("b", 1.6, {}), Hit("a", 1.0, {}), Hit("d", 1.8, {})]  # sums over 2 tokens
+    fused = fuse_hits(cosine, maxsim, 2.0, 1.0)
+    # a: (0.9 + 0.5) / 2 = 0.70, b: (0.8 + 0.8) / 2 = 0.80, c: 0.85, d: 0.75
+    assert [h.id for h in fused] == ["c", "b", "d", "a"]
+    assert [h.score for h in fused] == pytest.approx([0.85, 0.80, 0.75, 0.70])
+    assert [h.id for h in fuse_hits(cosine, maxsim, 2.0, 0.0)] == ["a", "b", "c", "d"]  # w = 0: the cosine order
+
+
 def test_filter_and_text_search(setup, store):
     _, _, model, sketches = setup
     results = search_sketches(store, "shapes", model, sketches[:1], k=10, filter={"label": "square"})[0]

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from dmwan_qdrant.cli.app import main
+from dmwan_qdrant.reranking import DEFAULT_RERANK
 from dmwan_qdrant.search import search_sketches, search_text
 from dmwan_qdrant.server.app import ServeSettings, create_app
 from dmwan_qdrant.server.service import SearchService
@@ -68,7 +69,7 @@ def test_multipart_search_equals_the_library(served):
     r = served["client"].post("/collections/pics/search", params={"k": 4}, files=files_of(*served["sketches"]))
     assert r.status_code == 200, r.text
     answer = r.json()
-    assert answer["mode"] == "sketch" and answer["rerank"] is True and answer["collection"] == "pics"
+    assert answer["mode"] == "sketch" and answer["rerank"] is DEFAULT_RERANK and answer["collection"] == "pics"
     assert ids(answer) == expected_ids(served["expected"])
     for q, exp in zip(answer["queries"], served["expected"]):
         for got, want in zip(q["results"], exp):

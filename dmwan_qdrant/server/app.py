@@ -33,7 +33,7 @@ from dmwan_qdrant.server.http_errors import error_response, one_line
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
-from dmwan_qdrant.search import DEFAULT_PREFETCH
+from dmwan_qdrant.reranking import DEFAULT_PREFETCH, DEFAULT_RERANK
 from dmwan_qdrant.server.service import MAX_K, MAX_PREFETCH, SearchAnswer, SearchRequest, SearchService
 
 DEFAULT_MAX_UPLOAD_MB = 4.0
@@ -205,7 +205,7 @@ def create_app(
         k: int = Query(10, ge=1, le=MAX_K, description="results per query"),
         filter: list[str] | None = Query(
             None, description="payload condition, repeatable (ANDed): label=shoe, label=shoe,boot, width>=640, path^=/photos/"),
-        rerank: bool = Query(True, description="re-rank by MaxSim over local tokens"),
+        rerank: bool = Query(DEFAULT_RERANK, description="re-rank the top prefetch by the fused global and local-token score"),
         prefetch: int = Query(DEFAULT_PREFETCH, ge=1, le=MAX_PREFETCH, description="candidates re-ranked"),
     ) -> dict[str, Any]:
         """The top k photos for each sketch (multipart files `sketch`, or JSON `sketches`), for

@@ -21,6 +21,7 @@ from dmwan_qdrant.errors import (
     UsageError,
 )
 from dmwan_qdrant.imageio import file_errors
+from dmwan_qdrant.reranking import DEFAULT_RERANK
 from dmwan_qdrant.results import Result
 from dmwan_qdrant.store.base import CollectionInfo
 
@@ -61,7 +62,7 @@ def search_through_server(
     text: str | None = None,
     k: int = 10,
     filters: Sequence[str] = (),
-    rerank: bool = True,
+    rerank: bool = DEFAULT_RERANK,
     prefetch: int = 100,
     api_key: str | None = None,
     photos: Sequence[Any] = (),

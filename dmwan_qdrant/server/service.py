@@ -19,6 +19,7 @@ import torch
 
 from dmwan_qdrant.encoder import check_same_model
 from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError, UsageError
+from dmwan_qdrant.reranking import DEFAULT_RERANK
 from dmwan_qdrant.search import (
     DEFAULT_PREFETCH,
     Result,
@@ -51,7 +52,8 @@ class SearchRequest:
         filter: payload conditions in the store's structure (exact values, any-of lists,
             ranges, prefixes: see `dmwan_qdrant.store.filters`), e.g. from
             `dmwan_qdrant.search.parse_filters`.
-        rerank: re-rank the top ``prefetch`` by MaxSim over local tokens (sketches only).
+        rerank: re-rank the top ``prefetch`` by the fused global and local-token score
+            (sketches only; `DEFAULT_RERANK` by default).
         prefetch: candidates for the re-rank.
     """
 
@@ -60,7 +62,7 @@ class SearchRequest:
     text: str | None = None
     k: int = 10
     filter: dict[str, Any] | None = None
-    rerank: bool = True
+    rerank: bool = DEFAULT_RERANK
     prefetch: int = DEFAULT_PREFETCH
     photos: list[Any] = field(default_factory=list)
     like: list[str] = field(default_factory=list)

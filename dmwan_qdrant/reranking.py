@@ -1,0 +1,29 @@
+"""The token re-rank's settings and its fused score, without torch (the CLI reads them for its
+help): the top ``prefetch`` candidates by global cosine are re-ordered by
+``(cos + w * maxsim / n_tokens) / (1 + w)``, on the cosine's scale."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_PREFETCH = 100
+"""Candidates the global index hands to the token re-rank."""
+RERANK_WEIGHT = 1.0
+"""w: the weight of the mean MaxSim against the global cosine in the re-rank's fused score
+(chosen on validation classes: BENCHMARKS.md, the ablation's re-rank table)."""
+DEFAULT_RERANK = False
+"""Whether sketch searches re-rank by default: only where the re-rank beat the cosine ranking on
+validation classes by more than the spread between seeds (BENCHMARKS.md), which it did not."""
+
+
+def fuse_hits(cosine: Sequence[Any], maxsim: Sequence[Any], n_tokens: float, weight: float) -> list[Any]:
+    """The candidates of ``cosine`` (by global cosine) re-ranked by the fused multi-level score
+    ``(cos + weight * maxsim / n_tokens) / (1 + weight)``, best first; ``maxsim`` holds the same
+    candidates with their MaxSim sums. Ties keep the cosine order."""
+    sums = {h.id: h.score for h in maxsim}
+    fused = [(h, (h.score + weight * sums[h.id] / n_tokens) / (1.0 + weight)) for h in cosine if h.id in sums]
+    fused.sort(key=lambda pair: -pair[1])  # stable
+    return [dataclasses.replace(h, score=score) for h, score in fused]
+
