@@ -5,18 +5,21 @@ Usage::
     python benchmarks/ablation.py                        # 7 variants x {0%, 30%} low quality x 2 seeds
     python benchmarks/ablation.py --seeds 0 1 2 --jobs 2 --workdir /data/ablation
     python benchmarks/ablation.py --write BENCHMARKS.md  # also replace the table in BENCHMARKS.md
+    python benchmarks/ablation.py --config training/configs/glyphs_tiny.yaml --marker glyphs
 
 Every run trains the configured model (``training/configs/procedural_tiny.yaml`` by default, its
 budget unchanged) with one switch of ``ModelConfig`` changed, on a benchmark generated with the
-given share of low-quality samples, and scores the **last** epoch's model on the unseen classes
-(no selection on the test classes). Runs are independent processes, ``--jobs`` at a time with
+given share of low-quality samples. It reports the unseen-class figures of the epoch chosen on
+the validation classes (held out of the seen classes, as `dmwan train` chooses the bundle it
+exports) and of the last epoch: the test classes choose nothing. Runs are independent processes, ``--jobs`` at a time with
 ``--threads`` torch threads each; each writes ``<workdir>/results/<run>.json``, and a run whose
 file exists is not run again, so an interrupted table finishes where it stopped.
 
 Besides mAP@all and P@100, each run records what explains them: the weight list's statistics
-in the last epoch, each unseen class's AP, and how the learned per-sketch alignment memory
-(the quantity the weights are a softmax of) separates low-quality training sketches from clean
-ones (AUC: 1.0 = every low-quality sketch scored below every clean one, 0.5 = no separation).
+in the last epoch, each unseen class's AP, and, per epoch, how the weighting's per-sketch and
+per-photo alignment memories (what the weights are made from) separate low-quality training
+samples from clean ones (AUC: 1.0 = every low-quality sample scored below every clean one,
+0.5 = no separation).
 """
 
 from __future__ import annotations
@@ -35,18 +38,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: Variant name -> (description, ModelConfig overrides).
+#: Variant name -> (description, ModelConfig overrides). "full" is the model as configured
+#: (the defaults); every other variant changes one switch of it.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "full": ("full DMWAN, softmax weighting (the paper's reading)", {"weight_one_sided": False}),
-    "one_sided": ("full DMWAN, one-sided weighting (our default)", {"weight_one_sided": True}),
+    "full": ("full DMWAN, as configured (one-sided, per-sample weighting)", {}),
+    "softmax": ("full DMWAN, softmax weighting (the paper's reading)", {"weight_one_sided": False}),
     "no_weighting": ("without the dynamic weighting (uniform weights)", {"use_weighting": False}),
-    "triplet": ("plain triplet instead of quadruplet", {"loss": "triplet", "weight_one_sided": False}),
-    "no_text": ("without the text (semantic) loss", {"use_text": False, "weight_one_sided": False}),
-    "no_local": ("without the local level", {"use_local": False, "token_loss_weight": 0.0, "weight_one_sided": False}),
-    "frozen_linear": ("frozen backbone, linear head", {"freeze_backbone": True, "domain_embedding": False,
-                                                       "weight_one_sided": False}),
+    "triplet": ("plain triplet instead of quadruplet", {"loss": "triplet"}),
+    "no_text": ("without the text (semantic) loss", {"use_text": False}),
+    "no_local": ("without the local level", {"use_local": False, "token_loss_weight": 0.0}),
+    "frozen_linear": ("frozen backbone, linear head", {"freeze_backbone": True, "domain_embedding": False}),
 }
-# The single-switch variants change the paper's reading ("full"), which they were measured against.
+#: Fusion weights of the token re-rank measured on each run (inf: MaxSim alone; 0: no re-rank).
+RERANK_BETAS = (0.0, 0.5, 1.0, 2.0, float("inf"))
 MARK_BEGIN = "<!-- ablation:begin -->"
 MARK_END = "<!-- ablation:end -->"
 
@@ -55,27 +59,17 @@ def run_name(variant: str, low_quality: float, seed: int) -> str:
     return f"{variant}-lq{int(round(low_quality * 100)):02d}-s{seed}"
 
 
-def _auc(low: list[float], clean: list[float]) -> float | None:
-    """P(score of a low-quality sketch < score of a clean one), ties counting half."""
-    if not low or not clean:
-        return None
-    import numpy as np
-
-    lo, cl = np.asarray(low), np.asarray(clean)
-    less = (lo[:, None] < cl[None, :]).mean()
-    ties = (lo[:, None] == cl[None, :]).mean()
-    return float(less + 0.5 * ties)
-
-
 def train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train and score one (variant, low-quality share, seed); returns the result record."""
     import torch
 
     from dmwan_qdrant.eval.evaluate import evaluate_split
+    from dmwan_qdrant.eval.metrics import METRICS
     from dmwan_qdrant.model import load_model
     from dmwan_qdrant.training.config import TrainConfig
     from dmwan_qdrant.training.data import prepare_split
-    from dmwan_qdrant.training.loop import MODEL_DIR, STATE_FILE, WorkerContext, run_training
+    from dmwan_qdrant.eval.rerank import rerank_metrics
+    from dmwan_qdrant.training.loop import BEST_DIR, MODEL_DIR, WorkerContext, run_training
 
     torch.set_num_threads(job["threads"])
     base = TrainConfig.from_file(Path(job["config"]))
@@ -90,38 +84,34 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
         "model.overrides": overrides,
         **job["config_overrides"],
     })
-    last: dict[str, Path | None] = {"dir": None}
+    last_dir: dict[str, Path | None] = {"dir": None}
 
     def report(metrics: dict[str, Any], folder: Path | None) -> None:
-        last["dir"] = folder
+        last_dir["dir"] = folder
 
     t0 = time.perf_counter()
     ctx = WorkerContext(0, 1, torch.device("cpu"), lambda m: m, lambda dl: dl, report, None)
     state = run_training(cfg, ctx)
-    final = load_model(last["dir"] / MODEL_DIR)
     split = prepare_split(cfg)
-    scores = evaluate_split(final, split, batch_size=cfg.eval_batch_size, per_class=True)
-
-    # Per-sketch alignment memory (EMA of the standardised alignment score) vs sample quality.
-    memory = torch.load(last["dir"] / STATE_FILE, map_location="cpu", weights_only=False)["weighting"]
-    manifest = json.loads((Path(cfg.data.root) / "manifest.json").read_text())
-    low_set = set(manifest.get("low_quality", []))
-    root = Path(cfg.data.root)
-    low, clean = [], []
-    for i, s in enumerate(split.train_sketches):
-        value = float(memory[i]) if i < memory.numel() else float("nan")
-        if value != value:  # never drawn
-            continue
-        (low if str(s.path.relative_to(root)) in low_set else clean).append(value)
     history = state.history
+    selected, last = history[state.best_epoch - 1], history[-1]
+    final = load_model(last_dir["dir"] / MODEL_DIR)
+    per_class = evaluate_split(final, split, batch_size=cfg.eval_batch_size, per_class=True)["per_class_ap"]
+    # The token re-rank of the exported (selected) bundle, on validation and test classes.
+    chosen = load_model(last_dir["dir"] / BEST_DIR)
+    rerank = {classes: {str(beta): m for beta, m in rerank_metrics(chosen, split, RERANK_BETAS, classes).items()}
+              for classes in ("validation", "test")}
+    keep = ("epoch", "loss", "mAP@all", "P@100", "mAP@all plain", "val mAP@all", "lq_auc_sketch", "lq_auc_photo")
     return {
         "name": job["name"], "variant": job["variant"], "low_quality": job["low_quality"], "seed": job["seed"],
-        "mAP@all": scores["mAP@all"], "P@100": scores["P@100"], "mAP@200": scores["mAP@200"],
-        "per_class_ap": scores["per_class_ap"],
-        "best_epoch_mAP@all": max(h["mAP@all"] for h in history),
-        "weights": {k: history[-1][k] for k in history[-1] if k.startswith("w_")},
-        "low_quality_memory_auc": _auc(low, clean),
-        "history": [{k: h[k] for k in ("epoch", "loss", "mAP@all", "P@100") if k in h} for h in history],
+        "selected_epoch": state.best_epoch,
+        # The epoch chosen on the validation classes (what `dmwan train` exports), and the last one.
+        "selected": {k: selected[k] for k in METRICS + ("val mAP@all",) if k in selected},
+        "last": {k: last[k] for k in METRICS if k in last},
+        "per_class_ap": per_class, "rerank": rerank,
+        "weights": {k: last[k] for k in last if k.startswith("w_")},
+        "lq_auc_sketch": last.get("lq_auc_sketch"), "lq_auc_photo": last.get("lq_auc_photo"),
+        "history": [{k: h[k] for k in keep if k in h} for h in history],
         "seconds": time.perf_counter() - t0,
     }
 
@@ -132,7 +122,9 @@ def _work(job: dict[str, Any]) -> str:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, out)
-    return f"{job['name']}: mAP@all {result['mAP@all']:.4f}  P@100 {result['P@100']:.4f}  ({result['seconds']:.0f} s)"
+    sel, last = result["selected"], result["last"]
+    return (f"{job['name']}: mAP@all {sel['mAP@all']:.4f} (epoch {result['selected_epoch']}, chosen on validation)  "
+            f"last {last['mAP@all']:.4f}  ({result['seconds']:.0f} s)")
 
 
 def _mean_spread(values: list[float]) -> str:
@@ -141,42 +133,80 @@ def _mean_spread(values: list[float]) -> str:
     return f"{100 * mean:.1f} ± {100 * spread:.1f}"
 
 
+def _runs(results: list[dict[str, Any]], variant: str, lq: float) -> list[dict[str, Any]]:
+    return [r for r in results if r["variant"] == variant and abs(r["low_quality"] - lq) < 1e-9]
+
+
 def table(results: list[dict[str, Any]], low_qualities: list[float]) -> str:
-    """Markdown: one row per variant, mAP@all and P@100 (x100, mean ± sd over seeds) per share."""
+    """Markdown: one row per variant; per share of low quality, mAP@all and P@100 of the epoch
+    chosen on the validation classes, and mAP@all of the last epoch (x100, mean ± sd over seeds)."""
     head = "| variant | " + " | ".join(
-        f"mAP@all {int(lq * 100)}% LQ | P@100 {int(lq * 100)}% LQ" for lq in low_qualities) + " |"
-    rows = [head, "|" + "---|" * (1 + 2 * len(low_qualities))]
+        f"mAP@all {int(lq * 100)}% LQ | P@100 {int(lq * 100)}% LQ | last epoch mAP@all {int(lq * 100)}% LQ"
+        for lq in low_qualities) + " |"
+    rows = [head, "|" + "---|" * (1 + 3 * len(low_qualities))]
     for variant, (description, _) in VARIANTS.items():
         cells = [description]
         for lq in low_qualities:
-            runs = [r for r in results if r["variant"] == variant and abs(r["low_quality"] - lq) < 1e-9]
+            runs = _runs(results, variant, lq)
             if runs:
-                cells += [_mean_spread([r["mAP@all"] for r in runs]) + f" (n={len(runs)})",
-                          _mean_spread([r["P@100"] for r in runs])]
+                cells += [_mean_spread([r["selected"]["mAP@all"] for r in runs]) + f" (n={len(runs)})",
+                          _mean_spread([r["selected"]["P@100"] for r in runs]),
+                          _mean_spread([r["last"]["mAP@all"] for r in runs])]
             else:
-                cells += ["-", "-"]
-        rows.append("| " + " | ".join(cells) + " |")
+                cells += ["-", "-", "-"]
+        if any(_runs(results, variant, lq) for lq in low_qualities):
+            rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def auc_table(results: list[dict[str, Any]], low_qualities: list[float]) -> str:
+    """Markdown: how the weighted variants' memories rank the bad training samples below clean
+    ones (AUC of the last epoch, mean ± sd over seeds), per share of low quality."""
+    rows = ["| variant | low quality | AUC sketches | AUC photos |", "|---|---|---|---|"]
+    for variant in VARIANTS:
+        for lq in low_qualities:
+            runs = _runs(results, variant, lq)
+            cells = []
+            for key in ("lq_auc_sketch", "lq_auc_photo"):
+                values = [r[key] for r in runs if r.get(key) is not None]
+                cells.append(f"{statistics.fmean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0:.2f}"
+                             if values else "-")
+            if any(c != "-" for c in cells):
+                rows.append(f"| {variant} | {int(lq * 100)}% | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
+def rerank_table(results: list[dict[str, Any]], low_qualities: list[float], variant: str) -> str:
+    """Markdown: the exported bundles' token re-rank of the top 100, per fusion weight beta
+    (0 = cosine only, inf = MaxSim only): P@10 and mAP@200 on validation and test classes."""
+    rows = ["| low quality | beta | P@10 validation | P@10 test | mAP@200 validation | mAP@200 test |",
+            "|---|---|---|---|---|---|"]
+    for lq in low_qualities:
+        runs = [r for r in _runs(results, variant, lq) if r.get("rerank")]
+        if not runs:
+            continue
+        for beta in runs[0]["rerank"]["validation"]:
+            cells = [_mean_spread([r["rerank"][c][beta][m] for r in runs]) for m in ("P@10", "mAP@200")
+                     for c in ("validation", "test")]
+            rows.append(f"| {int(lq * 100)}% | {beta} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
 
 
 def diagnostics(results: list[dict[str, Any]], low_qualities: list[float]) -> str:
     """Weight statistics, low-quality separation and per-class AP of the weighted variants."""
     def runs(variant: str, lq: float) -> list[dict[str, Any]]:
-        return [r for r in results if r["variant"] == variant and abs(r["low_quality"] - lq) < 1e-9]
+        return _runs(results, variant, lq)
 
     lines = []
     for lq in low_qualities:
         flat = runs("no_weighting", lq)
-        for variant in ("full", "one_sided"):
+        for variant in ("full", "softmax"):
             weighted = runs(variant, lq)
             if not weighted:
                 continue
             keys = sorted(weighted[0]["weights"])
-            aucs = [r["low_quality_memory_auc"] for r in weighted if r["low_quality_memory_auc"] is not None]
             line = f"- {int(lq * 100)}% low quality, `{variant}`: last-epoch weights " + ", ".join(
                 f"{k} {statistics.fmean(r['weights'][k] for r in weighted):.2f}" for k in keys)
-            if aucs:
-                line += f"; low-quality training sketches score below clean ones with AUC {statistics.fmean(aucs):.2f}"
             lines.append(line + ".")
             if flat:
                 classes = sorted(weighted[0]["per_class_ap"])
@@ -187,12 +217,15 @@ def diagnostics(results: list[dict[str, Any]], low_qualities: list[float]) -> st
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the text between the ablation markers in ``path`` (append the section if absent)."""
+def write_section(path: Path, text: str, marker: str = "") -> None:
+    """Replace the text between the ablation markers (``<!-- ablation[-marker]:begin -->`` and
+    ``:end``) in ``path``; append the section if absent."""
+    begin, end = (MARK_BEGIN, MARK_END) if not marker else (MARK_BEGIN.replace("ablation", f"ablation-{marker}"),
+                                                          MARK_END.replace("ablation", f"ablation-{marker}"))
     doc = path.read_text() if path.exists() else ""
-    block = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
-    if MARK_BEGIN in doc and MARK_END in doc:
-        doc = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), lambda _: block, doc, flags=re.S)
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc:
+        doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
     else:
         doc = doc.rstrip() + "\n\n" + block + "\n"
     path.write_text(doc)
@@ -208,9 +241,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--steps", type=int, default=None, help="override the config's steps per epoch")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "dmwan-ablation")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="runs and results (default: dmwan-ablation-<config name> in the temp dir)")
     parser.add_argument("--write", type=Path, default=None, help="Markdown file whose ablation section to replace")
+    parser.add_argument("--marker", default="", help="which ablation section of --write (one per benchmark)")
     args = parser.parse_args()
+    if args.workdir is None:
+        args.workdir = Path(tempfile.gettempdir()) / f"dmwan-ablation-{Path(args.config).stem}"
 
     config_overrides: dict[str, Any] = {"eval_batch_size": 256, "scaling.max_failures": 0}
     if args.epochs:
@@ -252,13 +289,22 @@ def main() -> None:
                and any(abs(r["low_quality"] - lq) < 1e-9 for lq in args.low_quality)]
     cfg = TrainConfig.from_file(Path(args.config))
     o = cfg.optim
-    header = (f"Unseen-class mAP@all and P@100 (x100, mean ± sd over seeds {args.seeds}) of the last epoch, "
+    header = (f"Unseen-class mAP@all (interpolated, as published) and P@100 (x100, mean ± sd over seeds {args.seeds}) "
+              f"of the epoch chosen on the validation classes, and mAP@all of the last epoch; "
               f"`{Path(args.config).name}` ({args.epochs or o.epochs} epochs x {args.steps or o.steps_per_epoch} steps, "
               f"batch {o.batch_size}), chance mAP@all ≈ {100 / unseen:.1f}.")
-    text = header + "\n\n" + table(results, args.low_quality) + "\n\n" + diagnostics(results, args.low_quality)
+    aucs = auc_table(results, args.low_quality)
+    default = "full" if any(_runs(results, "full", lq) for lq in args.low_quality) else None
+    reranks = rerank_table(results, args.low_quality, default) if default else ""
+    text = (header + "\n\n" + table(results, args.low_quality) + "\n\n"
+            + (("How the weighting ranks the bad training samples below clean ones (AUC, 0.5 = chance):\n\n"
+                + aucs + "\n\n") if aucs else "")
+            + ((f"The token re-rank of the top 100 (`{default}`, the exported bundle; fused score "
+                "(cos + beta * mean MaxSim) / (1 + beta), x100, mean ± sd):\n\n" + reranks + "\n\n") if reranks else "")
+            + diagnostics(results, args.low_quality))
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, text, args.marker)
         print(f"wrote the table into {args.write}")
 
 

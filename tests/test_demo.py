@@ -26,6 +26,8 @@ def test_demo_end_to_end_and_rerun(tmp_path):
     offline = re.search(r"offline eval   : mAP@all ([0-9.]+)", out)
     assert qdrant and offline and abs(float(qdrant[1]) - float(offline[1])) < 1e-3, out
     assert "they agree" in out
+    assert "selected epoch 1 of 1 (by validation mAP@all" in out  # chosen on validation classes
+    assert re.search(r"validation classes\s*: P@10 [0-9.]+ -> [0-9.]+", out) and "(plain AP " in out
     assert (tmp_path / "contact_sheet.png").stat().st_size > 0
     assert "480 added" in out
     assert f"dmwan serve --collection demo-unseen --store {tmp_path / 'store'}" in out  # what to do next
