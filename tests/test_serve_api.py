@@ -99,6 +99,18 @@ def test_options_as_query_parameters_or_json_fields(served):
     assert all(r["label"] == "square" for res in q.json()["queries"] for r in res["results"])
 
 
+def test_rerank_on_request_equals_the_librarys_fused_search(served):
+    store, model = served["service"].store, served["service"].model("pics")
+    want = search_sketches(store, "pics", model, served["sketches"], k=4, rerank=True)
+    r = served["client"].post("/collections/pics/search", params={"k": 4, "rerank": "true"},
+                              files=files_of(*served["sketches"]))
+    assert r.status_code == 200 and r.json()["rerank"] is True
+    assert ids(r.json()) == expected_ids(want)
+    for q, exp in zip(r.json()["queries"], want):
+        assert [g["score"] for g in q["results"]] == pytest.approx([w.score for w in exp], abs=1e-5)
+        assert all(-1.0 <= g["score"] <= 1.0 + 1e-5 for g in q["results"])  # the cosine's scale
+
+
 def test_each_collection_searches_its_own_points(served):
     r = served["client"].post("/collections/squares/search?k=10", files=files_of(served["sketches"][0]))
     results = r.json()["queries"][0]["results"]
