@@ -3,7 +3,6 @@ manifest, low-quality share, and that object benchmarks keep their identity."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -29,16 +28,11 @@ from dmwan_qdrant.data import (
 )
 from dmwan_qdrant.errors import UsageError
 
+from test_data_procedural import _digest  # one tree digest for both generators' determinism tests
+
 TINY = dict(n_classes=6, unseen_classes=2, photos_per_class=4, sketches_per_class=4, image_size=32, workers=1,
             kind="glyphs")
 
-
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -32,7 +32,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .render import ABSTRACT, CLUTTERED, _background, _grid, _hand_drawn, _hsv, _random_fragment, _rgb, _texture
+from .render import (ABSTRACT, CLUTTERED, _background, _grid, _hand_drawn, _hsv, _random_fragment, _rgb, _texture,
+                     pen_lifts)
 from .shapes import Point
 
 #: Bumped whenever the glyph library or rendering changes (a glyphs benchmark's manifest version).
@@ -372,12 +373,7 @@ def render_glyph_sketch(glyph: Glyph, rng: random.Random, size: int, quality: st
         w = max(1, round(width * rng.uniform(0.8, 1.25)))
         for _ in range(2 if rng.random() < 0.12 else 1):  # now and then a stroke is retraced
             line = _hand_drawn(pixels, False, rng, wobble, big)
-            if len(line) > 10 and rng.random() < 0.15:  # a gap where the pen lifted
-                cut = rng.randrange(3, len(line) - 5)
-                pieces = [line[:cut], line[cut + rng.randint(1, 3):]]
-            else:
-                pieces = [line]
-            for piece in pieces:
+            for piece in pen_lifts(line, rng, 10, 3, 5):
                 if len(piece) >= 2:
                     draw.line(piece, fill=min(140, ink + rng.randint(0, 40)), width=w, joint="curve")
     return img.reduce(2).convert("RGB")

@@ -276,15 +276,20 @@ def render_sketch(parts: tuple[Part, ...], rng: random.Random, size: int, qualit
         for path, closed in stroke_paths(part):
             moved = [((x - part.x) * sc + part.x + ox, (y - part.y) * sc + part.y + oy) for x, y in path]
             pts = _hand_drawn(pose.to_pixels(moved, big), closed, rng, jitter, big)
-            if len(pts) > 8 and rng.random() < 0.15:  # a gap where the pen lifted
-                cut = rng.randrange(2, len(pts) - 4)
-                pieces = [pts[:cut], pts[cut + rng.randint(1, 3):]]
-            else:
-                pieces = [pts]
-            for piece in pieces:
+            for piece in pen_lifts(pts, rng, 8, 2, 4):
                 if len(piece) >= 2:
                     draw.line(piece, fill=ink, width=width + rng.choice((0, 0, 1)), joint="curve")
     return img.reduce(2).convert("RGB")
+
+
+def pen_lifts(points: list, rng: random.Random, min_points: int, head: int, tail: int) -> list[list]:
+    """A stroke's points as the pieces a pen leaves: now and then (15%, when it has more than
+    ``min_points``) a gap of 1-3 points where the pen lifted, at least ``head`` points from its
+    start and ``tail`` from its end."""
+    if len(points) > min_points and rng.random() < 0.15:
+        cut = rng.randrange(head, len(points) - tail)
+        return [points[:cut], points[cut + rng.randint(1, 3):]]
+    return [points]
 
 
 def silhouette(parts: tuple[Part, ...], size: int = 48) -> np.ndarray:
