@@ -16,6 +16,19 @@ from ..errors import ModelError
 PRESET_PACKAGE = "dmwan_qdrant.presets"
 
 
+#: The fields that take one of a few words, and those words.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "global_pool": ("token", "avg"),
+    "sketch_term_anchor": ("photo", "sketch"),
+    "backbone": ("open_clip", "timm"),
+    "loss": ("quadruplet", "triplet"),
+    "weight_standardise": ("batch", "class"),
+    "weight_sample_score": ("pair", "centroid"),
+    "weight_refresh": ("step", "epoch"),
+    "weight_memory": ("sketch", "both"),
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture, weighting and loss settings of a DMWAN model."""
@@ -125,22 +138,10 @@ class ModelConfig:
     token_loss_weight: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.global_pool not in ("token", "avg"):
-            raise ModelError(f"global_pool must be 'token' or 'avg', not {self.global_pool!r}")
-        if self.sketch_term_anchor not in ("photo", "sketch"):
-            raise ModelError(f"sketch_term_anchor must be 'photo' or 'sketch', not {self.sketch_term_anchor!r}")
-        if self.backbone not in ("open_clip", "timm"):
-            raise ModelError(f"backbone must be 'open_clip' or 'timm', not {self.backbone!r}")
-        if self.loss not in ("quadruplet", "triplet"):
-            raise ModelError(f"loss must be 'quadruplet' or 'triplet', not {self.loss!r}")
-        if self.weight_standardise not in ("batch", "class"):
-            raise ModelError(f"weight_standardise must be 'batch' or 'class', not {self.weight_standardise!r}")
-        if self.weight_sample_score not in ("pair", "centroid"):
-            raise ModelError(f"weight_sample_score must be 'pair' or 'centroid', not {self.weight_sample_score!r}")
-        if self.weight_refresh not in ("step", "epoch"):
-            raise ModelError(f"weight_refresh must be 'step' or 'epoch', not {self.weight_refresh!r}")
-        if self.weight_memory not in ("sketch", "both"):
-            raise ModelError(f"weight_memory must be 'sketch' or 'both', not {self.weight_memory!r}")
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ModelError(f"{name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
         if self.clip_model is None and self.clip_config is None and (self.use_text or self.backbone == "open_clip"):
             raise ModelError("a CLIP model name or inline config is needed for the text tower")
         if self.backbone == "timm" and not self.timm_model:
