@@ -245,6 +245,8 @@ def main() -> None:
                         help="runs and results (default: dmwan-ablation-<config name> in the temp dir)")
     parser.add_argument("--write", type=Path, default=None, help="Markdown file whose ablation section to replace")
     parser.add_argument("--marker", default="", help="which ablation section of --write (one per benchmark)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: write the table from the results already in --workdir")
     args = parser.parse_args()
     if args.workdir is None:
         args.workdir = Path(tempfile.gettempdir()) / f"dmwan-ablation-{Path(args.config).stem}"
@@ -273,7 +275,7 @@ def main() -> None:
             for variant in args.variants:
                 name = run_name(variant, lq, seed)
                 out = results_dir / f"{name}.json"
-                if out.exists():
+                if out.exists() or args.report_only:
                     continue
                 jobs.append({"name": name, "variant": variant, "low_quality": lq, "seed": seed,
                              "config": args.config, "data_root": str(data_root), "runs": str(args.workdir / "runs"),

@@ -14,9 +14,11 @@ RERANK_WEIGHT = 2.0
 """w: the weight of the mean MaxSim against the global cosine in the re-rank's fused score,
 chosen on validation classes (BENCHMARKS.md, the ablation's re-rank table: of 0.5, 1, 2 and
 MaxSim alone, 2 gave the largest mean gain of validation P@10 and mAP@200)."""
-DEFAULT_RERANK = True
-"""Sketch searches re-rank by default: on the validation classes of four seeds at 0% and 30% low
-quality, the fused re-rank raised mAP@200 in every run and P@10 in 7 of 8 (BENCHMARKS.md)."""
+DEFAULT_RERANK = False
+"""Sketch searches do not re-rank unless asked: on the objects benchmark's validation classes the
+fused re-rank raised mAP@200 in all 8 runs and P@10 in 7 of 8, but on the glyph benchmark it
+lowered validation P@10 (BENCHMARKS.md). Measure it on your own validation classes
+(`dmwan_qdrant.eval.rerank.rerank_metrics`) and turn it on where it helps."""
 
 def fuse_hits(cosine: Sequence[Any], maxsim: Sequence[Any], n_tokens: float, weight: float) -> list[Any]:
     """The candidates of ``cosine`` (by global cosine) re-ranked by the fused multi-level score
