@@ -108,7 +108,7 @@ class AlignmentWeighting(nn.Module):
         self.register_buffer("class_mean", torch.full((2, 0), float("nan")), persistent=False)
         self.register_buffer("class_var", torch.ones(()), persistent=False)
         # Per domain and class: running centroid of the global embeddings (centroid scores).
-        self.register_buffer("centroids", torch.zeros((2, 0, 0)), persistent=False)
+        self.register_buffer("centroids", torch.full((2, 0, 0), float("nan")), persistent=False)
 
     def reset_statistics(self) -> None:
         """Start the score statistics and the warmup afresh (fine-tuning on other data)."""
@@ -125,7 +125,7 @@ class AlignmentWeighting(nn.Module):
                                        device=device)
         self.class_mean = torch.full((2, classes), float("nan"), device=device)
         self.class_var = torch.ones((), device=device)
-        self.centroids = torch.zeros((2, classes, 0), device=device)
+        self.centroids = torch.full((2, classes, 0), float("nan"), device=device)
 
     def training_state(self) -> dict[str, torch.Tensor]:
         """What a checkpoint keeps to resume the weighting mid-run (memories, class statistics)."""
@@ -153,17 +153,15 @@ class AlignmentWeighting(nn.Module):
         text agreement (``text_coef``). Updates the centroids when training."""
         cfg = self.config
         sketch, photo, labels = sketch.detach().float(), photo.detach().float(), labels.long()
-        if self.centroids.shape[1] == 0:
-            return self._centroid_fallback(sketch, photo, text_sketch, text_photo)
+        if self.centroids.shape[1] == 0:  # no class statistics (inference, tests): the pair's cosine
+            cos = (sketch * photo).sum(-1)
+            return cos, cos
         if self.centroids.shape[2] != sketch.shape[1]:
-            self.centroids = torch.zeros((2, self.centroids.shape[1], sketch.shape[1]), device=sketch.device)
+            self.centroids = torch.full((2, self.centroids.shape[1], sketch.shape[1]), float("nan"),
+                                        device=sketch.device)
         if self.training:
-            m = cfg.weight_momentum
             for domain, emb in ((0, sketch), (1, photo)):
-                for c in labels.unique():
-                    mean = emb[labels == c].mean(dim=0)
-                    past = self.centroids[domain, c]
-                    self.centroids[domain, c] = mean if past.abs().sum() == 0 else m * past + (1 - m) * mean
+                _blend_per_class(self.centroids[domain], emb, labels, cfg.weight_momentum)
         unit = F.normalize(self.centroids, dim=-1)
         s_score = (sketch * unit[1, labels]).sum(-1)
         p_score = (photo * unit[0, labels]).sum(-1)
@@ -171,11 +169,6 @@ class AlignmentWeighting(nn.Module):
             s_score = s_score + cfg.text_coef * text_sketch.detach().float()
             p_score = p_score + cfg.text_coef * text_photo.detach().float()
         return s_score, p_score
-
-    def _centroid_fallback(self, sketch, photo, text_sketch, text_photo) -> tuple[torch.Tensor, torch.Tensor]:
-        """Without class statistics (inference, tests): the pair's cosine for both samples."""
-        cos = (sketch * photo).sum(-1)
-        return cos, cos
 
     def _standardise(self, scores: torch.Tensor, labels: torch.Tensor | None, domain: int) -> torch.Tensor:
         """z-scores of ``scores`` against the batch statistics or their class's (domain 0 =
@@ -186,10 +179,7 @@ class AlignmentWeighting(nn.Module):
         means = self.class_mean[domain]
         if self.training:
             m = self.config.weight_momentum
-            for c in labels.unique():
-                batch_mean = scores[labels == c].mean()
-                past = means[c]
-                means[c] = batch_mean if torch.isnan(past) else m * past + (1 - m) * batch_mean
+            _blend_per_class(means, scores, labels, m)
             residual = scores - means[labels]
             self.class_var.mul_(m).add_((1 - m) * residual.pow(2).mean())
         return (scores - means[labels]) / self.class_var.clamp_min(1e-6).sqrt()
@@ -252,6 +242,15 @@ class AlignmentWeighting(nn.Module):
         w = torch.softmax(z / cfg.weight_temperature, dim=0) * scores.numel()
         w = w.clamp(cfg.weight_min, cfg.weight_max)
         return w / w.mean()
+
+
+def _blend_per_class(table: torch.Tensor, values: torch.Tensor, labels: torch.Tensor, momentum: float) -> None:
+    """Blend each class's mean of ``values`` into its row of ``table`` with ``momentum``, in
+    place; a row still NaN (never set) takes the mean as it is."""
+    for c in labels.unique():
+        mean = values[labels == c].mean(dim=0)
+        past = table[c]
+        table[c] = mean if torch.isnan(past).any() else momentum * past + (1 - momentum) * mean
 
 
 def weight_statistics(weights: torch.Tensor) -> dict[str, float]:
