@@ -255,7 +255,7 @@ def repair_collection(store: Store, name: str, model: Any, report: CheckReport |
     from .encoder import check_same_model
     from .errors import ImageError
     from .ingest import ingest
-    from .ingest_records import root_patterns
+    from .ingest.records import root_patterns
 
     check_same_model(name, store.get_model_record(name), model)
     report = report or check_collection(store, name)

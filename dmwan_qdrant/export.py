@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DiskFullError, DmwanError, StoreError, UsageError
-from .ingest_records import ALIASES, alias_list
+from .ingest.records import ALIASES, alias_list
 from .store import Store
 from .store.base import StoredPoint
 

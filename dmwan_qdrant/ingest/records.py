@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DiskFullError, DmwanError, Interrupted
-from .store import Store
+from ..errors import DiskFullError, DmwanError, Interrupted
+from ..store import Store
 
 ALIASES = "aliases"
 """Payload field of a point: the other files with the same content, ``[{path, size, mtime_ns}]``."""

@@ -1,0 +1,153 @@
+"""The single-process ingest: decoding in DataLoader workers overlapped with the encoder."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..encoder import encoder_threads, usable_cores
+from ..errors import DiskFullError, DmwanError, Interrupted, UsageError
+from ..imageio import MAX_IMAGE_PIXELS
+from ..selection import Selection
+from ..store import Store
+from .decode import PhotoFiles, collate
+from .plan import IngestPlan, create_if_missing, finish_ingest, plan_ingest
+from .records import signum_args, stopped_message
+from .report import IngestProgress, IngestReport
+from .write import BatchWriter
+
+
+def default_workers() -> int:
+    """Decoding workers: one core left for the encoder, at most 8."""
+    return max(0, min(8, usable_cores() - 1))
+
+
+def check_export(export: str | Path | None) -> None:
+    """Refuse a bad export file name before the run (not after it)."""
+    if export is not None:
+        from ..export import export_format
+
+        export_format(export)
+
+
+def ingest(
+    paths: Sequence[str | Path],
+    store: Store,
+    collection: str,
+    model: Any,
+    label_from_folder: bool = False,
+    prune: bool = False,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    progress: Callable[[IngestProgress], None] | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    export: str | Path | None = None,
+) -> IngestReport:
+    """Embed the image files under ``paths`` into ``collection`` (created on first use).
+
+    Args:
+        paths: files and folders (walked recursively).
+        store: an open `Store`.
+        collection: collection name; created with ``model``'s record if missing.
+        model: a DMWAN model (see `dmwan_qdrant.encoder.load_bundle`).
+        label_from_folder: store each file's parent folder name as ``label``.
+        prune: delete the points under ``paths`` whose file is gone.
+        batch_size: images per forward pass and per upsert.
+        num_workers: decoding workers (default `default_workers`); 0 decodes in this process.
+        progress: called after each batch with an `IngestProgress`; an exception it raises
+            stops the run (everything upserted before stays).
+        max_pixels: larger images are refused as decompression bombs.
+        include: globs; when given, only the files matching one of them are taken.
+        exclude: globs; the files matching one are skipped: neither embedded nor pruned. Both
+            match the path relative to the PATH a file was found under (`dmwan_qdrant.selection`).
+        export: write the points of the files found (new and unchanged) to this ``.npy`` or
+            ``.parquet`` file at the end (`dmwan_qdrant.export`).
+
+    Raises:
+        UsageError: a path that does not exist, a bad batch size, a bad export file name.
+        ModelMismatchError: the collection was filled by another model.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    selection = Selection(include, exclude)
+    check_export(export)
+    start = time.perf_counter()
+    report = IngestReport()
+    plan = plan_ingest(paths, store, collection, model, selection, prune, report)
+    create_if_missing(store, collection, plan, model)
+    writer = BatchWriter(store, collection, label_from_folder, report)
+
+    def tick() -> None:
+        if progress is not None:
+            progress(IngestProgress(report.handled(plan.skipped), report.found, report.decoded,
+                                    len(report.failed), time.perf_counter() - start))
+
+    tick()
+    with stop_messages(store, collection, plan, report):
+        if plan.todo:
+            _decode_and_write(plan, model, writer, batch_size, num_workers, max_pixels, tick)
+        finish_ingest(paths, store, collection, plan, writer.written, report, selection=selection,
+                      label_from_folder=label_from_folder, prune=prune, export=export)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _decode_and_write(plan: IngestPlan, model: Any, writer: BatchWriter, batch_size: int,
+                      num_workers: int | None, max_pixels: int, tick: Callable[[], None]) -> None:
+    workers = default_workers() if num_workers is None else max(0, num_workers)
+    workers = min(workers, (len(plan.todo) - 1) // batch_size)  # one batch: no worker start-up cost
+    worker_init = None
+    if workers:  # workers die with this process and leave Ctrl-C to it
+        from ..interrupts import loader_worker_init as worker_init
+    loader = DataLoader(
+        PhotoFiles(plan.todo, model.transform("photo"), max_pixels),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=getattr(getattr(model, "device", None), "type", "cpu") == "cuda",
+        prefetch_factor=4 if workers else None,
+        worker_init_fn=worker_init,
+    )
+    with encoder_threads(model, leave=workers):
+        for tensors, items in loader:
+            writer.write(items, _embedder(model, tensors, sum("error" not in it for it in items)))
+            tick()
+
+
+def _embedder(model: Any, tensors: torch.Tensor | None, good: int) -> Callable[[list[int]], tuple[np.ndarray, np.ndarray]]:
+    """Embeds chosen rows of a batch's stacked tensors (all of them without a copy)."""
+
+    def embed(rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        assert tensors is not None
+        emb = model.embed_photos(tensors if len(rows) == good else tensors[rows])
+        return emb.global_.cpu().numpy(), emb.tokens.cpu().numpy()
+
+    return embed
+
+
+@contextlib.contextmanager
+def stop_messages(store: Store, collection: str, plan: IngestPlan, report: IngestReport) -> Iterator[None]:
+    """Turn a run stopped by a signal, a full disk or a dead decoding worker into one line that
+    says what is stored and what to do next (`dmwan_qdrant.ingest.records.stopped_message`)."""
+    try:
+        yield
+    except (Interrupted, DiskFullError) as e:
+        done = report.handled(plan.skipped)
+        raise type(e)(stopped_message(e, store, collection, done, report.found), *signum_args(e)) from None
+    except RuntimeError as e:
+        if "DataLoader worker" not in str(e):
+            raise
+        # A decoding worker killed from outside (the OOM killer, a stray SIGTERM): the run stops
+        # like an interrupted one, with what it stored.
+        why = DmwanError(f"a decoding worker died ({str(e).splitlines()[0].rstrip('. ')})")
+        done = report.handled(plan.skipped)
+        raise DmwanError(stopped_message(why, store, collection, done, report.found)) from None
