@@ -75,17 +75,40 @@ def embed(model, n: int, sketch: bool, seed0: int) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(gs), np.concatenate(ts)
 
 
+JITTER_RUN = 4096
+"""Rows that share one noise draw in `jittered`."""
+
+
 def grow(g: np.ndarray, t: np.ndarray, n: int, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` points: the base ones, then noisy copies of them (re-normalised)."""
     if n <= len(g):
         return g[:n], t[:n]
-    rng = np.random.default_rng(seed)
-    idx = np.arange(n) % len(g)
-    gg = g[idx] + (np.arange(n) >= len(g))[:, None] * rng.normal(0, noise, (n, g.shape[1])).astype(np.float32)
-    tt = t[idx] + (np.arange(n) >= len(g))[:, None, None] * rng.normal(0, noise, (n, *t.shape[1:])).astype(np.float32)
-    gg /= np.linalg.norm(gg, axis=-1, keepdims=True)
-    tt /= np.linalg.norm(tt, axis=-1, keepdims=True)
-    return gg.astype(np.float32), tt.astype(np.float32)
+    return jittered(g, t, 0, n, noise, seed)
+
+
+def jittered(
+    g: np.ndarray, t: np.ndarray, start: int, stop: int, noise: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``start:stop`` of the endless sequence: the base points, then noisy copies of them
+    (Gaussian, sigma ``noise``, re-normalised), copy ``c`` of base point ``j`` at ``c * len(g) + j``.
+    The same rows come out whatever the slicing (noise is drawn per run of `JITTER_RUN` rows),
+    so a large collection can be made, and its rows made again, a slice at a time in flat memory."""
+    gs, ts = [], []
+    for run in range(start // JITTER_RUN, (stop - 1) // JITTER_RUN + 1):
+        rows = np.arange(max(start, run * JITTER_RUN), min(stop, (run + 1) * JITTER_RUN))
+        gg, tt = g[rows % len(g)], t[rows % len(g)]
+        copy = rows >= len(g)
+        if copy.any():
+            rng = np.random.default_rng([seed, run])
+            full = (JITTER_RUN, *t.shape[1:])
+            at = rows - run * JITTER_RUN
+            gg = gg + copy[:, None] * rng.normal(0, noise, (JITTER_RUN, g.shape[1])).astype(np.float32)[at]
+            tt = tt + copy[:, None, None] * rng.normal(0, noise, full).astype(np.float32)[at]
+            gg[copy] /= np.linalg.norm(gg[copy], axis=-1, keepdims=True)
+            tt[copy] /= np.linalg.norm(tt[copy], axis=-1, keepdims=True)
+        gs.append(gg.astype(np.float32))
+        ts.append(tt.astype(np.float32))
+    return np.concatenate(gs), np.concatenate(ts)
 
 
 def exact(g, t, qg, qt, k=10, prefetch=100) -> tuple[list[set], list[set]]:

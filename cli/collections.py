@@ -1,4 +1,4 @@
-"""`dmwan collections list | info | delete | optimize`."""
+"""`dmwan collections list | info | create | delete | optimize | check | recover`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import CollectionNotFoundError, StoreServedError, UsageError
+from dmwan_qdrant.store.index import TOKEN_STORAGE, IndexSettings, create_collection
 
 from .app import app
 from .options import api_key_option, open_cli_store, store_option, url_option
 
 collections_app = typer.Typer(
     name="collections",
-    help="List, inspect, check, repair, recover, delete and optimize collections.",
+    help="List, inspect, create, check, repair, recover, delete and optimize collections.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -81,6 +82,11 @@ def info(
     typer.echo(f"vectors      global {i.dim} (cosine), tokens {i.token_dim} per token (MaxSim)")
     seg = f", {i.segments} segment{'' if i.segments == 1 else 's'}" if i.segments is not None else ""
     typer.echo(f"index        {i.index_state} ({i.indexed_vectors} vectors indexed{seg}), status {i.status}")
+    if i.index is not None:
+        x = i.index
+        rescore = (", re-rank rescored with them" if x.rescore else ", re-rank by int8 alone") if x.tokens == "int8" else ""
+        typer.echo(f"settings     HNSW m={x.hnsw_m} ef_construct={x.ef_construct}, search ef={x.hnsw_ef}; "
+                   f"tokens {_TOKEN_WORDS[x.tokens]}{rescore}")
     typer.echo("model")
     width = max((len(key) for key in i.model), default=0) + 2
     for key, value in i.model.items():
@@ -89,6 +95,44 @@ def info(
         typer.echo(f"labels       {len(labels)}: " + ", ".join(f"{k} {n}" for k, n in labels.items()))
     elif labels is not None:
         typer.echo("labels       none (ingest with --label-from-folder to label by folder)")
+
+
+_TOKEN_WORDS = {
+    "int8": "int8 (scalar quantization in memory), float16 originals on disk",
+    "float16": "float16",
+    "float32": "float32",
+}
+
+
+@collections_app.command("create")
+def create(
+    name: str = typer.Argument(..., help="collection name"),
+    model: str = typer.Option(..., "--model", "-m", metavar="BUNDLE|NAME", help="the model bundle that will fill it"),
+    hnsw_m: int = typer.Option(IndexSettings.hnsw_m, "--hnsw-m", help="edges per node of the HNSW graph"),
+    ef_construct: int = typer.Option(IndexSettings.ef_construct, "--ef-construct", help="candidates while building the graph"),
+    ef: int = typer.Option(IndexSettings.hnsw_ef, "--ef", help="candidates while searching it (a query's --ef overrides)"),
+    tokens: str = typer.Option(IndexSettings.tokens, "--tokens", help="token storage: " + ", ".join(TOKEN_STORAGE)),
+    rescore: bool = typer.Option(IndexSettings.rescore, "--rescore/--no-rescore",
+                                 help="int8 tokens: re-score the re-rank with the originals"),
+    store: Optional[Path] = store_option(),
+    url: Optional[str] = url_option(),
+    api_key: Optional[str] = api_key_option(),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Create an empty collection with chosen index settings (ingest creates one with the
+    defaults when it is missing)."""
+    from dmwan_qdrant.encoder import load_bundle, model_record
+
+    index = IndexSettings(hnsw_m=hnsw_m, ef_construct=ef_construct, hnsw_ef=ef, tokens=tokens, rescore=rescore)
+    record = model_record(load_bundle(model))
+    with open_cli_store(store, url, api_key, create=True) as st:
+        create_collection(st, name, record, index)
+        i = st.collection_info(name)
+    if as_json:
+        typer.echo(json.dumps(_info_dict(i), indent=2))
+        return
+    typer.echo(f"created '{name}': HNSW m={hnsw_m} ef_construct={ef_construct} ef={ef}, tokens {tokens}"
+               + (f", rescore {'on' if rescore else 'off'}" if tokens == "int8" else ""))
 
 
 def _card_summary(record: dict[str, Any]) -> dict[str, str]:

@@ -5,6 +5,9 @@ top ``prefetch`` candidates are re-ranked by the multi-level score: the database
 over the local tokens for them (Qdrant's multivector MAX_SIM), and the plugin fuses it with the
 global cosine, ``(cos + w * maxsim / n_tokens) / (1 + w)`` with ``w`` = `RERANK_WEIGHT`. Every
 score a user sees is on the cosine's scale, -1 to 1, re-ranked or not.
+
+``ef`` is how many candidates the HNSW search of the global vectors keeps: higher finds more of
+the exact top ``k`` and costs time; None uses the collection's default (``collections info``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .imageio import load_image
 from .reranking import DEFAULT_PREFETCH, DEFAULT_RERANK, RERANK_WEIGHT, fuse_hits
 from .results import Result
 from .store import Hit, Store
+from .store.index import check_ef
 
 #: Payload fields compared as integers in ``--filter key=value``; every other key is a string.
 INTEGER_FIELDS = frozenset({"size", "width", "height", "mtime_ns"})
@@ -198,6 +202,7 @@ def search_sketches(
     filter: dict[str, Any] | None = None,
     rerank: bool | None = None,
     prefetch: int = DEFAULT_PREFETCH,
+    ef: int | None = None,
 ) -> list[list[Result]]:
     """The top ``k`` photos for each sketch, best first (sketches embedded in one batch).
 
@@ -215,15 +220,18 @@ def search_sketches(
         rerank: re-rank the top ``prefetch`` by the fused global and local score (None:
             `DEFAULT_RERANK`).
         prefetch: candidates for the re-rank.
+        ef: HNSW search candidates (a positive int; None: the collection's default).
 
     Raises:
-        CollectionNotFoundError, ModelMismatchError, ImageError, UsageError.
+        CollectionNotFoundError, ModelMismatchError, ImageError, UsageError (also for an ``ef``
+        that is not a positive int).
     """
     if not sketch_paths:
         raise UsageError("give at least one sketch")
+    check_ef(ef)
     _check(store, collection, model)  # before the embedding work, so a wrong name fails fast
     vectors, tokens = embed_sketch_files(model, sketch_paths)
-    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch)
+    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
 
 
 def search_sketch_embeddings(
@@ -236,6 +244,7 @@ def search_sketch_embeddings(
     filter: dict[str, Any] | None = None,
     rerank: bool | None = None,
     prefetch: int = DEFAULT_PREFETCH,
+    ef: int | None = None,
 ) -> list[list[Result]]:
     """`search_sketches` for sketches already embedded by `embed_sketch_files` (to search the
     same batch several ways without embedding it again).
@@ -244,17 +253,20 @@ def search_sketch_embeddings(
         CollectionNotFoundError, ModelMismatchError, UsageError (a bad filter, or a filter key
         no point holds: see `check_filter_keys`).
     """
+    check_ef(ef)
     _check(store, collection, model)
     if rerank is None:
         rerank = DEFAULT_RERANK
     if not rerank:
-        hits = store.search_batch(collection, vectors.numpy(), k, filter)
+        hits = store.search_batch(collection, vectors.numpy(), k, filter, hnsw_ef=ef)
         _check_empty(store, collection, filter, hits)
         return [_results(h, collection, 1.0) for h in hits]
     depth = max(prefetch, k)
-    cosine = store.search_batch(collection, vectors.numpy(), depth, filter)
+    cosine = store.search_batch(collection, vectors.numpy(), depth, filter, hnsw_ef=ef)
     _check_empty(store, collection, filter, cosine)
-    maxsim = store.search_batch(collection, vectors.numpy(), depth, filter, list(tokens.numpy()), depth)
+    maxsim = store.search_batch(
+        collection, vectors.numpy(), depth, filter, list(tokens.numpy()), depth, hnsw_ef=ef
+    )
     n_tokens = float(tokens.shape[1])
     out = []
     for cos_hits, ms_hits in zip(cosine, maxsim):
@@ -271,21 +283,23 @@ def search_text(
     text: str | Sequence[str],
     k: int = 10,
     filter: dict[str, Any] | None = None,
+    ef: int | None = None,
 ) -> list[list[Result]]:
     """The top ``k`` photos for each text query (e.g. ``"a red shoe"``), through the CLIP text
     tower; global cosine only (text has no local tokens to re-rank with).
 
     Raises:
         CollectionNotFoundError, ModelMismatchError, UsageError (empty text, no text tower, a
-        bad filter or a filter key no point holds).
+        bad filter or a filter key no point holds, an ``ef`` that is not a positive int).
     """
     texts = [text] if isinstance(text, str) else list(text)
     if not texts or not all(t.strip() for t in texts):
         raise UsageError("the text query is empty")
+    check_ef(ef)
     _check(store, collection, model)
     if getattr(model, "clip", None) is None:
         raise UsageError("this model has no text tower, so it cannot search by text")
     vectors = model.embed_texts(texts).cpu().numpy()
-    hits = store.search_batch(collection, vectors, k, filter)
+    hits = store.search_batch(collection, vectors, k, filter, hnsw_ef=ef)
     _check_empty(store, collection, filter, hits)
     return [_results(h, collection, 1.0) for h in hits]

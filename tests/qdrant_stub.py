@@ -151,7 +151,14 @@ class QdrantStub:
         req = rm.CreateCollection.model_validate(body)
         if self.backend.collection_exists(n):
             raise StubError(409, f"Wrong input: Collection `{n}` already exists!")
-        return self.backend.create_collection(n, vectors_config=req.vectors, metadata=req.metadata)
+        # HNSW and quantization settings pass through; the local mode accepts and ignores them.
+        return self.backend.create_collection(
+            n,
+            vectors_config=req.vectors,
+            hnsw_config=req.hnsw_config,
+            quantization_config=req.quantization_config,
+            metadata=req.metadata,
+        )
 
     def _retrieve(self, body: dict[str, Any], n: str) -> list[rm.Record]:
         req = rm.PointRequest.model_validate(body)
@@ -177,6 +184,7 @@ class QdrantStub:
             using=q.using,
             prefetch=q.prefetch,
             query_filter=q.filter,
+            search_params=q.params,
             limit=q.limit or 10,
             with_payload=q.with_payload if q.with_payload is not None else False,
         )

@@ -125,6 +125,18 @@ def test_filter_and_text_search(setup, store):
         search_text(store, "shapes", model, "  ")
 
 
+def test_ef_is_passed_through_and_checked(setup, store):
+    _, _, model, sketches = setup
+    want = search_sketches(store, "shapes", model, sketches, k=5)
+    assert search_sketches(store, "shapes", model, sketches, k=5, ef=256) == want
+    assert len(search_text(store, "shapes", model, "a red circle", k=3, ef=16)[0]) == 3
+    for bad in (0, -1, 1.5):
+        with pytest.raises(UsageError, match="ef must be a positive integer"):
+            search_sketches(store, "shapes", model, sketches, k=5, ef=bad)
+        with pytest.raises(UsageError, match="ef must be a positive integer"):
+            search_text(store, "shapes", model, "a circle", ef=bad)
+
+
 def test_parse_filters():
     assert parse_filters(["label=cat", "width=640", "path=/a=b"]) == {"label": "cat", "width": 640, "path": "/a=b"}
     assert parse_filters(["label=2024"]) == {"label": "2024"}  # folder names stay strings

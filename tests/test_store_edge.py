@@ -1,12 +1,15 @@
-"""Embedded-store specifics: reopening, HNSW after optimize, crash leftovers."""
+"""Embedded-store specifics: reopening, HNSW after optimize, crash leftovers, token storage."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import numpy as np
+from cli_helpers import dmwan, one_line_error
 
 from dmwan_qdrant.store import CollectionSpec, EdgeStore, PhotoPoint
+from dmwan_qdrant.store.index import LEGACY, IndexSettings
 
 SPEC = CollectionSpec(dim=8, token_dim=4, model={"fingerprint": "edge-test"})
 
@@ -61,3 +64,85 @@ def test_crash_leftovers_are_ignored_and_cleared(tmp_path):
         s.delete_collection("half")
         assert s.list_collections() == []
         assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+
+
+def clustered(n: int, dim: int, n_tok: int, token_dim: int, seed: int = 0):
+    """Unit global vectors and tokens around a few centres: neighbours with a real spread of
+    scores, as embeddings have (random vectors would all tie)."""
+    rng = np.random.default_rng(seed)
+
+    def unit(x):
+        return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+    centres = unit(rng.normal(size=(20, dim)))
+    tok_centres = unit(rng.normal(size=(20, n_tok, token_dim)))
+    which = rng.integers(0, 20, n)
+    g = unit(centres[which] + 0.4 * rng.normal(size=(n, dim)))
+    t = unit(tok_centres[which] + 0.6 * rng.normal(size=(n, n_tok, token_dim)))
+    return g, t
+
+
+def test_int8_token_rerank_against_float32(tmp_path):
+    """Once optimized, int8 tokens score the re-rank: alone (no rescore) the top 10 is close to
+    float32's with scores off by the quantization; rescored, it is float32's (float16 originals)."""
+    g, t = clustered(1500, 16, 8, 16)
+    qg, qt = clustered(20, 16, 8, 16, seed=1)
+    pts = [PhotoPoint(str(uuid.UUID(int=i + 1)), g[i], t[i]) for i in range(len(g))]
+    layouts = {
+        "float32": IndexSettings(tokens="float32"),
+        "int8": IndexSettings(tokens="int8"),
+        "alone": IndexSettings(tokens="int8", rescore=False),
+    }
+    found = {}
+    with EdgeStore(tmp_path) as s:
+        for name, index in layouts.items():
+            s.create_collection(name, CollectionSpec(16, 16, {}, index))
+            s.upsert(name, pts)
+            s.optimize(name)
+            found[name] = s.search_batch(name, qg, 10, rerank_tokens=list(qt), prefetch=100)
+
+    def compare(name: str) -> tuple[float, float]:
+        pairs = list(zip(found[name], found["float32"]))
+        overlap = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in pairs])
+        return overlap, max(abs(a[0].score - b[0].score) for a, b in pairs if a[0].id == b[0].id)
+
+    overlap, diff = compare("int8")
+    assert overlap >= 0.98 and diff < 1e-2
+    overlap, diff = compare("alone")
+    assert overlap >= 0.8 and 1e-3 < diff < 0.05 * qt.shape[1]
+
+
+def test_collections_info_shows_the_settings(tmp_path, capsys):
+    with EdgeStore(tmp_path) as s:
+        s.create_collection("photos", SPEC)
+        s.create_collection("old", CollectionSpec(8, 4, {}, LEGACY))
+    code, out, _ = dmwan(capsys, "collections", "info", "photos", "--store", tmp_path, "--json")
+    assert code == 0
+    index = json.loads(out)["index"]
+    assert index["tokens"] == "int8" and index == IndexSettings().to_dict()
+    code, out, _ = dmwan(capsys, "collections", "info", "old", "--store", tmp_path)
+    assert code == 0 and "HNSW m=16 ef_construct=100" in out and "tokens float32" in out
+
+
+def test_recovered_manifest_reads_the_settings_from_the_shard(tmp_path):
+    custom = IndexSettings(hnsw_m=8, ef_construct=50, tokens="float16")
+    with EdgeStore(tmp_path) as s:
+        s.create_collection("photos", CollectionSpec(8, 4, {"fingerprint": "x", "dim": 8, "token_dim": 4}, custom))
+    (tmp_path / "photos" / "collection.json").unlink()
+    (tmp_path / "photos" / "shard" / "dmwan-collection.json").unlink()
+    with EdgeStore(tmp_path) as s:
+        s.recover_collection("photos", {"fingerprint": "x", "dim": 8, "token_dim": 4})
+        assert s.collection_info("photos").index == IndexSettings(hnsw_m=8, ef_construct=50, tokens="float16")
+
+
+def test_collections_create_with_settings(tmp_path, capsys):
+    from dmwan_qdrant.model import create_model, save_model
+
+    bundle = save_model(create_model("tiny", seed=0), tmp_path / "bundle")
+    store = tmp_path / "store"
+    args = ["collections", "create", "shoes", "--model", bundle, "--store", store]
+    code, out, _ = dmwan(capsys, *args, "--hnsw-m", "8", "--ef", "64", "--tokens", "float16", "--json")
+    assert code == 0, out
+    assert json.loads(out)["index"] == IndexSettings(hnsw_m=8, hnsw_ef=64, tokens="float16").to_dict()
+    code, _, err = dmwan(capsys, "collections", "create", "other", *args[3:], "--tokens", "int4")
+    assert code != 0 and "unknown token storage 'int4'" in one_line_error(err)

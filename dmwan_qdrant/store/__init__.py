@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dmwan_qdrant.store.base import CollectionInfo, CollectionSpec, Hit, PhotoPoint, Store
 from dmwan_qdrant.store.factory import default_store_path, open_store
+from dmwan_qdrant.store.index import IndexSettings, create_collection
 
 if TYPE_CHECKING:
     from dmwan_qdrant.store.edge import EdgeStore
@@ -21,10 +22,12 @@ __all__ = [
     "CollectionSpec",
     "EdgeStore",
     "Hit",
+    "IndexSettings",
     "MemoryStore",
     "PhotoPoint",
     "ServerStore",
     "Store",
+    "create_collection",
     "default_store_path",
     "open_store",
 ]

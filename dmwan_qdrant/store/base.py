@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dmwan_qdrant.errors import ModelMismatchError, StoreError, UsageError
+from dmwan_qdrant.store.index import IndexSettings, check_ef
 
 GLOBAL = "global"
 """Name of the dense global vector."""
@@ -47,11 +48,14 @@ class CollectionSpec:
         token_dim: size of each local token.
         model: JSON-able record of the model that fills the collection, e.g.
             ``{"fingerprint": "...", "preset": "vit_b16", "dim": 512}``.
+        index: HNSW and token storage settings (default: int8 tokens; see
+            `dmwan_qdrant.store.index`). Fixed for the life of the collection.
     """
 
     dim: int
     token_dim: int
     model: dict[str, Any] = field(default_factory=dict)
+    index: IndexSettings = IndexSettings()
 
 
 @dataclass
@@ -123,6 +127,9 @@ class CollectionInfo:
             or ``"none"`` (the backend has no index: memory).
         segments: number of segments where the engine tells it, else None.
         status: engine status, e.g. ``"green"``; a server reports ``"yellow"`` while optimizing.
+        index: the settings the collection was created with (`IndexSettings.from_dict`: a
+            collection older than recorded settings reports its real float32 layout); None where
+            they are not known (a store described by `dmwan serve`).
     """
 
     name: str
@@ -135,6 +142,7 @@ class CollectionInfo:
     index_state: str
     segments: int | None
     status: str
+    index: IndexSettings | None = None
 
 
 def index_state(points: int, indexed_vectors: int, vectors_per_point: int = 2) -> str:
@@ -253,11 +261,13 @@ def check_queries(
     return q, toks
 
 
-def check_k(k: int, prefetch: int) -> tuple[int, int]:
-    """``(k, prefetch)`` validated, prefetch raised to at least k so the re-rank can fill k."""
+def check_search(k: int, prefetch: int, hnsw_ef: int | None, default_ef: int) -> tuple[int, int, int]:
+    """``(k, prefetch, ef)`` validated: prefetch raised to at least k so the re-rank can fill
+    k, ``hnsw_ef`` (None: ``default_ef``, the collection's) a positive int."""
     if int(k) < 1:
         raise UsageError(f"k must be at least 1, got {k}")
-    return int(k), max(int(prefetch), int(k))
+    ef = check_ef(hnsw_ef)
+    return int(k), max(int(prefetch), int(k)), default_ef if ef is None else ef
 
 
 class Store(ABC):
@@ -384,6 +394,7 @@ class Store(ABC):
         filter: Mapping[str, Any] | None = None,
         rerank_tokens: np.ndarray | None = None,
         prefetch: int = 100,
+        hnsw_ef: int | None = None,
     ) -> list[Hit]:
         """Top ``k`` points by cosine of ``global``, best first.
 
@@ -398,9 +409,12 @@ class Store(ABC):
                 top ``max(prefetch, k)`` by ``global`` and re-ranks them by MaxSim on ``tokens``
                 (score = sum over query tokens of the best cosine), inside the database.
             prefetch: candidates for the re-rank.
+            hnsw_ef: candidates the HNSW search of ``global`` keeps (higher: better recall,
+                slower); None uses the collection's ``IndexSettings.hnsw_ef``. Exact search
+                (before `optimize`, small segments, the memory backend) ignores it.
         """
         toks = None if rerank_tokens is None else [rerank_tokens]
-        return self.search_batch(name, [vector], k, filter, toks, prefetch)[0]
+        return self.search_batch(name, [vector], k, filter, toks, prefetch, hnsw_ef)[0]
 
     @abstractmethod
     def search_batch(
@@ -411,6 +425,7 @@ class Store(ABC):
         filter: Mapping[str, Any] | None = None,
         rerank_tokens: Sequence[np.ndarray] | None = None,
         prefetch: int = 100,
+        hnsw_ef: int | None = None,
     ) -> list[list[Hit]]:
         """`search` for several queries in one engine call; ``rerank_tokens[i]`` goes with
         ``vectors[i]``. Equal to looping `search`."""

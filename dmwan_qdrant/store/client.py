@@ -1,8 +1,8 @@
 """`ClientStore`: the store over qdrant-client, shared by `ServerStore` and `MemoryStore`.
 
-The model record lives in the collection's own ``metadata`` (Qdrant >= 1.16; qdrant-client 1.20
-sends it on create and reads it back in ``get_collection``, and its local mode keeps it too), under
-the key ``dmwan_qdrant``. So it is created and deleted with the collection, is never a point, and
+The model record and the `IndexSettings` live in the collection's own ``metadata`` (Qdrant >=
+1.16; qdrant-client 1.20 sends it on create and reads it back in ``get_collection``, and its local
+mode keeps it too), under the key ``dmwan_qdrant``. So it is created and deleted with the collection, is never a point, and
 cannot show up in searches, scrolls or counts.
 """
 
@@ -31,12 +31,13 @@ from dmwan_qdrant.store.base import (
     StoredPoint,
     stored_points,
     canonical_ids,
-    check_k,
     check_name,
     check_points,
     check_queries,
+    check_search,
     index_state,
 )
+from dmwan_qdrant.store.index import INT8_QUANTILE, IndexSettings
 from dmwan_qdrant.store.filters import (
     Condition,
     Match,
@@ -53,8 +54,20 @@ META_FORMAT = 1
 _PAGE = 1024
 
 
-def vectors_config(dim: int, token_dim: int) -> dict[str, qm.VectorParams]:
-    """Named vectors of a collection; ``tokens`` has no HNSW graph (m=0): it only re-ranks."""
+def vectors_config(dim: int, token_dim: int, tokens: str = "int8") -> dict[str, qm.VectorParams]:
+    """Named vectors of a collection; ``tokens`` has no HNSW graph (m=0): it only re-ranks, and
+    is stored as `dmwan_qdrant.store.index` describes (the same layout as the embedded store's).
+    """
+    storage: dict[str, Any] = {}
+    if tokens != "float32":
+        storage["datatype"] = qm.Datatype.FLOAT16
+    if tokens == "int8":
+        storage["on_disk"] = True
+        storage["quantization_config"] = qm.ScalarQuantization(
+            scalar=qm.ScalarQuantizationConfig(
+                type=qm.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
+            )
+        )
     return {
         GLOBAL: qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
         TOKENS: qm.VectorParams(
@@ -62,6 +75,7 @@ def vectors_config(dim: int, token_dim: int) -> dict[str, qm.VectorParams]:
             distance=qm.Distance.COSINE,
             multivector_config=qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM),
             hnsw_config=qm.HnswConfigDiff(m=0),
+            **storage,
         ),
     }
 
@@ -78,6 +92,10 @@ class ClientStore(Store):
             local mode ignores them with a warning).
         batch_size: points per upsert request.
     """
+
+    brute_force = False
+    """Whether the client scores every point (its local mode): it ignores search params and
+    warns about each, so none are sent."""
 
     def __init__(
         self,
@@ -160,6 +178,7 @@ class ClientStore(Store):
             "dim": int(spec.dim),
             "token_dim": int(spec.token_dim),
             "model": spec.model,
+            "index": spec.index.to_dict(),
         }
         if self.collection_exists(name):
             raise StoreError(f"collection '{name}' already exists")
@@ -168,7 +187,8 @@ class ClientStore(Store):
             "creating the collection",
             lambda: self._client.create_collection(
                 name,
-                vectors_config=vectors_config(spec.dim, spec.token_dim),
+                vectors_config=vectors_config(spec.dim, spec.token_dim, spec.index.tokens),
+                hnsw_config=qm.HnswConfigDiff(m=spec.index.hnsw_m, ef_construct=spec.index.ef_construct),
                 metadata={META_KEY: meta},
             ),
         )
@@ -232,6 +252,7 @@ class ClientStore(Store):
             index_state=self._index_state(points, indexed),
             segments=None if self.backend == "memory" else int(info.segments_count or 0),
             status=getattr(info.status, "value", str(info.status)),
+            index=IndexSettings.from_dict(meta.get("index")),
         )
 
     def _index_state(self, points: int, indexed: int) -> str:
@@ -343,28 +364,43 @@ class ClientStore(Store):
         filter: Mapping[str, Any] | None = None,
         rerank_tokens: Sequence[np.ndarray] | None = None,
         prefetch: int = 100,
+        hnsw_ef: int | None = None,
     ) -> list[list[Hit]]:
         meta = self._record(name)
-        k, prefetch = check_k(k, prefetch)
+        index = IndexSettings.from_dict(meta.get("index"))
+        k, prefetch, ef = check_search(k, prefetch, hnsw_ef, index.hnsw_ef)
         q, toks = check_queries(name, vectors, rerank_tokens, meta["dim"], meta["token_dim"])
         conds = check_filter(filter)
         flt = qm.Filter(must=[_condition(c) for c in conds]) if conds else None
+        params = rescore = None
+        if not self.brute_force:  # as the embedded store: see EdgeStore._request
+            params = qm.SearchParams(hnsw_ef=ef)
+            quant = qm.QuantizationSearchParams(rescore=index.rescore, oversampling=prefetch / k)
+            rescore = qm.SearchParams(quantization=quant)
         reqs = []
         for i, vec in enumerate(q):
             if toks is None:
                 reqs.append(
                     qm.QueryRequest(
-                        query=vec.tolist(), using=GLOBAL, filter=flt, limit=k, with_payload=True
+                        query=vec.tolist(),
+                        using=GLOBAL,
+                        filter=flt,
+                        params=params,
+                        limit=k,
+                        with_payload=True,
                     )
                 )
             else:
-                pre = qm.Prefetch(query=vec.tolist(), using=GLOBAL, filter=flt, limit=prefetch)
+                pre = qm.Prefetch(
+                    query=vec.tolist(), using=GLOBAL, filter=flt, params=params, limit=prefetch
+                )
                 reqs.append(
                     qm.QueryRequest(
                         prefetch=pre,
                         query=toks[i].tolist(),
                         using=TOKENS,
                         filter=flt,
+                        params=rescore,
                         limit=k,
                         with_payload=True,
                     )
@@ -381,6 +417,7 @@ class ClientStore(Store):
                         using=r.using,
                         prefetch=r.prefetch,
                         query_filter=r.filter,
+                        search_params=r.params,
                         limit=k,
                         with_payload=True,
                     ),

@@ -52,10 +52,10 @@ from dmwan_qdrant.store.base import (
     StoredPoint,
     stored_points,
     canonical_ids,
-    check_k,
     check_name,
     check_points,
     check_queries,
+    check_search,
     index_state,
 )
 from dmwan_qdrant.store import disk
@@ -75,6 +75,7 @@ from dmwan_qdrant.store.manifest import (
     SHARD_DIR,
     SHARD_MANIFEST,
     damaged_message,
+    manifest_index,
     new_manifest,
     read_manifest,
     recover_manifest,
@@ -231,7 +232,7 @@ class EdgeStore(Store):
             raise StoreError(f"collection '{name}' already exists")
         if spec.dim < 1 or spec.token_dim < 1:
             raise StoreError(f"invalid dims {spec.dim}/{spec.token_dim} for collection '{name}'")
-        manifest = new_manifest(name, spec.dim, spec.token_dim, spec.model)
+        manifest = new_manifest(name, spec.dim, spec.token_dim, spec.model, spec.index)
         self._ensure_space(0, "creating a collection")
         # Built complete under a dot-name, then renamed into place: a crash leaves a leftover
         # the next writer clears, never a collection folder without its manifest.
@@ -254,7 +255,8 @@ class EdgeStore(Store):
     def _new_shard(self, name: str, staging: Path, manifest: dict[str, Any]) -> qe.EdgeShard:
         with self._engine(name, "creating the shard"):
             shard = qe.EdgeShard.create(
-                str(staging / SHARD_DIR), edge_config(manifest["dim"], manifest["token_dim"])
+                str(staging / SHARD_DIR),
+                edge_config(manifest["dim"], manifest["token_dim"], manifest_index(manifest)),
             )
             for field in INDEXED_FIELDS:
                 shard.update(
@@ -389,6 +391,7 @@ class EdgeStore(Store):
             index_state=index_state(int(info.points_count), int(info.indexed_vectors_count)),
             segments=int(info.segments_count),
             status="green",
+            index=manifest_index(manifest),
         )
 
     def get_model_record(self, name: str) -> dict[str, Any]:
@@ -493,17 +496,28 @@ class EdgeStore(Store):
     # -- search --------------------------------------------------------------------------------
 
     def _request(
-        self, vec: np.ndarray, tok: np.ndarray | None, k: int, prefetch: int, flt: qe.Filter | None
+        self,
+        vec: np.ndarray,
+        tok: np.ndarray | None,
+        k: int,
+        prefetch: int,
+        flt: qe.Filter | None,
+        params: qe.SearchParams,
+        rescore: bool,
     ) -> qe.QueryRequest:
         nearest = qe.Query.Nearest(vec.tolist(), using=GLOBAL)
         if tok is None:
-            return qe.QueryRequest(limit=k, query=nearest, filter=flt, with_payload=True)
+            return qe.QueryRequest(limit=k, query=nearest, filter=flt, with_payload=True, params=params)
+        # Quantized tokens (int8, optimized segments) score the candidates; with rescore the
+        # engine scores again with the originals the top k * oversampling: all of them here.
+        quant = qe.QuantizationSearchParams(rescore=rescore, oversampling=prefetch / k)
         return qe.QueryRequest(
             limit=k,
-            prefetches=[qe.Prefetch(limit=prefetch, query=nearest, filter=flt)],
+            prefetches=[qe.Prefetch(limit=prefetch, query=nearest, filter=flt, params=params)],
             query=qe.Query.Nearest(tok.tolist(), using=TOKENS),
             filter=flt,
             with_payload=True,
+            params=qe.SearchParams(quantization=quant),
         )
 
     def search_batch(
@@ -514,14 +528,17 @@ class EdgeStore(Store):
         filter: Mapping[str, Any] | None = None,
         rerank_tokens: Sequence[np.ndarray] | None = None,
         prefetch: int = 100,
+        hnsw_ef: int | None = None,
     ) -> list[list[Hit]]:
         m = self._manifest(name)
-        k, prefetch = check_k(k, prefetch)
+        index = manifest_index(m)
+        k, prefetch, ef = check_search(k, prefetch, hnsw_ef, index.hnsw_ef)
         q, toks = check_queries(name, vectors, rerank_tokens, m["dim"], m["token_dim"])
         conds = check_filter(filter)
         flt = qe.Filter(must=[_condition(c) for c in conds]) if conds else None
+        params = qe.SearchParams(hnsw_ef=ef)
         reqs = [
-            self._request(q[i], None if toks is None else toks[i], k, prefetch, flt)
+            self._request(q[i], None if toks is None else toks[i], k, prefetch, flt, params, index.rescore)
             for i in range(len(q))
         ]
         shard = self._shard(name)

@@ -8,30 +8,53 @@ from pathlib import Path
 import qdrant_edge as qe
 
 from dmwan_qdrant.store.base import GLOBAL, TOKENS
+from dmwan_qdrant.store.index import INT8_QUANTILE, IndexSettings
+
+FULL_SCAN_KB = 10_000
+"""Segments (and filtered subsets) smaller than this many KB of vectors are scanned exactly."""
 
 
-def edge_config(dim: int, token_dim: int) -> qe.EdgeConfig:
-    """The shard configuration of a collection.
+def edge_config(dim: int, token_dim: int, index: IndexSettings) -> qe.EdgeConfig:
+    """The shard configuration of a collection with the settings ``index``.
 
     ``tokens`` gets ``m=0`` (no HNSW graph): it only re-ranks prefetched candidates, so a graph
     would cost build time and memory for nothing. ``indexing_threshold=1`` (KB) makes
     `EdgeStore.optimize` index every segment; qdrant-edge never optimizes on its own, so writes
-    stay cheap until then, and segments under ``full_scan_threshold`` (KB) are scanned exactly.
+    stay cheap until then. Quantized tokens exist only in optimized segments: fresh ones score
+    the re-rank with the originals.
     """
     tokens = qe.EdgeVectorParams(
         size=token_dim,
         distance=qe.Distance.Cosine,
         multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-        hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+        hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=index.ef_construct, full_scan_threshold=FULL_SCAN_KB),
+        **_token_storage(index.tokens),
     )
     return qe.EdgeConfig(
         vectors={
             GLOBAL: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
             TOKENS: tokens,
         },
-        hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000),
+        hnsw_config=qe.HnswIndexConfig(
+            m=index.hnsw_m, ef_construct=index.ef_construct, full_scan_threshold=FULL_SCAN_KB
+        ),
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1),
     )
+
+
+def _token_storage(tokens: str) -> dict[str, object]:
+    """`EdgeVectorParams` arguments for a token storage of `dmwan_qdrant.store.index`."""
+    if tokens == "float32":
+        return {}
+    if tokens == "float16":
+        return {"datatype": qe.VectorStorageDatatype.Float16}
+    return {  # int8: the quantized copy pinned in memory scores; originals half-size, on disk
+        "datatype": qe.VectorStorageDatatype.Float16,
+        "memory": qe.Memory.Cold,
+        "quantization_config": qe.ScalarQuantizationConfig(
+            qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned
+        ),
+    }
 
 
 def write_atomic(file: Path, text: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from dmwan_qdrant.errors import CollectionNotFoundError, StoreDamagedError, StoreError
 from dmwan_qdrant.store.base import GLOBAL, TOKENS
 from dmwan_qdrant.store.edge_config import write_atomic
+from dmwan_qdrant.store.index import IndexSettings
 
 MANIFEST = "collection.json"
 SHARD_DIR = "shard"
@@ -23,7 +24,9 @@ SHARD_MANIFEST = "dmwan-collection.json"
 MANIFEST_FORMAT = 1
 
 
-def new_manifest(name: str, dim: int, token_dim: int, model: dict[str, Any]) -> dict[str, Any]:
+def new_manifest(
+    name: str, dim: int, token_dim: int, model: dict[str, Any], index: IndexSettings
+) -> dict[str, Any]:
     """The manifest of a new, empty collection."""
     return {
         "format": MANIFEST_FORMAT,
@@ -31,7 +34,14 @@ def new_manifest(name: str, dim: int, token_dim: int, model: dict[str, Any]) -> 
         "dim": int(dim),
         "token_dim": int(token_dim),
         "model": model,
+        "index": index.to_dict(),
     }
+
+
+def manifest_index(manifest: dict[str, Any]) -> IndexSettings:
+    """The settings a manifest records; a manifest from before they were recorded holds a
+    collection of the legacy layout (`dmwan_qdrant.store.index.LEGACY`)."""
+    return IndexSettings.from_dict(manifest.get("index"))
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -83,12 +93,19 @@ def damaged_message(folder: Path, name: str, what: str) -> str:
     )
 
 
-def shard_dims(shard: Path) -> tuple[int, int]:
-    """``(dim, token_dim)`` from a shard's own configuration file."""
+def shard_dims(shard: Path) -> tuple[int, int, IndexSettings]:
+    """``(dim, token_dim, index settings)`` from a shard's own configuration file."""
     try:
         config = json.loads((shard / "edge_config.json").read_text())
         vectors = config["vectors"]
-        return int(vectors[GLOBAL]["size"]), int(vectors[TOKENS]["size"])
+        tokens = vectors[TOKENS]
+        if "scalar" in (tokens.get("quantization_config") or {}):
+            storage = "int8"
+        else:
+            storage = "float16" if tokens.get("datatype") == "float16" else "float32"
+        hnsw = config["hnsw_config"]
+        index = IndexSettings(hnsw_m=int(hnsw["m"]), ef_construct=int(hnsw["ef_construct"]), tokens=storage)
+        return int(vectors[GLOBAL]["size"]), int(tokens["size"]), index
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise StoreDamagedError(f"shard {shard} has no readable configuration ({e})") from None
 
@@ -117,13 +134,13 @@ def recover_manifest(folder: Path, name: str, model: dict[str, Any] | None = Non
                 f"collection folder {folder} keeps no copy of its manifest: give the model bundle "
                 "that filled it (--model BUNDLE)"
             )
-        dim, token_dim = shard_dims(shard)
+        dim, token_dim, index = shard_dims(shard)
         if (int(model.get("dim", dim)), int(model.get("token_dim", token_dim))) != (dim, token_dim):
             raise StoreDamagedError(
                 f"the shard holds vectors of size {dim}/{token_dim}, the model makes "
                 f"{model.get('dim')}/{model.get('token_dim')}: it was not filled by this model"
             )
-        manifest = new_manifest(name, dim, token_dim, model)
+        manifest = new_manifest(name, dim, token_dim, model, index)
     manifest["name"] = name
     write_manifest(folder, manifest)
     return manifest

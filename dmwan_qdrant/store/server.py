@@ -49,6 +49,7 @@ class ServerStore(ClientStore):
                 f"invalid Qdrant URL {url!r}: use http://host:port or https://host:port"
             )
         self.url = url
+        self.api_key = api_key or None
         self.optimize_timeout = optimize_timeout
         try:
             client = QdrantClient(
@@ -113,6 +114,7 @@ class MemoryStore(ClientStore):
     """
 
     backend = "memory"
+    brute_force = True
 
     def __init__(self, batch_size: int = 1024) -> None:
         super().__init__(
