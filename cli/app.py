@@ -27,6 +27,20 @@ STOP_DEADLINE_S = 2.0
 
 A clean stop takes well under a second; the deadline is for one lost in third-party code."""
 
+_teardown_skippable = False
+
+
+def skip_teardown() -> None:
+    """Say that the running command has closed everything it opened: when it ends well, the
+    program exits without the interpreter's teardown (see `_exit_fast`).
+
+    For commands a user waits on in a fresh process, such as `dmwan query`: with torch and a
+    model loaded, the teardown takes about a second on two cores (BENCHMARKS.md) and only frees
+    memory that the exit frees anyway. Not for a command whose threads or open files outlive it.
+    """
+    global _teardown_skippable
+    _teardown_skippable = True
+
 app = typer.Typer(
     name="dmwan",
     help="Search a photo collection with a drawing: DMWAN zero-shot sketch-based image retrieval on Qdrant.",
@@ -114,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` defaults to ``sys.argv[1:]``.
 
     Without ``argv`` (the program itself, not a caller in a longer-lived process), a run stopped
-    by a signal exits at once: see `_exit_fast`.
+    by a signal, or a `skip_teardown` command that ended well, exits at once: see `_exit_fast`.
     """
     # First of all: the commands import torch lazily, which takes seconds, and a Ctrl-C then
     # must be as clean as one later on.
@@ -127,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         interrupts.finishing()  # the run is over: a late Ctrl-C must not cut its report short
         error = _user_error(exc)
         if error is None:
+            if argv is None and _teardown_skippable and isinstance(exc, SystemExit) and exc.code in (0, None):
+                _exit_fast(0)
             raise
         typer.echo(f"error: {error}", err=True)
         if isinstance(error, Interrupted) and argv is None:
@@ -160,9 +176,10 @@ def _exit_fast(code: int) -> NoReturn:
     """Exit without the interpreter's final teardown.
 
     With torch loaded, freeing every module's objects one by one takes seconds, which a user who
-    pressed Ctrl-C waits through for nothing: what had to be durable is (the command's ``with``
-    blocks have closed the store). Exit handlers still run (Ray's shutdown, multiprocessing's
-    finalizers), and the standard streams are flushed.
+    pressed Ctrl-C (or who waits for a finished `skip_teardown` command) waits through for
+    nothing: what had to be durable is (the command's ``with`` blocks have closed the store).
+    Exit handlers still run (Ray's shutdown, multiprocessing's finalizers), and the standard
+    streams are flushed.
     """
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

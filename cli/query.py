@@ -11,7 +11,7 @@ import typer
 from dmwan_qdrant.errors import StoreServedError, UsageError
 from dmwan_qdrant.reranking import DEFAULT_RERANK
 
-from .app import app
+from .app import app, skip_teardown
 from .options import api_key_option, device_option, open_cli_store, store_option, url_option
 
 
@@ -134,6 +134,7 @@ def query_command(
             _print_table(q, res, text is not None)
         if sheet is not None:
             typer.echo(f"\ncontact sheet: {sheet}")
+    skip_teardown()  # the store is closed, the sheet written: nothing is left but freeing memory
 
 
 def _print_table(query: str, results: list[Any], is_text: bool) -> None:
