@@ -31,6 +31,10 @@ def query_command(
     rerank: bool = typer.Option(DEFAULT_RERANK, "--rerank/--no-rerank",
                                 help="re-rank the top --prefetch by the fused global and local-token score"),
     prefetch: int = typer.Option(100, "--prefetch", min=1, help="candidates re-ranked by local tokens"),
+    ef: Optional[int] = typer.Option(
+        None, "--ef", metavar="N",
+        help="HNSW search candidates: more finds more of the exact top k, slower (default: the collection's)",
+    ),
     text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help='search by text instead, e.g. "a red shoe"'),
     photos: Optional[list[str]] = typer.Option(
         None, "--photo", metavar="PHOTO", help="more like this photo (embedded as a photo; a file, folder, - or URL)"),
@@ -64,6 +68,8 @@ def query_command(
         raise UsageError(f"give one kind of query at a time, not {' and '.join(kinds)}")
     if sum((as_json, as_jsonl, paths_only)) > 1:
         raise UsageError("--json, --jsonl and --paths are exclusive")
+    if ef is not None and ef < 1:  # here, not by Click: one line, before any store or model is opened
+        raise UsageError(f"--ef must be a positive integer, got {ef}")
     filters = list(filters or [])
     if under is not None:
         import os
@@ -84,12 +90,12 @@ def query_command(
         st = open_cli_store(store, url, api_key, read_only=True)
     except StoreServedError as served:
         results = _through_server(served, collection, sources, text, k, filters, rerank, prefetch, model,
-                                  bool(photos), ids)
+                                  bool(photos), ids, ef)
     else:
         with st:
             images = [s.decode() for s in sources]
             results = _search_here(st, collection, model, device, images, text, bool(photos), ids, k, filters,
-                                   rerank, prefetch)
+                                   rerank, prefetch, ef)
             if ids and sheet is not None:  # the stored photos the queries stand for
                 like_paths = dict(zip(like or [], (p.get("path") for p in st.retrieve(collection, ids))))
 
@@ -151,9 +157,10 @@ def _print_table(query: str, results: list[Any], is_text: bool) -> None:
 
 def _search_here(st: Any, collection: str, model: Optional[str], device: Optional[str], images: list[Any],
                  text: Optional[str], as_photos: bool, ids: list[str], k: int,
-                 filters: list[str], rerank: bool, prefetch: int) -> list[Any]:
+                 filters: list[str], rerank: bool, prefetch: int, ef: Optional[int] = None) -> list[Any]:
     """The search on the open store ``st`` with the collection's encoder: ``images`` (decoded
-    sketches, or photos when ``as_photos``), the ``text``, or the stored points ``ids``."""
+    sketches, or photos when ``as_photos``), the ``text``, or the stored points ``ids``; ``ef``
+    HNSW candidates (None: the collection's default)."""
     from dmwan_qdrant.search import (
         embed_sketch_images,
         load_collection_model,
@@ -166,18 +173,18 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
     flt = parse_filters(filters) or None
     net = load_collection_model(st, collection, model, device)
     if text is not None:
-        return search_text(st, collection, net, text, k=k, filter=flt)
+        return search_text(st, collection, net, text, k=k, filter=flt, ef=ef)
     if ids:
-        return search_like(st, collection, net, ids, k=k, filter=flt, rerank=rerank, prefetch=prefetch)
+        return search_like(st, collection, net, ids, k=k, filter=flt, rerank=rerank, prefetch=prefetch, ef=ef)
     if as_photos:
-        return search_photos(st, collection, net, images, k=k, filter=flt, rerank=rerank, prefetch=prefetch)
+        return search_photos(st, collection, net, images, k=k, filter=flt, rerank=rerank, prefetch=prefetch, ef=ef)
     vectors, tokens = embed_sketch_images(net, images)
-    return search_sketch_embeddings(st, collection, net, vectors, tokens, k, flt, rerank, prefetch)
+    return search_sketch_embeddings(st, collection, net, vectors, tokens, k, flt, rerank, prefetch, ef)
 
 
 def _through_server(served: StoreServedError, collection: str, sources: list[Any], text: Optional[str], k: int,
                     filters: list[str], rerank: bool, prefetch: int, model: Optional[str], as_photos: bool,
-                    ids: list[str]) -> list[Any]:
+                    ids: list[str], ef: Optional[int] = None) -> list[Any]:
     """The search answered by the `dmwan serve` that holds the store (same results, no torch)."""
     import os
 
@@ -192,4 +199,4 @@ def _through_server(served: StoreServedError, collection: str, sources: list[Any
                          "an API key: set $DMWAN_API_KEY")
     typer.echo(f"note: searching through `dmwan serve` at {served.url} (it holds the store)", err=True)
     return search_through_server(served.url, collection, [] if as_photos else sources, text, k, filters, rerank,
-                                 prefetch, key, photos=sources if as_photos else [], like=ids)
+                                 prefetch, key, photos=sources if as_photos else [], like=ids, ef=ef)

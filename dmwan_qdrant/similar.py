@@ -17,6 +17,7 @@ from .errors import UsageError
 from .results import Result
 from .search import DEFAULT_PREFETCH, search_sketch_embeddings
 from .store import Store
+from .store.index import check_ef
 
 
 def embed_photo_images(model: Any, images: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,29 +29,39 @@ def embed_photo_images(model: Any, images: Sequence[Any]) -> tuple[torch.Tensor,
 def search_photos(
     store: Store, collection: str, model: Any, images: Sequence[Any], k: int = 10,
     filter: dict[str, Any] | None = None, rerank: bool | None = None, prefetch: int = DEFAULT_PREFETCH,
+    ef: int | None = None,
 ) -> list[list[Result]]:
     """The top ``k`` photos like each of ``images`` (decoded photos, embedded as photos).
 
+    The options are `dmwan_qdrant.search.search_sketches`'s (``ef``: HNSW search candidates,
+    None for the collection's default).
+
     Raises:
-        CollectionNotFoundError, ModelMismatchError, UsageError (no images).
+        CollectionNotFoundError, ModelMismatchError, UsageError (no images, an ``ef`` that is not
+        a positive int).
     """
     if not images:
         raise UsageError("give at least one photo")
+    check_ef(ef)  # before the embedding work
     vectors, tokens = embed_photo_images(model, images)
-    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch)
+    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
 
 
 def search_like(
     store: Store, collection: str, model: Any, ids: Sequence[str], k: int = 10,
     filter: dict[str, Any] | None = None, rerank: bool | None = None, prefetch: int = DEFAULT_PREFETCH,
+    ef: int | None = None,
 ) -> list[list[Result]]:
-    """The top ``k`` photos like each stored point of ``ids`` (the point itself left out).
+    """The top ``k`` photos like each stored point of ``ids`` (the point itself left out); the
+    options as in `search_photos`.
 
     Raises:
-        UsageError: an id that is not in the collection. CollectionNotFoundError.
+        UsageError: an id that is not in the collection, an ``ef`` that is not a positive int.
+        CollectionNotFoundError.
     """
     if not ids:
         raise UsageError("give at least one point id")
+    check_ef(ef)
     found = {p.id: p for p in store.read_points(collection, list(ids))}
     missing = [i for i in ids if i not in found]
     if missing:
@@ -59,7 +70,8 @@ def search_like(
     points = [found[i] for i in ids]
     vectors = torch.from_numpy(np.stack([p.vector for p in points]).astype(np.float32))
     tokens = torch.from_numpy(np.stack([p.tokens for p in points]).astype(np.float32))
-    results = search_sketch_embeddings(store, collection, model, vectors, tokens, k + 1, filter, rerank, prefetch)
+    results = search_sketch_embeddings(store, collection, model, vectors, tokens, k + 1, filter, rerank, prefetch,
+                                       ef)
     out = []
     for point, res in zip(points, results):
         kept = [r for r in res if r.id != point.id][:k]

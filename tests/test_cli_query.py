@@ -277,3 +277,51 @@ def test_filters_any_of_ranges_prefix_and_unknown_keys(capsys, env):
     code, _, err = q(capsys, env, env["sketches"][0], "--filter", "lable=circle")
     line = one_line_error(err)
     assert code == 2 and "no point with payload key 'lable'" in line and "label" in line
+
+
+def test_ef_reaches_the_store_for_every_kind_of_query(capsys, env, monkeypatch):
+    from dmwan_qdrant.store.edge import EdgeStore
+
+    code, default, _ = q(capsys, env, *env["sketches"], "-k", "3", "--json")
+    asked: list = []
+    search_batch = EdgeStore.search_batch
+
+    def recording(self, *args, **kwargs):
+        asked.append(kwargs.get("hnsw_ef"))
+        return search_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(EdgeStore, "search_batch", recording)
+    code, out, err = q(capsys, env, *env["sketches"], "-k", "3", "--json", "--ef", "1")
+    assert code == 0, err
+    assert _ids(out) == _ids(default)  # 8 points are searched exactly: ef changes nothing here
+    photo = env["root"] / "photos" / "circle" / "circle0.png"
+    for args in (["--text", "a circle"], ["--photo", photo], ["--like", photo]):
+        asked.clear()
+        code, out, err = q(capsys, env, *args, "-k", "2", "--json", "--ef", "300")
+        assert code == 0 and len(_ids(out)[0]) == 2, err
+        assert asked and set(asked) == {300}, args
+    asked.clear()
+    assert q(capsys, env, env["sketches"][0], "-k", "2")[0] == 0 and set(asked) == {None}  # the collection's
+
+
+@pytest.mark.parametrize("ef", ["0", "-1"])
+def test_a_bad_ef_is_one_line(capsys, env, ef):
+    code, _, err = q(capsys, env, env["sketches"][0], "--ef", ef)
+    assert code == 2 and "--ef must be a positive integer" in one_line_error(err)
+
+
+def test_ef_goes_to_the_server_that_holds_the_store(capsys, env, monkeypatch):
+    import dmwan_qdrant.cli.query as query_cli
+    import dmwan_qdrant.server.client as client
+    from dmwan_qdrant.errors import StoreServedError
+
+    def served(*args, **kwargs):
+        raise StoreServedError("served", "http://127.0.0.1:9", 1, False)
+
+    calls: list = []
+    monkeypatch.setattr(query_cli, "open_cli_store", served)
+    monkeypatch.setattr(client, "search_through_server", lambda *a, **kw: calls.append(kw.get("ef")) or [[]])
+    for args in (["--ef", "64"], []):
+        code, _, err = q(capsys, env, env["sketches"][0], *args)
+        assert code == 0 and "searching through `dmwan serve`" in err
+    assert calls == [64, None]

@@ -11,10 +11,12 @@ from PIL import Image, ImageDraw
 
 from dmwan_qdrant.encoder import load_bundle
 from dmwan_qdrant.errors import CheckpointError, CollectionNotFoundError, ImageError, ModelMismatchError, UsageError
+from dmwan_qdrant.imageio import load_image
 from dmwan_qdrant.ingest import ingest
 from dmwan_qdrant.model import create_model, save_model
 from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
 from dmwan_qdrant.sheet import contact_sheet
+from dmwan_qdrant.similar import search_like, search_photos
 from dmwan_qdrant.store import open_store
 
 SHAPES = ("circle", "square", "triangle")
@@ -125,16 +127,36 @@ def test_filter_and_text_search(setup, store):
         search_text(store, "shapes", model, "  ")
 
 
-def test_ef_is_passed_through_and_checked(setup, store):
+def test_ef_is_passed_through_and_checked(setup, store, monkeypatch):
     _, _, model, sketches = setup
     want = search_sketches(store, "shapes", model, sketches, k=5)
     assert search_sketches(store, "shapes", model, sketches, k=5, ef=256) == want
     assert len(search_text(store, "shapes", model, "a red circle", k=3, ef=16)[0]) == 3
+    # The smallest and a large ef both answer in full.
+    for ef in (1, 4096):
+        assert [len(r) for r in search_sketches(store, "shapes", model, sketches, k=5, ef=ef, rerank=False)] == [5, 5]
+    # 12 points are searched exactly, whatever the ef: what shows it is used is that every kind
+    # of query hands it to the store.
+    asked: list = []
+    search_batch = store.search_batch
+    monkeypatch.setattr(store, "search_batch", lambda *a, **kw: asked.append(kw.get("hnsw_ef")) or search_batch(*a, **kw))
+    photo = load_image(want[0][0].path)
+    assert search_photos(store, "shapes", model, [photo], k=3, rerank=False, ef=1)[0][0].id == want[0][0].id
+    like = search_like(store, "shapes", model, [want[0][0].id], k=3, rerank=False, ef=64)[0]
+    assert len(like) == 3 and want[0][0].id not in {r.id for r in like}
+    search_text(store, "shapes", model, "a red circle", k=3, ef=7)
+    search_sketches(store, "shapes", model, sketches, k=3, rerank=True, ef=9)  # the cosine and the MaxSim call
+    search_sketches(store, "shapes", model, sketches, k=3, rerank=False)
+    assert asked == [1, 64, 7, 9, 9, None]
     for bad in (0, -1, 1.5):
         with pytest.raises(UsageError, match="ef must be a positive integer"):
             search_sketches(store, "shapes", model, sketches, k=5, ef=bad)
         with pytest.raises(UsageError, match="ef must be a positive integer"):
             search_text(store, "shapes", model, "a circle", ef=bad)
+        with pytest.raises(UsageError, match="ef must be a positive integer"):
+            search_photos(store, "shapes", model, [photo], ef=bad)
+        with pytest.raises(UsageError, match="ef must be a positive integer"):
+            search_like(store, "shapes", model, [want[0][0].id], ef=bad)
 
 
 def test_parse_filters():

@@ -18,7 +18,7 @@ from dmwan_qdrant.cli.app import main
 from dmwan_qdrant.reranking import DEFAULT_RERANK
 from dmwan_qdrant.search import search_sketches, search_text
 from dmwan_qdrant.server.app import ServeSettings, create_app
-from dmwan_qdrant.server.service import SearchService
+from dmwan_qdrant.server.service import SearchRequest, SearchService
 from dmwan_qdrant.store import open_store
 
 from serve_helpers import make_collection
@@ -167,6 +167,12 @@ def _png(size: tuple[int, int], mode: str = "L") -> bytes:
         ({"json": {"text": "x", "rerank": "maybe"}}, 422, "rerank must be true or false"),
         ({"json": {"text": "x"}, "params": {"k": 5000}}, 422, "k:"),
         ({"json": {"text": "x"}, "params": {"k": "abc"}}, 422, "k:"),
+        ({"json": {"text": "x", "ef": 0}}, 422, "ef must be from 1 to 4096"),
+        ({"json": {"text": "x", "ef": 10**6}}, 422, "ef must be from 1 to 4096"),
+        ({"json": {"text": "x", "ef": "wide"}}, 422, "ef must be an integer"),
+        ({"json": {"text": "x"}, "params": {"ef": 0}}, 422, "ef:"),
+        ({"json": {"text": "x"}, "params": {"ef": -1}}, 422, "ef:"),
+        ({"files": [("sketch", ("s.png", _png((8, 8)), "image/png")), ("ef", (None, "0"))]}, 422, "ef must be from 1"),
     ],
 )
 def test_bad_input_is_a_4xx_with_one_line(served, kwargs, status, words):
@@ -350,3 +356,43 @@ def test_more_like_a_photo_or_a_stored_point_equals_the_library(served):
     assert "has no point" in missing
     both = error_of(client.post("/collections/pics/search", json={"like": point, "text": "x"}), 400)
     assert "one kind of query" in both
+
+
+def test_ef_as_a_query_parameter_form_or_json_field_reaches_the_store(served, monkeypatch):
+    from dmwan_qdrant.server.client import search_through_server
+
+    service, client = served["service"], served["client"]
+    asked: list = []
+    search_batch = service.store.search_batch
+    monkeypatch.setattr(service.store, "search_batch",
+                        lambda *a, **kw: asked.append(kw.get("hnsw_ef")) or search_batch(*a, **kw))
+
+    def search(hnsw_ef, **kwargs):
+        asked.clear()
+        r = client.post("/collections/pics/search", **kwargs)
+        assert r.status_code == 200, r.text
+        assert asked and set(asked) == {hnsw_ef}, kwargs
+        return r.json()
+
+    # 10 points are searched exactly, so any ef gives the default's answer.
+    answer = search(1, params={"k": 4, "ef": 1}, files=files_of(*served["sketches"]))
+    assert ids(answer) == expected_ids(served["expected"])
+    assert ids(search(4096, json={"text": "a round thing", "k": 3, "ef": 4096})) == expected_ids(served["expected_text"])
+    photo = served["root"] / "photos" / "circle" / "circle0.png"
+    search(64, files=[("photo", (photo.name, photo.read_bytes(), "image/png")), ("ef", (None, "64"))])
+    search(32, json={"like": answer["queries"][0]["results"][0]["id"], "ef": 32})
+    search(None, json={"text": "a round thing", "ef": None})  # null: the collection's default
+    # Sketch requests in one batch share a store call only with the same ef.
+    sketch = Image.open(served["sketches"][0]).convert("RGB")
+    asked.clear()
+    reqs = [SearchRequest("pics", [sketch], k=2, rerank=False, ef=ef) for ef in (8, 8, 32, None)]
+    answers = service.search_batch(reqs)
+    assert sorted(asked, key=str) == [32, 8, None] and all(a.error is None and len(a.results[0]) == 2 for a in answers)
+    # `dmwan query` through a server sends it too.
+    monkeypatch.setattr(httpx, "request", lambda method, url, timeout=None, **kw: client.request(method, url, **kw))
+    asked.clear()
+    got = search_through_server("http://testserver", "pics", text="a round thing", k=3, ef=16)
+    assert set(asked) == {16} and expected_ids(got) == expected_ids(served["expected_text"])
+    params = client.get("/openapi.json").json()["paths"]["/collections/{name}/search"]["post"]["parameters"]
+    ef = {p["name"]: p for p in params}["ef"]
+    assert not ef["required"] and "collection's" in ef["description"]

@@ -34,7 +34,7 @@ from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
 from dmwan_qdrant.reranking import DEFAULT_PREFETCH, DEFAULT_RERANK
-from dmwan_qdrant.server.service import MAX_K, MAX_PREFETCH, SearchAnswer, SearchRequest, SearchService
+from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH, SearchAnswer, SearchRequest, SearchService
 
 DEFAULT_MAX_UPLOAD_MB = 4.0
 
@@ -85,7 +85,9 @@ SEARCH_BODY_DOC: dict[str, Any] = {
                      "description": "CLI syntax: label=shoe, label=shoe,boot, width>=640, path^=/photos/"},
                     {"type": "object", "description": 'e.g. {"label": ["shoe", "boot"], "width": {"gte": 640}, '
                                                       '"path": {"prefix": "/photos/"}}'}]},
-                "rerank": {"type": "boolean"}, "prefetch": {"type": "integer"}}}},
+                "rerank": {"type": "boolean"}, "prefetch": {"type": "integer"},
+                "ef": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_EF,
+                       "description": "HNSW search candidates (null: the collection's default)"}}}},
         },
     }
 }
@@ -207,13 +209,18 @@ def create_app(
             None, description="payload condition, repeatable (ANDed): label=shoe, label=shoe,boot, width>=640, path^=/photos/"),
         rerank: bool = Query(DEFAULT_RERANK, description="re-rank the top prefetch by the fused global and local-token score"),
         prefetch: int = Query(DEFAULT_PREFETCH, ge=1, le=MAX_PREFETCH, description="candidates re-ranked"),
+        ef: int | None = Query(
+            None, ge=1, le=MAX_EF,
+            description="HNSW search candidates: more finds more of the exact top k, slower (default: the "
+                        "collection's, set by `dmwan collections create --ef`)"),
     ) -> dict[str, Any]:
         """The top k photos for each sketch (multipart files `sketch`, or JSON `sketches`), for
         the JSON `text`, or like each photo (`photo` / `photos`) or stored point (`like`), one entry
         in `queries` per query in the order given."""
         t0 = time.perf_counter()
         service.model(name)  # 404 before reading the body
-        req = await read_search(request, name, {"k": k, "filter": filter, "rerank": rerank, "prefetch": prefetch})
+        options = {"k": k, "filter": filter, "rerank": rerank, "prefetch": prefetch, "ef": ef}
+        req = await read_search(request, name, options)
         answer = await search(req)
         metrics.observe_search(name, answer.embed_s, answer.search_s, answer.batch_size)
         if answer.error is not None:

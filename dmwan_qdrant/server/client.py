@@ -67,9 +67,11 @@ def search_through_server(
     api_key: str | None = None,
     photos: Sequence[Any] = (),
     like: Sequence[str] = (),
+    ef: int | None = None,
 ) -> list[list[Result]]:
     """`dmwan_qdrant.search.search_sketches` (or `search_text`, or `dmwan_qdrant.similar`'s
     ``search_photos`` / ``search_like`` for ``photos`` / ``like``) answered by a server at ``url``.
+    ``ef`` None leaves the HNSW search candidates to the collection's default.
 
     Raises:
         ImageError: a sketch file that cannot be read, here or by the server.
@@ -78,6 +80,8 @@ def search_through_server(
     """
     params: list[tuple[str, Any]] = [("k", k), ("rerank", str(bool(rerank)).lower()), ("prefetch", prefetch)]
     params += [("filter", f) for f in filters]
+    if ef is not None:
+        params.append(("ef", ef))
     kwargs: dict[str, Any]
     if text is not None:
         kwargs = {"json": {"text": text}}

@@ -20,7 +20,7 @@ from dmwan_qdrant.errors import StoreError
 from dmwan_qdrant.imageio import MAX_IMAGE_PIXELS, decode_image
 from dmwan_qdrant.search import INTEGER_FIELDS, parse_filters
 from dmwan_qdrant.server.http_errors import HTTPError
-from dmwan_qdrant.server.service import MAX_K, MAX_PREFETCH, SearchRequest
+from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH, SearchRequest
 from dmwan_qdrant.store.base import canonical_id
 from dmwan_qdrant.store.filters import check_filter
 
@@ -111,8 +111,9 @@ def _decode_base64(index: int, text: Any, field: str = "sketches") -> bytes:
 
 async def read_search(request: Request, collection: str, options: dict[str, Any]) -> SearchRequest:
     """The `SearchRequest` of an HTTP search call: the sketches or text of its body (JSON or
-    multipart), and ``options`` (``k``, ``filter``, ``rerank``, ``prefetch``: the route's query
-    parameters, already parsed) where the body does not give them.
+    multipart), and ``options`` (``k``, ``filter``, ``rerank``, ``prefetch``, ``ef``: the route's
+    query parameters, already parsed) where the body does not give them. ``ef`` None (or JSON
+    null) is the collection's default.
 
     Raises:
         HTTPError: 400 for a malformed body, 422 for an option out of range; ImageError (415) and
@@ -134,7 +135,7 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
                         raise HTTPError(400, f"the {field_name} field must be a file upload")
                     into.append((part.filename or f"{field_name} {i + 1}", await part.read()))
             like = [str(v) for v in form.getlist("like")]
-            for key in ("k", "rerank", "prefetch"):
+            for key in ("k", "rerank", "prefetch", "ef"):
                 if key in form:
                     options[key] = form[key]
             if form.getlist("filter"):
@@ -151,11 +152,11 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
             raise HTTPError(400, f"the body is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
         if not isinstance(body, dict):
             raise HTTPError(400, 'give a JSON object {"sketches": [...]} or {"text": "..."}, or multipart sketch files')
-        fields = ("sketches", "photos", "like", "text", "k", "filter", "rerank", "prefetch")
+        fields = ("sketches", "photos", "like", "text", "k", "filter", "rerank", "prefetch", "ef")
         unknown = sorted(set(body) - set(fields))
         if unknown:
             raise HTTPError(400, f"unknown field {unknown[0]!r} (fields: {', '.join(fields)})")
-        for key in ("k", "filter", "rerank", "prefetch"):
+        for key in ("k", "filter", "rerank", "prefetch", "ef"):
             if key in body:
                 options[key] = body[key]
         sketches = body.get("sketches")
@@ -198,6 +199,8 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
         raise HTTPError(400, "the text query is empty")
     k = _int_option("k", options["k"], 1, MAX_K)
     prefetch = _int_option("prefetch", options["prefetch"], 1, MAX_PREFETCH)
+    ef = options.get("ef")
+    ef = None if ef is None else _int_option("ef", ef, 1, MAX_EF)
     rerank = _bool_option("rerank", options["rerank"])
     flt = _filters(options["filter"])
     limit = min(MAX_SKETCH_PIXELS, MAX_IMAGE_PIXELS)
@@ -206,4 +209,5 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
         return [decode_image(data, name, max_pixels=limit) for name, data in items]
 
     images, photo_images = await asyncio.to_thread(lambda: (decode(blobs), decode(photo_blobs)))
-    return SearchRequest(collection, images, text, k, flt, rerank and text is None, prefetch, photo_images, like)
+    return SearchRequest(collection, images, text, k, flt, rerank and text is None, prefetch, photo_images, like,
+                         ef)

@@ -36,6 +36,10 @@ MAX_K = 1000
 """Most results a request may ask for."""
 MAX_PREFETCH = 10_000
 """Most candidates a request may hand to the re-rank."""
+MAX_EF = 4096
+"""Largest HNSW ``ef`` a request may ask for. Recall@10 is 1.000 from ef=128 at 100k and 1M points
+(BENCHMARKS.md); the bound leaves room for k up to `MAX_K` while keeping one request from asking
+for a search that visits most of a large collection."""
 
 
 @dataclass
@@ -55,6 +59,7 @@ class SearchRequest:
         rerank: re-rank the top ``prefetch`` by the fused global and local-token score
             (sketches only; `DEFAULT_RERANK` by default).
         prefetch: candidates for the re-rank.
+        ef: HNSW search candidates (None: the collection's default, see `IndexSettings`).
     """
 
     collection: str
@@ -66,6 +71,7 @@ class SearchRequest:
     prefetch: int = DEFAULT_PREFETCH
     photos: list[Any] = field(default_factory=list)
     like: list[str] = field(default_factory=list)
+    ef: int | None = None
 
     @property
     def mode(self) -> str:
@@ -238,24 +244,25 @@ class SearchService:
             groups: dict[tuple[Any, ...], list[int]] = {}
             for i in sketch_idx:
                 r = requests[i]
-                groups.setdefault((r.k, _filter_key(r.filter), r.rerank, r.prefetch), []).append(i)
+                groups.setdefault((r.k, _filter_key(r.filter), r.rerank, r.prefetch, r.ef), []).append(i)
             for members in groups.values():
                 first = requests[members[0]]
                 pick = torch.cat([torch.arange(rows[i].start, rows[i].stop) for i in members])
                 self._search_group(
                     [answers[i] for i in members], [rows[i].stop - rows[i].start for i in members],
                     search_sketch_embeddings, self.store, name, model, vectors[pick], tokens[pick], first.k,
-                    first.filter, first.rerank, first.prefetch,
+                    first.filter, first.rerank, first.prefetch, first.ef,
                 )
         for i, req in enumerate(requests):  # the others one by one, as `dmwan query` runs them
             if req.mode == "text":
-                self._search_group([answers[i]], [1], search_text, self.store, name, model, req.text, req.k, req.filter)
+                self._search_group([answers[i]], [1], search_text, self.store, name, model, req.text, req.k, req.filter,
+                                   req.ef)
             elif req.mode == "photo":
                 self._search_group([answers[i]], [len(req.photos)], search_photos, self.store, name, model,
-                                   req.photos, req.k, req.filter, req.rerank, req.prefetch)
+                                   req.photos, req.k, req.filter, req.rerank, req.prefetch, req.ef)
             elif req.mode == "like":
                 self._search_group([answers[i]], [len(req.like)], search_like, self.store, name, model,
-                                   req.like, req.k, req.filter, req.rerank, req.prefetch)
+                                   req.like, req.k, req.filter, req.rerank, req.prefetch, req.ef)
 
     @staticmethod
     def _search_group(answers: list[SearchAnswer], counts: list[int], run: Any, *args: Any) -> None:
