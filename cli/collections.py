@@ -10,7 +10,6 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import CollectionNotFoundError, StoreServedError, UsageError
-from dmwan_qdrant.store.index import TOKEN_STORAGE, IndexSettings, create_collection
 
 from .app import app
 from .options import api_key_option, open_cli_store, store_option, url_option
@@ -102,17 +101,24 @@ _TOKEN_WORDS = {
     "float16": "float16",
     "float32": "float32",
 }
+# `IndexSettings`' defaults and `TOKEN_STORAGE`, written out: importing them would load the store
+# package, and numpy with it, for every `dmwan --help`. tests/test_cli_imports.py holds them equal.
+INDEX_DEFAULTS: dict[str, Any] = {
+    "hnsw_m": 16, "ef_construct": 100, "hnsw_ef": 128, "tokens": "int8", "rescore": True,
+}
+TOKEN_CHOICES = tuple(_TOKEN_WORDS)
 
 
 @collections_app.command("create")
 def create(
     name: str = typer.Argument(..., help="collection name"),
     model: str = typer.Option(..., "--model", "-m", metavar="BUNDLE|NAME", help="the model bundle that will fill it"),
-    hnsw_m: int = typer.Option(IndexSettings.hnsw_m, "--hnsw-m", help="edges per node of the HNSW graph"),
-    ef_construct: int = typer.Option(IndexSettings.ef_construct, "--ef-construct", help="candidates while building the graph"),
-    ef: int = typer.Option(IndexSettings.hnsw_ef, "--ef", help="candidates while searching it (a query's --ef overrides)"),
-    tokens: str = typer.Option(IndexSettings.tokens, "--tokens", help="token storage: " + ", ".join(TOKEN_STORAGE)),
-    rescore: bool = typer.Option(IndexSettings.rescore, "--rescore/--no-rescore",
+    hnsw_m: int = typer.Option(INDEX_DEFAULTS["hnsw_m"], "--hnsw-m", help="edges per node of the HNSW graph"),
+    ef_construct: int = typer.Option(INDEX_DEFAULTS["ef_construct"], "--ef-construct",
+                                     help="candidates while building the graph"),
+    ef: int = typer.Option(INDEX_DEFAULTS["hnsw_ef"], "--ef", help="candidates while searching it (a query's --ef overrides)"),
+    tokens: str = typer.Option(INDEX_DEFAULTS["tokens"], "--tokens", help="token storage: " + ", ".join(TOKEN_CHOICES)),
+    rescore: bool = typer.Option(INDEX_DEFAULTS["rescore"], "--rescore/--no-rescore",
                                  help="int8 tokens: re-score the re-rank with the originals"),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
@@ -122,6 +128,7 @@ def create(
     """Create an empty collection with chosen index settings (ingest creates one with the
     defaults when it is missing)."""
     from dmwan_qdrant.encoder import load_bundle, model_record
+    from dmwan_qdrant.store.index import IndexSettings, create_collection
 
     index = IndexSettings(hnsw_m=hnsw_m, ef_construct=ef_construct, hnsw_ef=ef, tokens=tokens, rescore=rescore)
     record = model_record(load_bundle(model))

@@ -1,6 +1,6 @@
 """What a fresh `dmwan` process imports: its start-up is most of what a user waits for.
 
-`dmwan --help` (and every command's) must not import torch; `dmwan query` imports torch and the
+`dmwan --help` (and every command's) must not import torch or numpy; `dmwan query` imports torch and the
 model's code, never Ray, the trainer, the server or the evaluation.
 """
 
@@ -50,7 +50,18 @@ def test_help_of_every_command_imports_no_torch():
         "print(len(paths))\n"
     )
     assert int(out) > 10  # the commands and the subcommands of `collections` and `model`
-    assert [m for m in ("torch", "torchvision", "ray") if loaded(modules, m)] == []
+    assert [m for m in ("torch", "torchvision", "ray", "numpy") if loaded(modules, m)] == []
+
+
+def test_collections_create_help_shows_the_librarys_index_defaults():
+    # Written out in the CLI so that its help needs no store package (see the test above).
+    from dataclasses import asdict
+
+    from dmwan_qdrant.cli.collections import INDEX_DEFAULTS, TOKEN_CHOICES
+    from dmwan_qdrant.store.index import TOKEN_STORAGE, IndexSettings
+
+    assert INDEX_DEFAULTS == asdict(IndexSettings())
+    assert TOKEN_CHOICES == TOKEN_STORAGE
 
 
 def test_query_imports_no_ray_training_or_server(tmp_path):
