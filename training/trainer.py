@@ -13,20 +13,12 @@ from typing import Any, Callable
 from dmwan_qdrant.errors import DmwanError
 from dmwan_qdrant.model.card import CARD_METRICS, card_of, write_card
 from dmwan_qdrant.model.checkpoint import read_bundle_record
+from dmwan_qdrant.ray_runtime import QUIET_ENV, init_ray
 
 from .config import TrainConfig
 from .data import prepare_split
 from .loop import BEST_DIR, PROGRESS_FILE, VAL, train_loop_per_worker
 from .plot import plot_history
-
-#: Ray's own chatter that a training run does not need (see shared notes on Ray).
-QUIET_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-    "RAY_DEDUP_LOGS": "1",
-}
-
 
 class TrainingError(DmwanError):
     """A training run that failed after its retries."""
@@ -76,29 +68,8 @@ class _ProgressTail(threading.Thread):
 
 
 def _init_ray(cfg: TrainConfig, address: str | None) -> None:
-    import logging
-
-    import ray
-
-    if ray.is_initialized():
-        return
-    # A local cluster's start-up notices (token auth on, "Started a local Ray instance") say
-    # nothing a training run needs; warnings and errors of everything else still show.
-    for name in ("ray._private.authentication.authentication_token_setup", "ray._private.worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        # A local cluster just for this run (temp files under /tmp: socket paths must be short). Ray
-        # starts workers at nice 15, so on a small machine every other process preempts the
-        # training worker: 0.85 of the plain loop's speed on 2 cores, 0.94 at nice 0
-        # (benchmarks/ray_overhead.py). A dedicated run gets normal priority unless told otherwise.
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        temp = Path("/tmp") / f"dmwan-ray-{os.getpid()}"
-        kwargs.update(_temp_dir=str(temp), num_cpus=max(os.cpu_count() or 1, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker + 0.999)))
-    else:
-        kwargs.pop("include_dashboard")
-        kwargs["address"] = address or os.environ["RAY_ADDRESS"]
-    ray.init(**kwargs)
+    cpus = max(os.cpu_count() or 1, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker + 0.999))
+    init_ray(address, num_cpus=cpus)
 
 
 def fit(
