@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DmwanError, ImageError
-from ..imageio import load_image
+from ..imageio import load_image, photo_input_size, source_size
 from ..point_ids import sha256_file
 
 FileEntry = tuple[str, int, int]
@@ -36,8 +36,9 @@ def decode_photo(entry: FileEntry, transform: Callable, max_pixels: int) -> dict
             item["content_hash"] = sha256_file(path)
         except OSError as e:  # gone since the walk, permission denied, I/O error
             raise ImageError(f"{path}: {(e.strerror or str(e)).lower()}") from None
-        image = load_image(path, max_pixels=max_pixels)
-        item["width"], item["height"] = image.size
+        # A large JPEG decodes at a reduced scale that still keeps twice the model's input size.
+        image = load_image(path, max_pixels=max_pixels, min_side=photo_input_size(transform))
+        item["width"], item["height"] = source_size(image)
         item["tensor"] = transform(image)
     except ImageError as e:
         msg = str(e)
