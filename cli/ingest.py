@@ -53,6 +53,17 @@ def ingest_command(
     workers: Optional[int] = typer.Option(
         None, "--decode-workers", "--workers", min=0, help="image decoding processes (default: cores - 1, at most 8)"
     ),
+    ray: bool = typer.Option(
+        False, "--ray", help="run as a Ray Data pipeline: decoding in Ray tasks, embedding in a pool of encoder actors"
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", metavar="ADDR",
+        help="with --ray: the Ray cluster to run on (default $RAY_ADDRESS, else a local instance for this run)",
+    ),
+    encoders: int = typer.Option(1, "--encoders", min=1, help="with --ray: encoder actors, each with a copy of the model"),
+    gpus_per_encoder: float = typer.Option(
+        0.0, "--gpus-per-encoder", min=0.0, help="with --ray: GPUs each encoder actor asks for (0: encode on CPU)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
     device: Optional[str] = device_option(),
 ) -> None:
@@ -77,7 +88,16 @@ def ingest_command(
     with {"collection", "rows", "dim", "ids", "paths", "labels"} in row order;
     .parquet: columns id, path, label, vector (list<float32>) and tokens
     (list<list<float32>>, one list per local token).
+
+    --ray runs the same ingest on a Ray cluster (local, or --address / $RAY_ADDRESS;
+    under `ray job submit` the job's cluster): every worker must see the files under
+    the same paths. With a Qdrant server (--url) Ray tasks write the points; an
+    embedded store is written by this process. Same report and exit codes.
     """
+    if not ray and (address is not None or encoders != 1 or gpus_per_encoder):
+        raise UsageError("--address, --encoders and --gpus-per-encoder need --ray")
+    if ray and workers is not None:
+        raise UsageError("--decode-workers does not apply with --ray: decoding runs in Ray tasks")
     if export is not None:  # before the store and the model: a typo must fail at once
         from dmwan_qdrant.export import export_format
 
@@ -94,21 +114,16 @@ def ingest_command(
             raise UsageError(f"collection '{collection}' does not exist yet: give --model BUNDLE to create it")
         else:
             net = load_bundle(model, device)
+        common: dict[str, Any] = dict(label_from_folder=label_from_folder, prune=prune, batch_size=batch_size,
+                                      include=include or (), exclude=exclude or (), export=export)
         with _ProgressDisplay() as bar:
-            report = ingest(
-                paths,
-                st,
-                collection,
-                net,
-                label_from_folder=label_from_folder,
-                prune=prune,
-                batch_size=batch_size,
-                num_workers=workers,
-                progress=bar.update,
-                include=include or (),
-                exclude=exclude or (),
-                export=export,
-            )
+            if ray:
+                from dmwan_qdrant.ingest.ray_pipeline import ingest_ray
+
+                report = ingest_ray(paths, st, collection, net, encoders=encoders, gpus_per_encoder=gpus_per_encoder,
+                                    address=address, progress=bar.update, **common)
+            else:
+                report = ingest(paths, st, collection, net, num_workers=workers, progress=bar.update, **common)
     if as_json:
         from dmwan_qdrant.store.factory import store_choice
 

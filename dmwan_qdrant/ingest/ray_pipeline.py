@@ -1,0 +1,293 @@
+"""Ingest on Ray Data: decoding in CPU tasks, embedding in an actor pool, one writer.
+
+The plan (walk, the unchanged check) and the end of the run (stale versions, prune, the ingest
+record, export) are the single-process ingest's, run on the driver; so are the decoder
+(`decode_photo`, here in Ray tasks) and the writer (`BatchWriter`). Only the middle differs:
+
+    files to read -> map_batches(decode, CPU tasks) -> map_batches(PhotoEncoder, actor pool) -> writer
+
+The writer is where the guarantees live, so there is exactly one at a time:
+
+- an embedded store, which one process may open, is written by the driver as the embedded
+  batches stream back to it;
+- a Qdrant server is written by `QdrantDatasink` in Ray write tasks, one at a time, each
+  classifying its batches against what the server already holds.
+
+Every file a worker reads must be reachable under the same path on the worker's machine (a
+shared or network filesystem on a real cluster); the model travels through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray.data import Datasink
+
+from ..errors import DmwanError, UsageError
+from ..imageio import MAX_IMAGE_PIXELS
+from ..selection import Selection
+from ..store import Store
+from ..ray_runtime import init_ray
+from .decode import FileEntry, decode_photo
+from .plan import create_if_missing, finish_ingest, plan_ingest
+from .report import IngestProgress, IngestReport
+from .run import check_export, stop_messages
+from .write import BatchWriter, Embed
+
+_TEXT_COLUMNS = ("path", "content_hash", "error")
+_INT_COLUMNS = ("size", "mtime_ns", "width", "height")
+
+
+def ingest_ray(
+    paths: Sequence[str | Path],
+    store: Store,
+    collection: str,
+    model: Any,
+    label_from_folder: bool = False,
+    prune: bool = False,
+    batch_size: int = 64,
+    encoders: int = 1,
+    gpus_per_encoder: float = 0.0,
+    address: str | None = None,
+    progress: Callable[[IngestProgress], None] | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    export: str | Path | None = None,
+) -> IngestReport:
+    """`dmwan_qdrant.ingest.ingest` as a Ray Data pipeline on a local or remote Ray cluster.
+
+    Same arguments, guarantees and report as `ingest`, plus:
+
+    Args:
+        encoders: encoder actors in the pool (each holds a copy of the model).
+        gpus_per_encoder: GPUs each encoder actor asks for (0: CPU encoders).
+        address: the Ray cluster to use (default ``$RAY_ADDRESS``, else a local instance
+            started for this run and stopped after it). Ignored when Ray is already initialised.
+
+    With a server store the points are written by Ray write tasks (`QdrantDatasink`) and
+    ``progress`` is called once at the start only; with an embedded store the driver writes
+    and ``progress`` follows every batch.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    if encoders < 1:
+        raise UsageError(f"encoders must be at least 1, got {encoders}")
+    if gpus_per_encoder < 0:
+        raise UsageError(f"GPUs per encoder must not be negative, got {gpus_per_encoder}")
+    selection = Selection(include, exclude)
+    check_export(export)
+    start = time.perf_counter()
+    report = IngestReport()
+    plan = plan_ingest(paths, store, collection, model, selection, prune, report)
+    create_if_missing(store, collection, plan, model)
+    writer = BatchWriter(store, collection, label_from_folder, report)
+
+    def tick() -> None:
+        if progress is not None:
+            progress(IngestProgress(report.handled(plan.skipped), report.found, report.decoded,
+                                    len(report.failed), time.perf_counter() - start))
+
+    tick()
+    with stop_messages(store, collection, plan, report), _ray_errors():
+        if plan.todo:
+            started = init_ray(address)
+            try:
+                ds = _embedded_photos(plan.todo, model, batch_size, encoders, gpus_per_encoder, max_pixels)
+                if store.backend == "server":
+                    sink = QdrantDatasink(store, collection, label_from_folder, batch_size)
+                    ds.write_datasink(sink, concurrency=1)
+                    sink.merge_into(writer)
+                else:
+                    for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
+                        writer.write(*batch_items(batch))
+                        tick()
+            finally:
+                if started:
+                    ray.shutdown()
+        finish_ingest(paths, store, collection, plan, writer.written, report, selection=selection,
+                      label_from_folder=label_from_folder, prune=prune, export=export)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _embedded_photos(todo: list[FileEntry], model: Any, batch_size: int, encoders: int, gpus: float,
+                     max_pixels: int) -> Any:
+    """The dataset of decoded, embedded files, in the plan's order."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # plan and progress notices: the CLI reports
+    ctx.execution_options.preserve_order = True  # the first of two identical files stays the main path
+    size = int(model.config.image_size)
+    rows = [{"path": p, "size": s, "mtime_ns": m} for p, s, m in todo]
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 200)))
+    ds = ds.map_batches(
+        decode_batch,
+        batch_size=batch_size,
+        batch_format="numpy",
+        fn_kwargs={"transform": model.transform("photo"), "max_pixels": max_pixels, "image_size": size},
+        num_cpus=1,
+        # What the largest image allowed takes decoded (RGBA). Also keeps decoding in tasks of
+        # its own, in parallel: Ray Data fuses a step into the next one's actors when their
+        # resources agree. A task lost with its worker is run again (Ray's default retries).
+        memory=decode_memory(max_pixels),
+    )
+    return ds.map_batches(
+        PhotoEncoder,
+        batch_size=batch_size,
+        batch_format="numpy",
+        fn_constructor_kwargs={"model": _on_cpu(model), "use_gpu": gpus > 0},
+        compute=ray.data.ActorPoolStrategy(size=encoders),
+        num_gpus=gpus,
+        num_cpus=1,
+    )
+
+
+def decode_memory(max_pixels: int) -> int:
+    """Bytes a decoding task reserves: a decoded image of ``max_pixels`` in RGBA, plus 64 MiB."""
+    return 4 * max_pixels + (64 << 20)
+
+
+def _on_cpu(model: Any) -> Any:
+    """The model to ship to the encoders: on CPU, so that it unpickles on any machine."""
+    import copy
+
+    if getattr(getattr(model, "device", None), "type", "cpu") == "cpu":
+        return model
+    return copy.deepcopy(model).to("cpu")
+
+
+def decode_batch(batch: dict[str, np.ndarray], transform: Callable, max_pixels: int, image_size: int) -> dict[str, np.ndarray]:
+    """A Ray Data batch of files, hashed, decoded and preprocessed (`decode_photo`); a bad file
+    keeps its row with an ``error`` and a blank image."""
+    items = [decode_photo((str(p), int(s), int(m)), transform, max_pixels)
+             for p, s, m in zip(batch["path"], batch["size"], batch["mtime_ns"])]
+    blank = np.zeros((3, image_size, image_size), np.float32)
+    out: dict[str, np.ndarray] = {k: np.array([str(it.get(k, "")) for it in items], dtype=object) for k in _TEXT_COLUMNS}
+    out.update({k: np.array([int(it.get(k, 0)) for it in items], dtype=np.int64) for k in _INT_COLUMNS})
+    out["image"] = np.stack([it["tensor"].numpy() if "tensor" in it else blank for it in items])
+    return out
+
+
+class PhotoEncoder:
+    """An actor of the encoder pool: embeds the good rows of a decoded batch.
+
+    The ``image`` column is replaced by ``vector`` (global embeddings) and ``tokens``; rows with
+    an error get zeros, which no writer stores.
+    """
+
+    def __init__(self, model: Any, use_gpu: bool = False) -> None:
+        import torch
+
+        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.model = model.to(device).eval()
+        self.dim = int(model.config.embed_dim)
+        self.tokens_shape = (int(model.config.num_tokens), int(model.config.token_dim))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        good = np.array([not e for e in batch["error"]], dtype=bool)
+        n = len(good)
+        vectors = np.zeros((n, self.dim), np.float32)
+        tokens = np.zeros((n, *self.tokens_shape), np.float32)
+        if good.any():
+            emb = self.model.embed_photos(torch.from_numpy(np.ascontiguousarray(batch["image"][good])))
+            vectors[good] = emb.global_.float().cpu().numpy()
+            tokens[good] = emb.tokens.float().cpu().numpy()
+        out = {k: v for k, v in batch.items() if k != "image"}
+        out.update(vector=vectors, tokens=tokens)
+        return out
+
+
+def batch_items(batch: dict[str, np.ndarray]) -> tuple[list[dict[str, Any]], Embed]:
+    """An embedded batch as the writer takes it: `decode_photo`-style items, and an embed
+    function that hands over the rows' precomputed embeddings."""
+    items: list[dict[str, Any]] = []
+    good_rows: list[int] = []
+    for i in range(len(batch["path"])):
+        it: dict[str, Any] = {"path": str(batch["path"][i]), "size": int(batch["size"][i]),
+                              "mtime_ns": int(batch["mtime_ns"][i])}
+        it["mtime"] = it["mtime_ns"] / 1e9
+        if batch["error"][i]:
+            it["error"] = str(batch["error"][i])
+        else:
+            it.update(content_hash=str(batch["content_hash"][i]), width=int(batch["width"][i]),
+                      height=int(batch["height"][i]))
+            good_rows.append(i)
+        items.append(it)
+    vectors, tokens = batch["vector"], batch["tokens"]
+
+    def embed(rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        idx = [good_rows[r] for r in rows]
+        return vectors[idx], tokens[idx]
+
+    return items, embed
+
+
+@contextlib.contextmanager
+def _ray_errors() -> Iterator[None]:
+    """A failed Ray pipeline (a task that kept failing, a lost cluster) as one line."""
+    try:
+        yield
+    except ray.exceptions.RayError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
+        raise DmwanError(f"the Ray ingest pipeline failed: {first}") from None
+
+
+class QdrantDatasink(Datasink):
+    """Writes embedded batches into a collection of a Qdrant server with qdrant-client.
+
+    Each write task opens its own client, classifies its batches against the server with a
+    `BatchWriter` and returns its counts; `merge_into` adds them to the driver's report. Run it
+    with ``concurrency=1``: the duplicate and rename checks read what earlier batches wrote.
+    """
+
+    def __init__(self, store: Store, collection: str, label_from_folder: bool, batch_size: int) -> None:
+        self.url = store.url  # type: ignore[attr-defined]
+        self.api_key = getattr(store, "api_key", None)
+        self.collection = collection
+        self.label_from_folder = label_from_folder
+        self.batch_size = batch_size
+        self.results: list[dict[str, Any]] = []
+
+    @property
+    def min_rows_per_write(self) -> int:
+        return self.batch_size
+
+    def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
+        from ray.data.block import BlockAccessor
+
+        from ..store.server import ServerStore
+
+        report = IngestReport()
+        store = ServerStore(self.url, api_key=self.api_key)
+        try:
+            writer = BatchWriter(store, self.collection, self.label_from_folder, report)
+            for block in blocks:
+                writer.write(*batch_items(BlockAccessor.for_block(block).to_numpy()))
+        finally:
+            store.close()
+        return {"report": report, "written": sorted(writer.written)}
+
+    def on_write_complete(self, write_result: Any) -> None:
+        self.results = list(write_result.write_returns)
+
+    def merge_into(self, writer: BatchWriter) -> None:
+        """Add the write tasks' counts and written ids to the driver's writer and report."""
+        report = writer.report
+        for r in self.results:
+            part: IngestReport = r["report"]
+            report.added += part.added
+            report.updated += part.updated
+            report.duplicates += part.duplicates
+            report.decoded += part.decoded
+            report.failed.extend(part.failed)
+            writer.written.update(r["written"])
