@@ -101,3 +101,39 @@ def test_rayservice_manifest():
     gpus = int(worker["resources"]["limits"]["nvidia.com/gpu"])
     assert worker["image"] == image and gpus >= 1
     assert workers["replicas"] * gpus >= options.num_replicas * options.num_gpus, "not enough GPUs for the replicas"
+
+
+def test_rayjob_ingest_manifest():
+    """The ingest RayJob's entry point parses as `dmwan ingest --ray` against a server, its
+    encoders fit the workers' GPUs, and every node sees the photos under the same path."""
+    import typer
+
+    import dmwan_qdrant.cli.ingest  # noqa: F401 - registers the command
+    from dmwan_qdrant.cli.app import app
+
+    job = yaml.safe_load((ROOT / "deploy/rayjob-ingest.yaml").read_text())
+    assert job["kind"] == "RayJob" and job["apiVersion"].startswith("ray.io/")
+    args = shlex.split(job["spec"]["entrypoint"])
+    assert args[:2] == ["dmwan", "ingest"]
+    command = typer.main.get_command(app).commands["ingest"]
+    params = command.make_context("ingest", args[2:]).params  # click's own parse and checks
+    assert params["ray"] and params["url"] and params["store"] is None
+    spec = job["spec"]["rayClusterSpec"]
+    import ray
+
+    assert spec["rayVersion"] == ray.__version__
+    head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+    (workers,) = spec["workerGroupSpecs"]
+    worker = workers["template"]["spec"]["containers"][0]
+    gpus = int(worker["resources"]["limits"]["nvidia.com/gpu"])
+    assert params["encoders"] * params["gpus_per_encoder"] <= workers["replicas"] * gpus
+    train = yaml.safe_load((ROOT / "deploy/rayjob.yaml").read_text())
+    assert head["image"] == worker["image"] == train["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"][
+        "containers"][0]["image"]
+    for path in params["paths"]:
+        for container in (head, worker):
+            mounts = [m["mountPath"] for m in container["volumeMounts"]]
+            assert any(str(path).startswith(m + "/") for m in mounts), (container["name"], path)
+    mounts = [m["mountPath"] for m in head["volumeMounts"]]
+    assert any(params["model"].startswith(m + "/") for m in mounts)
+    assert any(e["name"] == "QDRANT_API_KEY" for e in head.get("env", []))
