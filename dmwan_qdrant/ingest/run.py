@@ -78,6 +78,36 @@ def ingest(
     """
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
+
+    def embed_and_write(plan: IngestPlan, writer: BatchWriter, tick: Callable[[], None]) -> None:
+        _decode_and_write(plan, model, writer, batch_size, num_workers, max_pixels, tick)
+
+    return run_ingest(paths, store, collection, model, embed_and_write, label_from_folder=label_from_folder,
+                      prune=prune, progress=progress, include=include, exclude=exclude, export=export)
+
+
+EmbedAndWrite = Callable[[IngestPlan, BatchWriter, Callable[[], None]], None]
+"""The middle of an ingest: read, decode and embed ``plan.todo`` and hand every batch to the
+writer, calling ``tick()`` after each (the single process's DataLoader, or the Ray pipeline)."""
+
+
+def run_ingest(
+    paths: Sequence[str | Path],
+    store: Store,
+    collection: str,
+    model: Any,
+    embed_and_write: EmbedAndWrite,
+    label_from_folder: bool = False,
+    prune: bool = False,
+    progress: Callable[[IngestProgress], None] | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    export: str | Path | None = None,
+) -> IngestReport:
+    """An ingest around its middle step: the plan (walk, the unchanged check), the collection
+    created if missing, the writer, one-line stop messages, and the end of the run (stale
+    versions, prune, the ingest record, export). Both ingest paths are this with their own
+    ``embed_and_write``; the arguments are `ingest`'s."""
     selection = Selection(include, exclude)
     check_export(export)
     start = time.perf_counter()
@@ -94,7 +124,7 @@ def ingest(
     tick()
     with stop_messages(store, collection, plan, report):
         if plan.todo:
-            _decode_and_write(plan, model, writer, batch_size, num_workers, max_pixels, tick)
+            embed_and_write(plan, writer, tick)
         finish_ingest(paths, store, collection, plan, writer.written, report, selection=selection,
                       label_from_folder=label_from_folder, prune=prune, export=export)
     report.seconds = time.perf_counter() - start
