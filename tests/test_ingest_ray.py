@@ -226,3 +226,29 @@ def test_cli_ray_options_need_ray(tmp_path, bundle):
                          timeout=120)
     assert run.returncode == 2 and "decoding runs in Ray tasks" in one_line_error(run.stderr)
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
+
+
+def test_cli_ctrl_c_mid_run_is_one_line_and_leaves_no_ray(tmp_path, bundle):
+    """SIGINT once the encoders run: exit 130 and the one line saying what is stored (Ray Data's
+    own trace of the interruption stays in its log file), no Ray process left behind."""
+    files = make_photos(tmp_path / "photos", per_class=40)
+    cmd = [*DMWAN, "ingest", str(tmp_path / "photos"), "-c", "pics", "--store", str(tmp_path / "store"),
+           "--ray", "--batch-size", "2"]
+    proc = subprocess.Popen([*cmd, "-m", str(bundle)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _ray_processes("MapWorker(MapBatches(PhotoEncoder))") and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert one_line_error(err).startswith("error: interrupted (Ctrl-C): ")
+    assert "run the same command again to finish" in err
+    deadline = time.monotonic() + 30
+    while _processes_under(f"/tmp/dmwan-ray-{proc.pid}") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _processes_under(f"/tmp/dmwan-ray-{proc.pid}")
+    again = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["added"] + report["unchanged"] == len(files)
