@@ -17,8 +17,9 @@ What it does:
    ``--noise``, re-normalised), made a slice at a time so that memory stays flat.
 2. Per size and setting (``--settings M:EF_CONSTRUCT:TOKENS``, ``TOKENS`` one of the token
    storages, ``int8-norescore`` for int8 scores alone), in a fresh process: creates
-   the collection with those `IndexSettings`, upserts in batches of ``--batch`` (RSS at 10k,
-   100k, 1M points), times exact search (fresh segments, before `optimize`), runs `optimize`
+   the collection with those `IndexSettings`, upserts in batches of ``--batch`` (RSS and its
+   anonymous part at 10k, 100k, 1M points; the peak anonymous memory of the load and of
+   `optimize`, sampled every 0.1 s), times exact search (fresh segments, before `optimize`), runs `optimize`
    once at the end, closes, and measures the bytes on disk.
 3. In another fresh process: reopens the store (time, RSS), times top-10 HNSW searches at each
    ``--ef`` and the MaxSim re-rank of the top 100 (prefetch 100, at the collection's default ef).
@@ -63,6 +64,33 @@ def rss_mib() -> dict[str, float]:
         if key in ("VmRSS", "RssAnon", "VmHWM"):
             out[key] = int(value.split()[0]) / 1024
     return out
+
+
+class AnonPeak:
+    """The peak RssAnon of this process (memory that is not file pages: what the machine must
+    really have) over a phase, sampled every ``every_s`` in a thread; VmHWM counts mapped files."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        import threading
+
+        self.every_s = every_s
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, rss_mib()["RssAnon"])
+
+    def __enter__(self) -> "AnonPeak":
+        self.peak = rss_mib()["RssAnon"]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mib()["RssAnon"])
 
 
 def embeddings(args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -134,22 +162,28 @@ def build(case: dict[str, Any]) -> dict[str, Any]:
     index = IndexSettings(hnsw_m=case["m"], ef_construct=case["ef_construct"], tokens=tokens, rescore=not norescore)
     with EdgeStore(case["path"], batch_size=args.batch) as store:
         store.create_collection(NAME, CollectionSpec(emb["g"].shape[1], emb["t"].shape[2], {"preset": "tiny"}, index))
+        out["anon_base"] = rss_mib()["RssAnon"]
         t0 = time.perf_counter()
-        for start in range(0, n, args.batch):
-            stop = min(n, start + args.batch)
-            g, t = jittered(emb["g"], emb["t"], start, stop, args.noise)
-            store.upsert(NAME, [PhotoPoint(str(uuid.UUID(int=i + 1)), g[i - start], t[i - start], {"path": f"/p/{i}.jpg"})
-                                for i in range(start, stop)])
-            for mark in (10_000, 100_000, 1_000_000):
-                if start < mark <= stop:
-                    out["rss_at"][mark] = rss_mib()["VmRSS"]
-        store.flush()
+        with AnonPeak() as load_peak:
+            for start in range(0, n, args.batch):
+                stop = min(n, start + args.batch)
+                g, t = jittered(emb["g"], emb["t"], start, stop, args.noise)
+                store.upsert(NAME, [PhotoPoint(str(uuid.UUID(int=i + 1)), g[i - start], t[i - start],
+                                               {"path": f"/p/{i}.jpg"}) for i in range(start, stop)])
+                for mark in (10_000, 100_000, 1_000_000):
+                    if start < mark <= stop:
+                        r = rss_mib()
+                        out["rss_at"][mark] = (r["VmRSS"], r["RssAnon"])
+            store.flush()
         out["build_s"] = time.perf_counter() - t0
+        out["anon_peak_load"] = load_peak.peak
         lat, hits = timed(lambda i: store.search(NAME, qg[i], 10), len(qg))
         out["exact"] = {"lat": lat, "ids": [point_ids(h) for h in hits]}
         t0 = time.perf_counter()
-        store.optimize(NAME)
+        with AnonPeak() as optimize_peak:
+            store.optimize(NAME)
         out["optimize_s"] = time.perf_counter() - t0
+        out["anon_peak_optimize"] = optimize_peak.peak
         out["info"] = store.collection_info(NAME)
     out["rss_build"] = rss_mib()
     out["disk_bytes"] = allocated_bytes(Path(case["path"]) / NAME)
@@ -252,10 +286,11 @@ def run_case(args: argparse.Namespace, emb: dict[str, np.ndarray], n: int, m: in
         shutil.rmtree(folder, ignore_errors=True)
     want = [r[:10].tolist() for r in top]
     rr = rerank_scores(emb, n, args.noise, top, s["rerank"])
-    rss_at = " / ".join(f"{v:.0f}" for v in b["rss_at"].values())
+    rss_at = " / ".join(f"{v:.0f} ({a:.0f})" for v, a in b["rss_at"].values())
     info = b["info"]
     print(f"| {n:,} | {m} / {efc} | {tokens} | {b['build_s']:.0f} ({n / b['build_s']:,.0f} pts/s) | {b['optimize_s']:.0f} | "
-          f"{b['disk_bytes'] / n:,.0f} | {rss_at} | {b['rss_build']['VmHWM']:.0f} | {s['reopen_s']:.2f} | "
+          f"{b['disk_bytes'] / n:,.0f} | {rss_at} | {b['rss_build']['VmHWM']:.0f} | "
+          f"{b['anon_base']:.0f} / {b['anon_peak_load']:.0f} / {b['anon_peak_optimize']:.0f} | {s['reopen_s']:.2f} | "
           f"{s['rss_open'] - s['rss_before']:.0f} / {s['rss_queries']['VmRSS'] - s['rss_before']:.0f} | "
           f"{info.index_state}, {info.segments} seg |", flush=True)
     lines = [f"| {n:,} | {m} / {efc} | {tokens} | exact (before optimize) | {ms(b['exact']['lat'])} | "
@@ -296,9 +331,10 @@ def main() -> None:
     print(f"{len(emb['g'])} real photo embeddings ({emb['g'].shape[1]}-d global, {emb['t'].shape[1]}x{emb['t'].shape[2]} "
           f"tokens), {len(emb['qg'])} sketch queries, copies jittered with sigma {args.noise}; {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f} at the start\n")
-    print("| points | m / ef_construct | tokens | build s | optimize s | disk B/point | RSS MiB at 10k / 100k / 1M | "
-          "peak RSS MiB | reopen s | RSS MiB after reopen / queries | index |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| points | m / ef_construct | tokens | build s | optimize s | disk B/point | RSS (anon) MiB at 10k / 100k / 1M | "
+          "peak RSS MiB | anon MiB: empty store / peak load / peak optimize | reopen s | "
+          "RSS MiB after reopen / queries | index |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         top = exact_top(emb, n, args.noise)
         for m, efc, tok in settings or [(d.hnsw_m, d.ef_construct, d.tokens)]:
