@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest_speed import make_folder  # noqa: E402
+from ingest_speed import make_folder, parse_size  # noqa: E402
 
 
 def child(case: dict) -> dict:
@@ -124,7 +124,7 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
-    w, h = map(int, args.photo_size.lower().split("x"))
+    w, h = parse_size(args.photo_size)
     runs = [("tiny", n, args.batch_size) for n in args.sizes]
     if args.vit_images:
         runs.append(("vit_b16", args.vit_images, args.vit_batch_size))
