@@ -23,6 +23,7 @@ from qdrant_stub import QdrantStub
 from test_ingest import make_bad_files, make_photos
 
 from dmwan_qdrant.encoder import load_bundle
+from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.ingest import ingest, ingest_ray
 from dmwan_qdrant.model import create_model, save_model
 from dmwan_qdrant.store import open_store
@@ -214,6 +215,13 @@ def _processes_under(marker: str) -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+def test_encoders_that_would_take_every_cpu_are_refused(tmp_path, ray_cluster, model):
+    """Two encoders on the two CPUs would leave no decoding task a CPU: refused, not a hang."""
+    make_photos(tmp_path / "photos", per_class=1)
+    with open_store(path=tmp_path / "store") as st, pytest.raises(UsageError, match="--encoders 1 or fewer"):
+        ingest_ray([tmp_path / "photos"], st, "photos", model, encoders=2)
 
 
 def test_cli_ray_options_need_ray(tmp_path, bundle):

@@ -85,6 +85,7 @@ def ingest_ray(
         with _ray_errors():
             started = init_ray(address)
             try:
+                check_room(encoders)
                 ds = _embedded_photos(plan.todo, model, batch_size, encoders, gpus_per_encoder, max_pixels)
                 if store.backend == "server":
                     sink = QdrantDatasink(store, collection, label_from_folder, batch_size)
@@ -148,6 +149,16 @@ def _quiet_console() -> None:
         if getattr(handler, "stream", None) is not None and not any(
                 isinstance(f, _ConsoleFilter) for f in handler.filters):
             handler.addFilter(_ConsoleFilter())
+
+
+def check_room(encoders: int) -> None:
+    """Refuse a pool of encoders that would hold every CPU of the cluster (one each): no
+    decoding task could then start, and the pipeline would wait forever."""
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if encoders >= cpus:
+        raise UsageError(f"{encoders} encoder{'s' if encoders != 1 else ''} would take all {cpus} CPUs of the Ray "
+                         f"cluster (one each), leaving none to decode with: use --encoders {max(1, cpus - 1)} "
+                         "or fewer, or a larger cluster")
 
 
 def rows_per_block(files: int, batch_size: int, max_rows: int = 1024) -> int:
