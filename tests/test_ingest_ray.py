@@ -117,18 +117,27 @@ def test_into_a_qdrant_server_written_by_ray_tasks(tmp_path, ray_cluster, model)
         assert (again.added, again.unchanged, server.count("photos")) == (0, len(files), len(files))
 
 
-def _ray_processes(title: str) -> list[int]:
-    """Pids of this machine's processes whose title starts with ``ray::<title>``."""
+def _pids(match) -> list[int]:
+    """Pids of this machine's processes whose command line (bytes) satisfies ``match``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmd = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                if match((entry / "cmdline").read_bytes()):
+                    pids.append(int(entry.name))
             except OSError:
                 continue
-            if cmd.startswith(f"ray::{title}"):
-                pids.append(int(entry.name))
     return pids
+
+
+def _ray_processes(title: str) -> list[int]:
+    """Pids of the processes whose title starts with ``ray::<title>``."""
+    return _pids(lambda cmd: cmd.startswith(f"ray::{title}".encode()))
+
+
+def _processes_under(marker: str) -> list[int]:
+    """Pids whose command line names ``marker`` (a Ray instance's temp dir)."""
+    return _pids(lambda cmd: marker.encode() in cmd)
 
 
 def test_killed_encoder_and_decoder_workers_are_replaced(tmp_path, ray_cluster, model):
@@ -202,19 +211,6 @@ def test_cli_driver_killed_mid_run_then_rerun_stores_each_good_file_once(tmp_pat
     assert len(report["failed"]) == 5
     with open_store(path=store) as st:
         assert sorted(p["path"] for _, p in st.scroll_payloads("pics", ["path"])) == sorted(map(str, files))
-
-
-def _processes_under(marker: str) -> list[int]:
-    """Pids whose command line names ``marker`` (a Ray instance's temp dir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 def test_encoders_that_would_take_every_cpu_are_refused(tmp_path, ray_cluster, model):

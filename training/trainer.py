@@ -85,7 +85,6 @@ def fit(
     """
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

@@ -85,8 +85,9 @@ def ingest_ray(
         with _ray_errors():
             started = init_ray(address)
             try:
-                check_room(encoders)
-                ds = _embedded_photos(plan.todo, model, batch_size, encoders, gpus_per_encoder, max_pixels)
+                cpus = int(ray.cluster_resources().get("CPU", 0))
+                check_room(encoders, cpus)
+                ds = _embedded_photos(plan.todo, model, batch_size, encoders, gpus_per_encoder, max_pixels, cpus)
                 if store.backend == "server":
                     sink = QdrantDatasink(store, collection, label_from_folder, batch_size)
                     ds.write_datasink(sink, concurrency=1)
@@ -104,7 +105,7 @@ def ingest_ray(
 
 
 def _embedded_photos(todo: list[FileEntry], model: Any, batch_size: int, encoders: int, gpus: float,
-                     max_pixels: int) -> Any:
+                     max_pixels: int, cpus: int) -> Any:
     """The dataset of decoded, embedded files, in the plan's order."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -112,7 +113,7 @@ def _embedded_photos(todo: list[FileEntry], model: Any, batch_size: int, encoder
     ctx.execution_options.preserve_order = True  # the first of two identical files stays the main path
     size = int(model.config.image_size)
     rows = [{"path": p, "size": s, "mtime_ns": m} for p, s, m in todo]
-    ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // rows_per_block(len(rows), batch_size)))
+    ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // rows_per_block(len(rows), batch_size, cpus)))
     ds = ds.map_batches(
         decode_batch,
         batch_size=batch_size,
@@ -151,23 +152,21 @@ def _quiet_console() -> None:
             handler.addFilter(_ConsoleFilter())
 
 
-def check_room(encoders: int) -> None:
-    """Refuse a pool of encoders that would hold every CPU of the cluster (one each): no
-    decoding task could then start, and the pipeline would wait forever."""
-    cpus = int(ray.cluster_resources().get("CPU", 0))
+def check_room(encoders: int, cpus: int) -> None:
+    """Refuse a pool of encoders that would hold every one of the cluster's ``cpus`` (one each):
+    no decoding task could then start, and the pipeline would wait forever."""
     if encoders >= cpus:
         raise UsageError(f"{encoders} encoder{'s' if encoders != 1 else ''} would take all {cpus} CPUs of the Ray "
                          f"cluster (one each), leaving none to decode with: use --encoders {max(1, cpus - 1)} "
                          "or fewer, or a larger cluster")
 
 
-def rows_per_block(files: int, batch_size: int, max_rows: int = 1024) -> int:
-    """Files per decoding task: two tasks per CPU of the cluster where the files allow, at most
+def rows_per_block(files: int, batch_size: int, cpus: int, max_rows: int = 1024) -> int:
+    """Files per decoding task: two tasks per CPU of the cluster (``cpus``) where the files allow, at most
     ``max_rows`` and at least a batch. A task has a fixed cost (about 40 ms on two cores), so
     on a small machine fewer, larger tasks are faster (tiny model, 8,000 photos on 2 cores:
     495 images/s with 64 files a task, 681 with 1,024); on a cluster each CPU still gets work."""
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return max(batch_size, min(max_rows, files // (2 * cpus)))
+    return max(batch_size, min(max_rows, files // (2 * max(1, cpus))))
 
 
 def decode_memory(max_pixels: int) -> int:
