@@ -31,7 +31,7 @@ def demo(
     from dmwan_qdrant.encoder import load_bundle
     from dmwan_qdrant.eval.evaluate import evaluate_split
     from dmwan_qdrant.eval.rerank import rerank_metrics
-    from dmwan_qdrant.reranking import DEFAULT_RERANK, RERANK_WEIGHT
+    from dmwan_qdrant.reranking import bundle_rerank
     from dmwan_qdrant.eval.through_store import evaluate_through_store
     from dmwan_qdrant.ingest import ingest
     from dmwan_qdrant.sheet import contact_sheets
@@ -90,13 +90,14 @@ def demo(
     gap = abs(through_qdrant["mAP@all"] - offline["mAP@all"])
     say(f"   {'they agree' if gap < 1e-3 else 'THEY DISAGREE'}: |difference| {gap:.5f} "
                "(Qdrant ranks the same embeddings the offline evaluation scores)")
-    say(f"   token re-rank of the top 100 through Qdrant (fused, w={RERANK_WEIGHT:g}): P@10 "
+    rerank_on, weight = bundle_rerank(model)
+    say(f"   token re-rank of the top 100 through Qdrant (fused, w={weight:g}): P@10 "
         f"{through_qdrant['P@10']:.4f} -> {through_qdrant['P@10 reranked']:.4f}"
-        f"  ({'on' if DEFAULT_RERANK else 'off'} by default)")
-    rerank = {c: rerank_metrics(model, split, (0.0, RERANK_WEIGHT), classes=c) for c in ("validation", "test")}
+        f"  ({'on' if rerank_on else 'off'} by default for this bundle, as its validation classes chose)")
+    rerank = {c: rerank_metrics(model, split, (0.0, weight), classes=c) for c in ("validation", "test")}
     for c, m in rerank.items():
         if m:
-            plain, fused = m[0.0], m[RERANK_WEIGHT]
+            plain, fused = m[0.0], m[weight]
             say(f"     {c + ' classes':<18}: P@10 {plain['P@10']:.4f} -> {fused['P@10']:.4f}  mAP@200 "
                 f"{plain['mAP@200']:.4f} -> {fused['mAP@200']:.4f}  (P@100 {plain['P@100']:.4f}, unchanged)")
     sketches = [str(s.path) for s in split.test_sketches]
@@ -122,6 +123,7 @@ def demo(
             "through_qdrant": {k: through_qdrant[k] for k in ("mAP@all", "mAP@all plain", "P@100", "P@10",
                                                               "P@10 reranked", "queries")},
             "offline": {k: offline[k] for k in ("mAP@all", "mAP@all plain", "P@100")}, "contact_sheet": str(sheet),
-            "rerank": {c: {"off": m[0.0], "fused": m[RERANK_WEIGHT]} for c, m in rerank.items() if m},
+            "rerank": {"default": rerank_on, "weight": weight,
+                       **{c: {"off": m[0.0], "fused": m[weight]} for c, m in rerank.items() if m}},
             "seconds": round(time.perf_counter() - t0, 1),
         }, indent=2))

@@ -104,9 +104,23 @@ def _card_report(folder: Path, name: str | None = None) -> dict[str, Any]:
         "pretrained": card.get("pretrained"), "text_pretrained": card.get("text_pretrained"),
         "pretrained_text": source_text(card.get("pretrained")),
         "init": card.get("init"), "training": card.get("training"), "training_text": training_text(card.get("training")),
-        "metrics": card.get("metrics"), "class_names": classes,
+        "metrics": card.get("metrics"), "rerank": card.get("rerank"), "class_names": classes,
         "created": card.get("created"), "versions": card.get("versions"),
     }
+
+
+def rerank_text(choice: dict[str, Any] | None) -> str:
+    """A card's re-rank choice as one phrase."""
+    if not isinstance(choice, dict):
+        return "off by default (no validation classes measured it; --rerank turns it on)"
+    v = choice.get("validation") or {}
+    cos, fused = v.get("cosine") or {}, v.get("fused") or {}
+    figures = ", ".join(f"{k} {100 * cos[k]:.1f} -> {100 * fused[k]:.1f}" for k in ("P@10", "mAP@200")
+                        if k in cos and k in fused)
+    state = "on" if choice.get("on") else "off"
+    gain, se = 100 * float(choice.get("gain_mAP@200", 0.0)), 100 * float(choice.get("se_mAP@200", 0.0))
+    return (f"{state} by default (fused w {choice.get('weight')}, top {choice.get('prefetch')}; validation "
+            f"{figures}: mAP@200 {gain:+.1f}, standard error {se:.1f})")
 
 
 def card_lines(r: dict[str, Any]) -> list[str]:
@@ -142,6 +156,7 @@ def card_lines(r: dict[str, Any]) -> list[str]:
             lines.append((which, f"{label}: " + "  ".join(f"{k} {100 * v:.1f}" for k, v in m.items())))
     if not any(metrics.get(w) for w in ("validation", "test")):
         lines.append(("metrics", "none recorded (`dmwan eval --model BUNDLE` scores it)"))
+    lines.append(("re-rank", rerank_text(r.get("rerank"))))
     lines.append(("created", r.get("created") or "unknown (a bundle from before model cards)"))
     if r.get("versions"):
         lines.append(("versions", ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v)))

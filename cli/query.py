@@ -9,7 +9,6 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import StoreServedError, UsageError
-from dmwan_qdrant.reranking import DEFAULT_RERANK
 
 from .app import app, skip_teardown
 from .options import api_key_option, device_option, open_cli_store, store_option, url_option
@@ -28,8 +27,10 @@ def query_command(
         help="payload condition, repeat to AND: label=shoe, label=shoe,boot (any of), width>=640, path^=/photos/",
     ),
     under: Optional[Path] = typer.Option(None, "--under", metavar="DIR", help="only photos under this folder"),
-    rerank: bool = typer.Option(DEFAULT_RERANK, "--rerank/--no-rerank",
-                                help="re-rank the top --prefetch by the fused global and local-token score"),
+    rerank: Optional[bool] = typer.Option(
+        None, "--rerank/--no-rerank",
+        help="re-rank the top --prefetch by the fused global and local-token score (default: as the collection's "
+             "model chose on its validation classes; `dmwan model info` says)"),
     prefetch: int = typer.Option(100, "--prefetch", min=1, help="candidates re-ranked by local tokens"),
     ef: Optional[int] = typer.Option(
         None, "--ef", metavar="N",
@@ -57,8 +58,9 @@ def query_command(
     """Find the photos that look like SKETCH... (or match --text, or are like --photo / --like),
     best first.
 
-    Scores are cosines of global embeddings, or with --rerank the fused global and local-token
-    score, on the same scale (-1 to 1).
+    Scores are cosines of global embeddings, or when re-ranked the fused global and local-token
+    score, on the same scale (-1 to 1). A bundle trained with validation classes re-ranks by
+    default only if that helped on them; --rerank / --no-rerank decide for one query.
     """
     kinds = [name for name, given in (("sketches", sketches), ("--text", text is not None), ("--photo", photos),
                                       ("--like", like)) if given]
@@ -89,13 +91,13 @@ def query_command(
     try:
         st = open_cli_store(store, url, api_key, read_only=True)
     except StoreServedError as served:
-        results = _through_server(served, collection, sources, text, k, filters, rerank, prefetch, model,
-                                  bool(photos), ids, ef)
+        results, reranked = _through_server(served, collection, sources, text, k, filters, rerank, prefetch, model,
+                                            bool(photos), ids, ef)
     else:
         with st:
             images = [s.decode() for s in sources]
-            results = _search_here(st, collection, model, device, images, text, bool(photos), ids, k, filters,
-                                   rerank, prefetch, ef)
+            results, reranked = _search_here(st, collection, model, device, images, text, bool(photos), ids, k,
+                                             filters, rerank, prefetch, ef)
             if ids and sheet is not None:  # the stored photos the queries stand for
                 like_paths = dict(zip(like or [], (p.get("path") for p in st.retrieve(collection, ids))))
 
@@ -127,7 +129,7 @@ def query_command(
             "store": store_choice(url, store)[1],
             "collection": collection,
             "mode": mode,
-            "rerank": text is None and rerank,
+            "rerank": text is None and reranked,
             "queries": [{"query": q, "results": [r.to_dict() for r in res]} for q, res in zip(queries, results)],
         }
         if sheet is not None:
@@ -157,10 +159,12 @@ def _print_table(query: str, results: list[Any], is_text: bool) -> None:
 
 def _search_here(st: Any, collection: str, model: Optional[str], device: Optional[str], images: list[Any],
                  text: Optional[str], as_photos: bool, ids: list[str], k: int,
-                 filters: list[str], rerank: bool, prefetch: int, ef: Optional[int] = None) -> list[Any]:
+                 filters: list[str], rerank: Optional[bool], prefetch: int,
+                 ef: Optional[int] = None) -> tuple[list[Any], bool]:
     """The search on the open store ``st`` with the collection's encoder: ``images`` (decoded
     sketches, or photos when ``as_photos``), the ``text``, or the stored points ``ids``; ``ef``
-    HNSW candidates (None: the collection's default)."""
+    HNSW candidates (None: the collection's default). Returns the results and whether they were
+    re-ranked (``rerank``, or None: the model's choice)."""
     from dmwan_qdrant.search import (
         embed_sketch_images,
         load_collection_model,
@@ -168,27 +172,30 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
         search_sketch_embeddings,
         search_text,
     )
+    from dmwan_qdrant.reranking import resolve_rerank
     from dmwan_qdrant.similar import search_like, search_photos
 
     flt = parse_filters(filters) or None
     net = load_collection_model(st, collection, model, device)
+    rerank = resolve_rerank(rerank, net)[0]
     if text is not None:
-        return search_text(st, collection, net, text, k=k, filter=flt, ef=ef)
+        return search_text(st, collection, net, text, k=k, filter=flt, ef=ef), False
     if ids:
-        return search_like(st, collection, net, ids, k=k, filter=flt, rerank=rerank, prefetch=prefetch, ef=ef)
+        return search_like(st, collection, net, ids, k=k, filter=flt, rerank=rerank, prefetch=prefetch, ef=ef), rerank
     if as_photos:
-        return search_photos(st, collection, net, images, k=k, filter=flt, rerank=rerank, prefetch=prefetch, ef=ef)
+        return (search_photos(st, collection, net, images, k=k, filter=flt, rerank=rerank, prefetch=prefetch, ef=ef),
+                rerank)
     vectors, tokens = embed_sketch_images(net, images)
-    return search_sketch_embeddings(st, collection, net, vectors, tokens, k, flt, rerank, prefetch, ef)
+    return search_sketch_embeddings(st, collection, net, vectors, tokens, k, flt, rerank, prefetch, ef), rerank
 
 
 def _through_server(served: StoreServedError, collection: str, sources: list[Any], text: Optional[str], k: int,
-                    filters: list[str], rerank: bool, prefetch: int, model: Optional[str], as_photos: bool,
-                    ids: list[str], ef: Optional[int] = None) -> list[Any]:
+                    filters: list[str], rerank: Optional[bool], prefetch: int, model: Optional[str],
+                    as_photos: bool, ids: list[str], ef: Optional[int] = None) -> tuple[list[Any], bool]:
     """The search answered by the `dmwan serve` that holds the store (same results, no torch)."""
     import os
 
-    from dmwan_qdrant.server.client import search_through_server
+    from dmwan_qdrant.server.client import server_search
 
     if model is not None:
         raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which searches "
@@ -198,5 +205,6 @@ def _through_server(served: StoreServedError, collection: str, sources: list[Any
         raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
                          "an API key: set $DMWAN_API_KEY")
     typer.echo(f"note: searching through `dmwan serve` at {served.url} (it holds the store)", err=True)
-    return search_through_server(served.url, collection, [] if as_photos else sources, text, k, filters, rerank,
-                                 prefetch, key, photos=sources if as_photos else [], like=ids, ef=ef)
+    answer = server_search(served.url, collection, [] if as_photos else sources, text, k, filters, rerank, prefetch,
+                           key, photos=sources if as_photos else [], like=ids, ef=ef)
+    return answer.results, answer.rerank

@@ -3,8 +3,10 @@
 Retrieval is the cosine of global embeddings, served by the store's index. With ``rerank`` the
 top ``prefetch`` candidates are re-ranked by the multi-level score: the database computes MaxSim
 over the local tokens for them (Qdrant's multivector MAX_SIM), and the plugin fuses it with the
-global cosine, ``(cos + w * maxsim / n_tokens) / (1 + w)`` with ``w`` = `RERANK_WEIGHT`. Every
-score a user sees is on the cosine's scale, -1 to 1, re-ranked or not.
+global cosine, ``(cos + w * maxsim / n_tokens) / (1 + w)``. ``rerank=None`` does what the
+model's bundle chose on its training run's validation classes (its card's ``rerank``: on or off,
+and ``w``; a bundle without that choice does not re-rank). Every score a user sees is on the
+cosine's scale, -1 to 1, re-ranked or not.
 
 ``ef`` is how many candidates the HNSW search of the global vectors keeps: higher finds more of
 the exact top ``k`` and costs time; None uses the collection's default (``collections info``).
@@ -24,7 +26,7 @@ import torch
 from .encoder import check_same_model, resolve_collection_model
 from .errors import CollectionNotFoundError, StoreDamagedError, UsageError
 from .imageio import load_image
-from .reranking import DEFAULT_PREFETCH, DEFAULT_RERANK, RERANK_WEIGHT, fuse_hits
+from .reranking import DEFAULT_PREFETCH, fuse_hits, resolve_rerank
 from .results import Result
 from .store import Hit, Store
 from .store.index import check_ef
@@ -217,8 +219,8 @@ def search_sketches(
             a numeric range (any of gte/gt/lte/lt), ``{key: {"prefix": "/photos/shoes/"}}`` a
             keyword prefix; e.g. ``{"label": ["shoe", "boot"], "width": {"gte": 640}}``. See
             `dmwan_qdrant.store.filters`, and `parse_filters` for the ``--filter`` syntax.
-        rerank: re-rank the top ``prefetch`` by the fused global and local score (None:
-            `DEFAULT_RERANK`).
+        rerank: re-rank the top ``prefetch`` by the fused global and local score (None: as
+            the model's bundle chose on its validation classes, see `bundle_rerank`).
         prefetch: candidates for the re-rank.
         ef: HNSW search candidates (a positive int; None: the collection's default).
 
@@ -255,8 +257,7 @@ def search_sketch_embeddings(
     """
     check_ef(ef)
     _check(store, collection, model)
-    if rerank is None:
-        rerank = DEFAULT_RERANK
+    rerank, weight = resolve_rerank(rerank, model)
     if not rerank:
         hits = store.search_batch(collection, vectors.numpy(), k, filter, hnsw_ef=ef)
         _check_empty(store, collection, filter, hits)
@@ -272,7 +273,7 @@ def search_sketch_embeddings(
     for cos_hits, ms_hits in zip(cosine, maxsim):
         _results(cos_hits, collection, 1.0)  # the damage checks, on the engine's own scores
         _results(ms_hits, collection, n_tokens)
-        out.append(_results(fuse_hits(cos_hits, ms_hits, n_tokens, RERANK_WEIGHT)[:k], collection, 1.0))
+        out.append(_results(fuse_hits(cos_hits, ms_hits, n_tokens, weight)[:k], collection, 1.0))
     return out
 
 

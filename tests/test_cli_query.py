@@ -310,7 +310,7 @@ def test_a_bad_ef_is_one_line(capsys, env, ef):
     assert code == 2 and "--ef must be a positive integer" in one_line_error(err)
 
 
-def test_ef_goes_to_the_server_that_holds_the_store(capsys, env, monkeypatch):
+def test_ef_and_rerank_go_to_the_server_that_holds_the_store(capsys, env, monkeypatch):
     import dmwan_qdrant.cli.query as query_cli
     import dmwan_qdrant.server.client as client
     from dmwan_qdrant.errors import StoreServedError
@@ -320,8 +320,10 @@ def test_ef_goes_to_the_server_that_holds_the_store(capsys, env, monkeypatch):
 
     calls: list = []
     monkeypatch.setattr(query_cli, "open_cli_store", served)
-    monkeypatch.setattr(client, "search_through_server", lambda *a, **kw: calls.append(kw.get("ef")) or [[]])
-    for args in (["--ef", "64"], []):
+    monkeypatch.setattr(client, "server_search",
+                        lambda *a, **kw: calls.append((kw.get("ef"), a[6])) or client.ServerSearch([[]], False))
+    for args in (["--ef", "64"], [], ["--rerank"]):
         code, _, err = q(capsys, env, env["sketches"][0], *args)
         assert code == 0 and "searching through `dmwan serve`" in err
-    assert calls == [64, None]
+    # ef and rerank as given; rerank None (not given) leaves it to the collection's model.
+    assert calls == [(64, None), (None, None), (None, True)]

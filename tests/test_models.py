@@ -57,6 +57,19 @@ def test_model_create_and_info_cli(tmp_path, capsys, tiny_clip_file):
     assert info["pretrained"]["file"] == "tiny_clip.pt"
     code, stdout, err = dmwan(capsys, "model", "info", out)
     assert code == 0 and "the pretrained towers as they are" in stdout and "tiny_clip.pt" in stdout
+    assert "re-rank" in stdout and "off by default (no validation classes measured it" in stdout
+    # A training run's choice, as `choose_rerank` records it, is what info reports.
+    from dmwan_qdrant.model import card_of, read_bundle_record, write_card
+
+    choice = {"on": True, "weight": 2.0, "prefetch": 100, "gain_mAP@200": 0.012, "se_mAP@200": 0.003,
+              "gain_P@10": 0.02, "queries": 240,
+              "validation": {"cosine": {"P@10": 0.45, "mAP@200": 0.41}, "fused": {"P@10": 0.47, "mAP@200": 0.422}}}
+    write_card(out, {**card_of(read_bundle_record(out)), "rerank": choice})
+    code, stdout, err = dmwan(capsys, "model", "info", out)
+    line = next(x for x in stdout.splitlines() if x.startswith("re-rank"))
+    assert "on by default (fused w 2.0, top 100" in line and "P@10 45.0 -> 47.0" in line and "+1.2" in line
+    code, stdout, err = dmwan(capsys, "model", "info", out, "--json")
+    assert json.loads(stdout)["rerank"] == choice
 
     # Nothing is overwritten by accident; --force replaces a bundle.
     code, _, err = dmwan(capsys, "model", "create", "--preset", "tiny", "-o", out)

@@ -104,6 +104,47 @@ def test_rerank_fuses_the_global_cosine_and_the_mean_maxsim_on_one_scale(setup, 
         assert r.score == pytest.approx((cos[r.id] + RERANK_WEIGHT * maxsim) / (1 + RERANK_WEIGHT), abs=1e-4)
 
 
+def test_without_rerank_given_the_bundles_choice_decides(setup, store, monkeypatch):
+    from dmwan_qdrant.search import embed_sketch_files
+
+    _, _, model, sketches = setup
+    plain = search_sketches(store, "shapes", model, sketches[:1], k=12, rerank=False)[0]
+    fused = search_sketches(store, "shapes", model, sketches[:1], k=12, rerank=True, prefetch=12)[0]
+    # No choice in the card (a bundle without validation classes): no re-rank.
+    assert search_sketches(store, "shapes", model, sketches[:1], k=12, prefetch=12)[0] == plain
+    monkeypatch.setitem(model.metadata, "card", {"rerank": {"on": True, "weight": 2.0}})
+    assert search_sketches(store, "shapes", model, sketches[:1], k=12, prefetch=12)[0] == fused
+    assert search_sketches(store, "shapes", model, sketches[:1], k=12, rerank=False)[0] == plain  # asked: off
+    # The card's weight is the fusion's: mean MaxSim alone at w = inf.
+    monkeypatch.setitem(model.metadata, "card", {"rerank": {"on": True, "weight": float("inf")}})
+    alone = search_sketches(store, "shapes", model, sketches[:1], k=12, prefetch=12)[0]
+    _, tokens = embed_sketch_files(model, sketches[:1])
+    points = {p.id: p for p in store.read_points("shapes", [r.id for r in alone])}
+    for r in alone:
+        maxsim = float((tokens[0].numpy() @ np.asarray(points[r.id].tokens).T).max(axis=1).mean())
+        assert r.score == pytest.approx(maxsim, abs=1e-4)
+    monkeypatch.setitem(model.metadata, "card", {"rerank": {"on": False, "weight": 2.0}})
+    assert search_sketches(store, "shapes", model, sketches[:1], k=12, prefetch=12)[0] == plain
+
+
+def test_bundle_rerank_reads_the_card_and_falls_back_to_the_default():
+    from types import SimpleNamespace
+
+    from dmwan_qdrant.reranking import DEFAULT_RERANK, RERANK_WEIGHT, bundle_rerank, resolve_rerank
+
+    def model(choice):
+        return SimpleNamespace(metadata={"card": {"rerank": choice}})
+
+    assert bundle_rerank(SimpleNamespace()) == (DEFAULT_RERANK, RERANK_WEIGHT)
+    assert bundle_rerank(model(None)) == (DEFAULT_RERANK, RERANK_WEIGHT)
+    assert bundle_rerank(model({"on": True, "weight": 0.5})) == (True, 0.5)
+    for bad in (-1.0, "2", None, True, float("nan")):
+        assert bundle_rerank(model({"on": True, "weight": bad})) == (True, RERANK_WEIGHT)
+    assert resolve_rerank(None, model({"on": True, "weight": 1.0})) == (True, 1.0)
+    assert resolve_rerank(False, model({"on": True, "weight": 1.0})) == (False, 1.0)
+    assert resolve_rerank(True, model(None)) == (True, RERANK_WEIGHT)
+
+
 def test_fuse_hits_orders_by_the_fused_score_and_keeps_ties_in_cosine_order():
     from dmwan_qdrant.reranking import fuse_hits
     from dmwan_qdrant.store import Hit

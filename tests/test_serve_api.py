@@ -99,6 +99,22 @@ def test_options_as_query_parameters_or_json_fields(served):
     assert all(r["label"] == "square" for res in q.json()["queries"] for r in res["results"])
 
 
+def test_without_rerank_given_the_collections_model_decides(served, monkeypatch):
+    store, model = served["service"].store, served["service"].model("pics")
+    monkeypatch.setitem(model.metadata, "card", {"rerank": {"on": True, "weight": 2.0}})
+    want = search_sketches(store, "pics", model, served["sketches"], k=4, rerank=True)
+    r = served["client"].post("/collections/pics/search", params={"k": 4}, files=files_of(*served["sketches"]))
+    assert r.status_code == 200 and r.json()["rerank"] is True and ids(r.json()) == expected_ids(want)
+    r = served["client"].post("/collections/pics/search", json={"sketches": [
+        base64.b64encode(p.read_bytes()).decode() for p in served["sketches"]], "k": 4, "rerank": None})
+    assert r.status_code == 200 and r.json()["rerank"] is True and ids(r.json()) == expected_ids(want)
+    r = served["client"].post("/collections/pics/search", params={"k": 4, "rerank": "false"},
+                              files=files_of(*served["sketches"]))
+    assert r.json()["rerank"] is False
+    text = served["client"].post("/collections/pics/search", json={"text": "a round thing", "k": 3})
+    assert text.status_code == 200 and text.json()["rerank"] is False  # text has no tokens to re-rank with
+
+
 def test_rerank_on_request_equals_the_librarys_fused_search(served):
     store, model = served["service"].store, served["service"].model("pics")
     want = search_sketches(store, "pics", model, served["sketches"], k=4, rerank=True)

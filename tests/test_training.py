@@ -82,6 +82,9 @@ def test_the_exported_epoch_is_chosen_on_validation_classes(tmp_path):
     chosen = state.history[state.best_epoch - 1]
     assert card["metrics"]["validation"]["mAP@all"] == pytest.approx(chosen["val mAP@all"])
     assert card["metrics"]["test"]["mAP@all"] == pytest.approx(chosen["mAP@all"])
+    # The bundle's re-rank default, chosen on the same validation classes.
+    assert card["rerank"]["queries"] == len(split.val_sketches) and isinstance(card["rerank"]["on"], bool)
+    assert "validation mAP@200" in card["rerank"]["chosen_by"]
     # The weighting's memories are scored against the benchmark's (here empty) low-quality list.
     assert "lq_auc_sketch" not in chosen
 

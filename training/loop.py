@@ -27,6 +27,7 @@ from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.eval.evaluate import evaluate_split
 from dmwan_qdrant.eval.metrics import METRICS
 from dmwan_qdrant.eval.quality import sample_quality, weighting_quality
+from dmwan_qdrant.eval.rerank import choose_rerank
 from dmwan_qdrant.model import DMWAN, ModelConfig, create_model, get_preset, load_model, save_model
 from dmwan_qdrant.model.card import new_card, pick_metrics, utc_now
 
@@ -161,11 +162,14 @@ def selection_score(metrics: dict[str, Any]) -> float | None:
     return metrics.get(VAL + "mAP@all")
 
 
-def epoch_card(card: dict[str, Any], epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
-    """``card`` (from `run_card`) for the bundle of ``epoch``, with that epoch's metrics."""
+def epoch_card(card: dict[str, Any], epoch: int, metrics: dict[str, Any],
+               rerank: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``card`` (from `run_card`) for the bundle of ``epoch``, with that epoch's metrics and its
+    re-rank choice (`dmwan_qdrant.eval.rerank.choose_rerank`; None: no validation classes)."""
     validation = {k[len(VAL):]: v for k, v in metrics.items() if k.startswith(VAL)}
     return {**card, "training": {**card["training"], "selected_epoch": epoch},
-            "metrics": {"validation": pick_metrics(validation), "test": pick_metrics(metrics)}, "created": utc_now()}
+            "metrics": {"validation": pick_metrics(validation), "test": pick_metrics(metrics)},
+            "rerank": rerank, "created": utc_now()}
 
 
 def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
@@ -263,17 +267,19 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
                 val = evaluate_split(core, split, batch_size=cfg.eval_batch_size, classes="validation")
                 metrics.update({VAL + k: val[k] for k in METRICS})
             metrics.update(weighting_quality(core, split))
+            score = selection_score(metrics)
+            improved = score is None or score > state.best_map
+            # The bundle this epoch would export chooses its re-rank default on the validation classes.
+            rerank = choose_rerank(core, split, batch_size=cfg.eval_batch_size) if improved else None
             metrics["eval_seconds"] = time.perf_counter() - t_eval
             metrics["reported_at"] = time.time()  # wall clock, to tell start-up from training
             core.train()
             state.epoch = epoch + 1
             state.history.append(metrics)
-            score = selection_score(metrics)
-            improved = score is None or score > state.best_map
             if improved:
                 state.best_map, state.best_epoch = (score if score is not None else -1.0), epoch + 1
             checkpoint_dir = _write_checkpoint(core, optimizer, scheduler, state, improved, ctx.resume_dir, cfg,
-                                               epoch_card(card, state.epoch, metrics))
+                                               epoch_card(card, state.epoch, metrics, rerank))
             _append_progress(cfg, metrics)
         ctx.report(metrics, checkpoint_dir)
         ctx.resume_dir = checkpoint_dir if checkpoint_dir is not None else ctx.resume_dir

@@ -6,18 +6,26 @@ the photo's tokens (Qdrant's multivector MAX_SIM divided by the query's token co
 score ``(cos + beta * maxsim) / (1 + beta)`` stays on the cosine's scale; ``beta = inf`` is the
 MaxSim re-rank alone. Photos past the prefetch keep their cosine order behind the re-ranked ones,
 so P@K for K <= prefetch is what a user sees.
+
+`choose_rerank` decides, on a run's validation classes, whether the bundle it exports re-ranks
+by default (its card's ``rerank``; `dmwan_qdrant.reranking.bundle_rerank` reads it).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from ..data.layout import BenchmarkSplit
+from ..reranking import DEFAULT_PREFETCH, RERANK_WEIGHT
 from .evaluate import embed_samples
 from .metrics import average_precision, precision_at_k
+
+#: How many standard errors (over validation queries) a re-rank's mAP@200 gain must clear for a
+#: bundle to re-rank by default: about a 2.5% chance of switching on a re-rank that does not help.
+RERANK_MIN_SE = 2.0
 
 
 def mean_maxsim(query_tokens: torch.Tensor, doc_tokens: torch.Tensor) -> torch.Tensor:
@@ -34,18 +42,17 @@ def fuse(cosine: torch.Tensor, maxsim: torch.Tensor, beta: float) -> torch.Tenso
     return (cosine + beta * maxsim) / (1.0 + beta)
 
 
-def rerank_metrics(
+def rerank_per_query(
     model,
     split: BenchmarkSplit,
     betas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, math.inf),
     classes: str = "validation",
-    prefetch: int = 100,
+    prefetch: int = DEFAULT_PREFETCH,
     batch_size: int = 256,
     chunk: int = 64,
-) -> dict[float, dict[str, float]]:
-    """P@10, P@100 and mAP@200 (interpolated) of each ``beta``'s re-rank of the top ``prefetch``
-    by cosine, on the ``classes`` ("validation" or "test") of ``split``; ``beta = 0`` is the
-    plain cosine ranking."""
+) -> dict[float, dict[str, torch.Tensor]]:
+    """`rerank_metrics` per query: each ``beta``'s P@10, P@100 and mAP@200 as (Q,) tensors, the
+    queries in the split's order (so two betas can be compared query by query)."""
     query, gallery = ((split.val_sketches, split.val_photos) if classes == "validation"
                       else (split.test_sketches, split.test_photos))
     if not query or not gallery:
@@ -69,4 +76,56 @@ def rerank_metrics(
             parts[beta]["P@10"].append(precision_at_k(scores, relevant, 10))
             parts[beta]["P@100"].append(precision_at_k(scores, relevant, 100))
             parts[beta]["mAP@200"].append(average_precision(scores, relevant, 200))
-    return {b: {k: float(torch.cat(v).mean()) for k, v in m.items()} for b, m in parts.items()}
+    return {b: {k: torch.cat(v) for k, v in m.items()} for b, m in parts.items()}
+
+
+def rerank_metrics(
+    model,
+    split: BenchmarkSplit,
+    betas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, math.inf),
+    classes: str = "validation",
+    prefetch: int = DEFAULT_PREFETCH,
+    batch_size: int = 256,
+    chunk: int = 64,
+) -> dict[float, dict[str, float]]:
+    """P@10, P@100 and mAP@200 (interpolated) of each ``beta``'s re-rank of the top ``prefetch``
+    by cosine, on the ``classes`` ("validation" or "test") of ``split``; ``beta = 0`` is the
+    plain cosine ranking."""
+    per = rerank_per_query(model, split, betas, classes, prefetch, batch_size, chunk)
+    return {b: {k: float(v.mean()) for k, v in m.items()} for b, m in per.items()}
+
+
+def rerank_decision(gain_map: torch.Tensor, gain_p10: torch.Tensor, min_se: float = RERANK_MIN_SE) -> dict[str, Any]:
+    """Whether a re-rank helps, from its paired per-query gains over the cosine ranking on
+    validation queries: on when the mean mAP@200 gain is positive and more than ``min_se``
+    standard errors (over queries), and the mean P@10 gain is not negative. Returns ``on`` and
+    the figures it was decided on (gains x1, not x100)."""
+    n = int(gain_map.numel())
+    mean = float(gain_map.mean()) if n else 0.0
+    se = float(gain_map.std() / math.sqrt(n)) if n > 1 else math.inf
+    p10 = float(gain_p10.mean()) if n else 0.0
+    on = n > 1 and mean > 0.0 and mean > min_se * se and p10 >= 0.0
+    return {"on": bool(on), "gain_mAP@200": mean, "se_mAP@200": se, "gain_P@10": p10, "queries": n}
+
+
+def choose_rerank(
+    model,
+    split: BenchmarkSplit,
+    weight: float = RERANK_WEIGHT,
+    prefetch: int = DEFAULT_PREFETCH,
+    batch_size: int = 256,
+) -> dict[str, Any] | None:
+    """A bundle's re-rank setting, chosen on the validation classes of ``split`` (None without
+    any): `rerank_decision` on the fused score of ``weight`` against the cosine ranking. What a
+    card records under ``rerank``: ``on``, ``weight``, ``prefetch``, the decision's figures and
+    the validation P@10 / mAP@200 of both rankings."""
+    per = rerank_per_query(model, split, (0.0, weight), "validation", prefetch, batch_size)
+    if not per:
+        return None
+    plain, fused = per[0.0], per[weight]
+    decision = rerank_decision(fused["mAP@200"] - plain["mAP@200"], fused["P@10"] - plain["P@10"])
+    figures = {name: {k: float(m[k].mean()) for k in ("P@10", "mAP@200")} for name, m in
+               (("cosine", plain), ("fused", fused))}
+    rule = (f"validation mAP@200 gain > {RERANK_MIN_SE:g} standard errors over "
+            f"{decision['queries']} queries, P@10 not lower")
+    return {**decision, "weight": weight, "prefetch": prefetch, "validation": figures, "chosen_by": rule}

@@ -11,6 +11,9 @@ A card is a JSON object under ``metadata.card``::
                      root, split, seen and unseen class counts, epochs, the selected epoch and
                      what selected it, run name, seed
     metrics          {"validation": {...} | None, "test": {...} | None} at the selected epoch
+    rerank           whether searches re-rank by default, chosen on the validation classes
+                     (`dmwan_qdrant.eval.rerank.choose_rerank`: on, weight, prefetch, the
+                     validation figures it was decided on), or None: off unless asked
     created          UTC time the bundle was written (ISO 8601)
     versions         dmwan-qdrant and the libraries the weights were made with
 
@@ -67,6 +70,7 @@ def new_card(
         "init": init,
         "training": training,
         "metrics": metrics or {"validation": None, "test": None},
+        "rerank": None,
         "created": utc_now(),
         "versions": {"dmwan-qdrant": __version__, **installed_versions(CARD_LIBRARIES)},
     }
@@ -96,7 +100,7 @@ def card_of(record: dict[str, Any]) -> dict[str, Any]:
                     "selected_epoch": meta.get("epoch")}
     return {"preset": (record.get("model") or {}).get("name"), "pretrained": None, "text_pretrained": None,
             "init": None, "training": training, "metrics": {"validation": None, "test": None},
-            "created": None, "versions": None}
+            "rerank": None, "created": None, "versions": None}
 
 
 def write_card(bundle: str | Path, card: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from dmwan_qdrant.server.http_errors import error_response, one_line
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
-from dmwan_qdrant.reranking import DEFAULT_PREFETCH, DEFAULT_RERANK
+from dmwan_qdrant.reranking import DEFAULT_PREFETCH, bundle_rerank
 from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH, SearchAnswer, SearchRequest, SearchService
 
 DEFAULT_MAX_UPLOAD_MB = 4.0
@@ -207,7 +207,9 @@ def create_app(
         k: int = Query(10, ge=1, le=MAX_K, description="results per query"),
         filter: list[str] | None = Query(
             None, description="payload condition, repeatable (ANDed): label=shoe, label=shoe,boot, width>=640, path^=/photos/"),
-        rerank: bool = Query(DEFAULT_RERANK, description="re-rank the top prefetch by the fused global and local-token score"),
+        rerank: bool | None = Query(
+            None, description="re-rank the top prefetch by the fused global and local-token score (default: as the "
+                              "collection's model chose on its validation classes)"),
         prefetch: int = Query(DEFAULT_PREFETCH, ge=1, le=MAX_PREFETCH, description="candidates re-ranked"),
         ef: int | None = Query(
             None, ge=1, le=MAX_EF,
@@ -221,6 +223,8 @@ def create_app(
         service.model(name)  # 404 before reading the body
         options = {"k": k, "filter": filter, "rerank": rerank, "prefetch": prefetch, "ef": ef}
         req = await read_search(request, name, options)
+        if req.rerank is None:
+            req.rerank = bundle_rerank(service.model(name))[0]
         answer = await search(req)
         metrics.observe_search(name, answer.embed_s, answer.search_s, answer.batch_size)
         if answer.error is not None:

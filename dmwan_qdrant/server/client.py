@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -21,7 +21,6 @@ from dmwan_qdrant.errors import (
     UsageError,
 )
 from dmwan_qdrant.imageio import file_errors
-from dmwan_qdrant.reranking import DEFAULT_RERANK
 from dmwan_qdrant.results import Result
 from dmwan_qdrant.store.base import CollectionInfo
 
@@ -55,6 +54,14 @@ def _call(method: str, url: str, route: str, api_key: str | None, **kwargs: Any)
     return response
 
 
+class ServerSearch(NamedTuple):
+    """A server's answer to a search: the result lists, one per query, and whether the sketch
+    queries were re-ranked (the request's choice, or the collection's model's)."""
+
+    results: list[list[Result]]
+    rerank: bool
+
+
 def search_through_server(
     url: str,
     collection: str,
@@ -62,7 +69,7 @@ def search_through_server(
     text: str | None = None,
     k: int = 10,
     filters: Sequence[str] = (),
-    rerank: bool = DEFAULT_RERANK,
+    rerank: bool | None = None,
     prefetch: int = 100,
     api_key: str | None = None,
     photos: Sequence[Any] = (),
@@ -71,14 +78,36 @@ def search_through_server(
 ) -> list[list[Result]]:
     """`dmwan_qdrant.search.search_sketches` (or `search_text`, or `dmwan_qdrant.similar`'s
     ``search_photos`` / ``search_like`` for ``photos`` / ``like``) answered by a server at ``url``.
-    ``ef`` None leaves the HNSW search candidates to the collection's default.
+    ``rerank`` None leaves the re-rank to the collection's model (its bundle's choice); ``ef``
+    None leaves the HNSW search candidates to the collection's default.
 
     Raises:
         ImageError: a sketch file that cannot be read, here or by the server.
         CollectionNotFoundError, UsageError: as the server answers them.
         ServerUnavailableError: the server does not answer.
     """
-    params: list[tuple[str, Any]] = [("k", k), ("rerank", str(bool(rerank)).lower()), ("prefetch", prefetch)]
+    return server_search(url, collection, sketches, text, k, filters, rerank, prefetch, api_key, photos, like,
+                         ef).results
+
+
+def server_search(
+    url: str,
+    collection: str,
+    sketches: Sequence[str | Path | Any] = (),
+    text: str | None = None,
+    k: int = 10,
+    filters: Sequence[str] = (),
+    rerank: bool | None = None,
+    prefetch: int = 100,
+    api_key: str | None = None,
+    photos: Sequence[Any] = (),
+    like: Sequence[str] = (),
+    ef: int | None = None,
+) -> ServerSearch:
+    """`search_through_server`, with whether the server re-ranked (`ServerSearch`)."""
+    params: list[tuple[str, Any]] = [("k", k), ("prefetch", prefetch)]
+    if rerank is not None:
+        params.append(("rerank", str(bool(rerank)).lower()))
     params += [("filter", f) for f in filters]
     if ef is not None:
         params.append(("ef", ef))
@@ -97,13 +126,14 @@ def search_through_server(
             with file_errors(p):
                 files.append((field, (str(p), Path(p).read_bytes(), "application/octet-stream")))
         kwargs = {"files": files}
-    response = _call("POST", url, f"/collections/{collection}/search", api_key, params=params, **kwargs)
-    return [
+    answer = _call("POST", url, f"/collections/{collection}/search", api_key, params=params, **kwargs).json()
+    results = [
         [Result(int(r["rank"]), float(r["score"]), str(r["path"]), r.get("label"), str(r["id"]),
                 {"path": r["path"], "label": r.get("label"), "width": r.get("width"), "height": r.get("height")})
          for r in q["results"]]
-        for q in response.json()["queries"]
+        for q in answer["queries"]
     ]
+    return ServerSearch(results, bool(answer.get("rerank")))
 
 
 def collections_through_server(url: str, api_key: str | None = None) -> list[CollectionInfo]:

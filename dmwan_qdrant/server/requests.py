@@ -113,7 +113,7 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
     """The `SearchRequest` of an HTTP search call: the sketches or text of its body (JSON or
     multipart), and ``options`` (``k``, ``filter``, ``rerank``, ``prefetch``, ``ef``: the route's
     query parameters, already parsed) where the body does not give them. ``ef`` None (or JSON
-    null) is the collection's default.
+    null) is the collection's default; ``rerank`` None (or null) the collection's model's choice.
 
     Raises:
         HTTPError: 400 for a malformed body, 422 for an option out of range; ImageError (415) and
@@ -201,7 +201,7 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
     prefetch = _int_option("prefetch", options["prefetch"], 1, MAX_PREFETCH)
     ef = options.get("ef")
     ef = None if ef is None else _int_option("ef", ef, 1, MAX_EF)
-    rerank = _bool_option("rerank", options["rerank"])
+    rerank = None if options.get("rerank") is None else _bool_option("rerank", options["rerank"])
     flt = _filters(options["filter"])
     limit = min(MAX_SKETCH_PIXELS, MAX_IMAGE_PIXELS)
     # Off the event loop: a large PNG takes a while to decode.
@@ -209,5 +209,5 @@ async def read_search(request: Request, collection: str, options: dict[str, Any]
         return [decode_image(data, name, max_pixels=limit) for name, data in items]
 
     images, photo_images = await asyncio.to_thread(lambda: (decode(blobs), decode(photo_blobs)))
-    return SearchRequest(collection, images, text, k, flt, rerank and text is None, prefetch, photo_images, like,
-                         ef)
+    return SearchRequest(collection, images, text, k, flt, False if text is not None else rerank, prefetch,
+                         photo_images, like, ef)

@@ -19,7 +19,6 @@ import torch
 
 from dmwan_qdrant.encoder import check_same_model
 from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError, UsageError
-from dmwan_qdrant.reranking import DEFAULT_RERANK
 from dmwan_qdrant.search import (
     DEFAULT_PREFETCH,
     Result,
@@ -57,7 +56,7 @@ class SearchRequest:
             ranges, prefixes: see `dmwan_qdrant.store.filters`), e.g. from
             `dmwan_qdrant.search.parse_filters`.
         rerank: re-rank the top ``prefetch`` by the fused global and local-token score
-            (sketches only; `DEFAULT_RERANK` by default).
+            (sketches only; None: as the collection's model's bundle chose, `bundle_rerank`).
         prefetch: candidates for the re-rank.
         ef: HNSW search candidates (None: the collection's default, see `IndexSettings`).
     """
@@ -67,7 +66,7 @@ class SearchRequest:
     text: str | None = None
     k: int = 10
     filter: dict[str, Any] | None = None
-    rerank: bool = DEFAULT_RERANK
+    rerank: bool | None = None
     prefetch: int = DEFAULT_PREFETCH
     photos: list[Any] = field(default_factory=list)
     like: list[str] = field(default_factory=list)
