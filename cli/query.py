@@ -195,7 +195,7 @@ def _through_server(served: StoreServedError, collection: str, sources: list[Any
     """The search answered by the `dmwan serve` that holds the store (same results, no torch)."""
     import os
 
-    from dmwan_qdrant.server.client import server_search
+    from dmwan_qdrant.server.client import search_through_server
 
     if model is not None:
         raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which searches "
@@ -205,6 +205,6 @@ def _through_server(served: StoreServedError, collection: str, sources: list[Any
         raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
                          "an API key: set $DMWAN_API_KEY")
     typer.echo(f"note: searching through `dmwan serve` at {served.url} (it holds the store)", err=True)
-    answer = server_search(served.url, collection, [] if as_photos else sources, text, k, filters, rerank, prefetch,
-                           key, photos=sources if as_photos else [], like=ids, ef=ef)
-    return answer.results, answer.rerank
+    answer = search_through_server(served.url, collection, [] if as_photos else sources, text, k, filters, rerank,
+                                   prefetch, key, photos=sources if as_photos else [], like=ids, ef=ef)
+    return list(answer), answer.rerank

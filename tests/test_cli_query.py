@@ -320,8 +320,8 @@ def test_ef_and_rerank_go_to_the_server_that_holds_the_store(capsys, env, monkey
 
     calls: list = []
     monkeypatch.setattr(query_cli, "open_cli_store", served)
-    monkeypatch.setattr(client, "server_search",
-                        lambda *a, **kw: calls.append((kw.get("ef"), a[6])) or client.ServerSearch([[]], False))
+    monkeypatch.setattr(client, "search_through_server",
+                        lambda *a, **kw: calls.append((kw.get("ef"), a[6])) or client.ServerResults([[]], False))
     for args in (["--ef", "64"], [], ["--rerank"]):
         code, _, err = q(capsys, env, env["sketches"][0], *args)
         assert code == 0 and "searching through `dmwan serve`" in err

@@ -113,6 +113,14 @@ def test_without_rerank_given_the_collections_model_decides(served, monkeypatch)
     assert r.json()["rerank"] is False
     text = served["client"].post("/collections/pics/search", json={"text": "a round thing", "k": 3})
     assert text.status_code == 200 and text.json()["rerank"] is False  # text has no tokens to re-rank with
+    # `dmwan query` through a server leaves it to the server, and learns what was done.
+    from dmwan_qdrant.server.client import search_through_server
+
+    client = served["client"]
+    monkeypatch.setattr(httpx, "request", lambda method, url, timeout=None, **kw: client.request(method, url, **kw))
+    got = search_through_server("http://testserver", "pics", served["sketches"], k=4)
+    assert got.rerank is True and expected_ids(got) == expected_ids(want)
+    assert search_through_server("http://testserver", "pics", served["sketches"], k=4, rerank=False).rerank is False
 
 
 def test_rerank_on_request_equals_the_librarys_fused_search(served):

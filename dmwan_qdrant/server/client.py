@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 
@@ -54,12 +54,14 @@ def _call(method: str, url: str, route: str, api_key: str | None, **kwargs: Any)
     return response
 
 
-class ServerSearch(NamedTuple):
-    """A server's answer to a search: the result lists, one per query, and whether the sketch
-    queries were re-ranked (the request's choice, or the collection's model's)."""
+class ServerResults(list):
+    """A server's answer to a search: the result lists, one per query (a plain list of them), and
+    ``rerank``, whether the sketch queries were re-ranked (the request's choice, or the
+    collection's model's)."""
 
-    results: list[list[Result]]
-    rerank: bool
+    def __init__(self, results: list[list[Result]], rerank: bool) -> None:
+        super().__init__(results)
+        self.rerank = rerank
 
 
 def search_through_server(
@@ -75,7 +77,7 @@ def search_through_server(
     photos: Sequence[Any] = (),
     like: Sequence[str] = (),
     ef: int | None = None,
-) -> list[list[Result]]:
+) -> ServerResults:
     """`dmwan_qdrant.search.search_sketches` (or `search_text`, or `dmwan_qdrant.similar`'s
     ``search_photos`` / ``search_like`` for ``photos`` / ``like``) answered by a server at ``url``.
     ``rerank`` None leaves the re-rank to the collection's model (its bundle's choice); ``ef``
@@ -86,25 +88,6 @@ def search_through_server(
         CollectionNotFoundError, UsageError: as the server answers them.
         ServerUnavailableError: the server does not answer.
     """
-    return server_search(url, collection, sketches, text, k, filters, rerank, prefetch, api_key, photos, like,
-                         ef).results
-
-
-def server_search(
-    url: str,
-    collection: str,
-    sketches: Sequence[str | Path | Any] = (),
-    text: str | None = None,
-    k: int = 10,
-    filters: Sequence[str] = (),
-    rerank: bool | None = None,
-    prefetch: int = 100,
-    api_key: str | None = None,
-    photos: Sequence[Any] = (),
-    like: Sequence[str] = (),
-    ef: int | None = None,
-) -> ServerSearch:
-    """`search_through_server`, with whether the server re-ranked (`ServerSearch`)."""
     params: list[tuple[str, Any]] = [("k", k), ("prefetch", prefetch)]
     if rerank is not None:
         params.append(("rerank", str(bool(rerank)).lower()))
@@ -133,7 +116,7 @@ def server_search(
          for r in q["results"]]
         for q in answer["queries"]
     ]
-    return ServerSearch(results, bool(answer.get("rerank")))
+    return ServerResults(results, bool(answer.get("rerank")))
 
 
 def collections_through_server(url: str, api_key: str | None = None) -> list[CollectionInfo]:
