@@ -69,7 +69,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     from dmwan_qdrant.training.config import TrainConfig
     from dmwan_qdrant.training.data import prepare_split
     from dmwan_qdrant.eval.rerank import rerank_metrics
-    from dmwan_qdrant.training.loop import BEST_DIR, MODEL_DIR, WorkerContext, run_training
+    from dmwan_qdrant.training.loop import BEST_DIR, MODEL_DIR, WorkerContext, discard_checkpoint, run_training
 
     torch.set_num_threads(job["threads"])
     base = TrainConfig.from_file(Path(job["config"]))
@@ -99,6 +99,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     per_class = evaluate_split(final, split, batch_size=cfg.eval_batch_size, per_class=True)["per_class_ap"]
     # The token re-rank of the exported (selected) bundle, on validation and test classes.
     chosen = load_model(last_dir["dir"] / BEST_DIR)
+    discard_checkpoint(ctx.resume_dir)
     rerank = {classes: {str(beta): m for beta, m in rerank_metrics(chosen, split, RERANK_BETAS, classes).items()}
               for classes in ("validation", "test")}
     keep = ("epoch", "loss", "mAP@all", "P@100", "mAP@all plain", "val mAP@all", "lq_auc_sketch", "lq_auc_photo")

@@ -60,12 +60,18 @@ def test_plain_loop_learns_above_chance(trained):
     assert model.class_names == split.seen_classes
 
 
-def test_the_exported_epoch_is_chosen_on_validation_classes(tmp_path):
+def test_the_exported_epoch_is_chosen_on_validation_classes(tmp_path, monkeypatch):
+    import tempfile
+
     from dmwan_qdrant.training.data import prepare_split
     from dmwan_qdrant.training.loop import train_local
 
     cfg = tiny_config(tmp_path, **{"optim.epochs": 3, "optim.steps_per_epoch": 6, "optim.warmup_steps": 2})
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     model, state = train_local(cfg)
+    # Each epoch's checkpoint folder is discarded once the next one is written; the last once read.
+    assert list((tmp_path / "tmp").iterdir()) == []
     split = prepare_split(cfg)
     # 15% of the 11 seen classes (2) are held out: never trained on, not test classes.
     assert len(split.validation_classes) == 2 and len(split.seen_classes) == 9

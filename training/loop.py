@@ -93,7 +93,9 @@ class WorkerContext:
     prepare_loader: Callable[[DataLoader], DataLoader]
     #: Called once per epoch with the metrics and a checkpoint folder (rank 0) or None.
     report: Callable[[dict[str, Any], Path | None], None]
-    #: The folder of the checkpoint to resume from, or None.
+    #: The folder of the checkpoint to resume from, or None. `run_training` moves it on to each
+    #: epoch's checkpoint folder and discards the one before (`discard_checkpoint`), so at the
+    #: end it is the last epoch's, for the caller to read and then discard.
     resume_dir: Path | None
 
 
@@ -282,8 +284,24 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
                                                epoch_card(card, state.epoch, metrics, rerank))
             _append_progress(cfg, metrics)
         ctx.report(metrics, checkpoint_dir)
-        ctx.resume_dir = checkpoint_dir if checkpoint_dir is not None else ctx.resume_dir
+        if checkpoint_dir is not None:
+            # Reported (Ray has copied it to the run's storage) and superseded: each epoch's folder
+            # holds two bundles and the optimizer state, far too much to leave in the temp dir.
+            discard_checkpoint(ctx.resume_dir)
+            ctx.resume_dir = checkpoint_dir
     return state
+
+
+#: Prefixes of the temporary checkpoint folders this module makes (and may therefore delete).
+TEMP_PREFIXES = ("dmwan-ckpt-", "dmwan-resume-")
+
+
+def discard_checkpoint(folder: Path | None) -> None:
+    """Delete a temporary checkpoint folder this module made; any other folder is left alone."""
+    if folder is not None and folder.name.startswith(TEMP_PREFIXES):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_checkpoint(model, optimizer, scheduler, state: RunState, improved: bool, previous: Path | None, cfg,
@@ -352,7 +370,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         resume_dir=resume_dir,
     )
     torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
-    run_training(cfg, ctx)
+    try:
+        run_training(cfg, ctx)
+    finally:
+        discard_checkpoint(ctx.resume_dir)  # the last one is in the run's storage now
 
 
 def train_local(cfg: TrainConfig, device: str = "cpu", on_epoch: Callable[[dict], None] | None = None) -> tuple[DMWAN, RunState]:
@@ -365,6 +386,9 @@ def train_local(cfg: TrainConfig, device: str = "cpu", on_epoch: Callable[[dict]
             on_epoch(metrics)
 
     ctx = WorkerContext(0, 1, torch.device(device), lambda m: m.to(device), lambda dl: dl, report, None)
-    state = run_training(cfg, ctx)
-    best = load_model(last["dir"] / BEST_DIR) if last["dir"] is not None else None
+    try:
+        state = run_training(cfg, ctx)
+        best = load_model(last["dir"] / BEST_DIR) if last["dir"] is not None else None
+    finally:
+        discard_checkpoint(ctx.resume_dir)
     return best, state
