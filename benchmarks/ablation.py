@@ -13,7 +13,8 @@ given share of low-quality samples. It reports the unseen-class figures of the e
 the validation classes (held out of the seen classes, as `dmwan train` chooses the bundle it
 exports) and of the last epoch: the test classes choose nothing. Runs are independent processes, ``--jobs`` at a time with
 ``--threads`` torch threads each; each writes ``<workdir>/results/<run>.json``, and a run whose
-file exists is not run again, so an interrupted table finishes where it stopped.
+file exists is not run again, so an interrupted table finishes where it stopped. The last
+epoch's bundle of each run is kept as ``<workdir>/bundles/<run>``.
 
 Besides mAP@all and P@100, each run records what explains them: the weight list's statistics
 in the last epoch, each unseen class's AP, and, per epoch, how the weighting's per-sketch and
@@ -29,6 +30,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -99,6 +101,11 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     per_class = evaluate_split(final, split, batch_size=cfg.eval_batch_size, per_class=True)["per_class_ap"]
     # The token re-rank of the exported (selected) bundle, on validation and test classes.
     chosen = load_model(last_dir["dir"] / BEST_DIR)
+    # The last epoch's bundle stays, for offline looks at what the model learned
+    # (benchmarks/quality_scores.py); the rest of the checkpoint goes.
+    kept = Path(job["runs"]).parent / "bundles" / job["name"]
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(last_dir["dir"] / MODEL_DIR, kept)
     discard_checkpoint(ctx.resume_dir)
     rerank = {classes: {str(beta): m for beta, m in rerank_metrics(chosen, split, RERANK_BETAS, classes).items()}
               for classes in ("validation", "test")}
