@@ -169,6 +169,25 @@ def table(results: list[dict[str, Any]], low_qualities: list[float]) -> str:
     return "\n".join(rows)
 
 
+def paired(results: list[dict[str, Any]], low_qualities: list[float]) -> str:
+    """Markdown lines: each variant against ``full`` seed by seed (the same generated data and
+    seed, one switch changed), unseen mAP@all of the selected and of the last epoch, x100."""
+    lines = []
+    for lq in low_qualities:
+        full = {r["seed"]: r for r in _runs(results, "full", lq)}
+        for variant in VARIANTS:
+            pairs = [(full[r["seed"]], r) for r in sorted(_runs(results, variant, lq), key=lambda r: r["seed"])
+                     if variant != "full" and r["seed"] in full]
+            if not pairs:
+                continue
+            cells = []
+            for which in ("selected", "last"):
+                diffs = [f[which]["mAP@all"] - v[which]["mAP@all"] for f, v in pairs]
+                cells.append(f"{which} epoch {_mean_spread(diffs)} ({', '.join(f'{100 * d:+.1f}' for d in diffs)})")
+            lines.append(f"- {int(lq * 100)}% low quality, full minus `{variant}` per seed: " + "; ".join(cells) + ".")
+    return "\n".join(lines)
+
+
 def auc_table(results: list[dict[str, Any]], low_qualities: list[float]) -> str:
     """Markdown: how the weighted variants' memories rank the bad training samples below clean
     ones (AUC of the last epoch, mean ± sd over seeds), per share of low quality."""
@@ -337,7 +356,10 @@ def main() -> None:
     default = "full" if any(_runs(results, "full", lq) for lq in args.low_quality) else None
     reranks = rerank_table(results, args.low_quality, default) if default else ""
     choices = rerank_choices(results, args.low_quality, default) if default else ""
+    pairs = paired(results, args.low_quality)
     text = (header + "\n\n" + table(results, args.low_quality) + "\n\n"
+            + (("Paired with the full model on the same data and seed (x100, mean ± sd of the differences; "
+                "positive: the full model ahead):\n\n" + pairs + "\n\n") if pairs else "")
             + (("How the weighting ranks the bad training samples below clean ones (AUC, 0.5 = chance):\n\n"
                 + aucs + "\n\n") if aucs else "")
             + ((f"The token re-rank of the top 100 (`{default}`, the exported bundle; fused score "
