@@ -58,6 +58,23 @@ def test_one_sided_weighting_only_lowers_pairs_below_the_mean():
     assert out[True][3] < 0.5 * out[True][0]
 
 
+def test_a_tolerance_leaves_the_near_misses_of_the_mean_at_full_weight():
+    # Standardised scores (batch statistics settle at mean 0.75, sd about 0.3): the 0.1 pair is
+    # about 2 sd below, the 0.6 pair about half a sd below.
+    scores = torch.tensor([0.9, 0.8, 0.85, 0.1, 0.88, 0.87, 0.6, 0.95])
+    out = {}
+    for tolerance in (0.0, 1.0):
+        weighting = _weighting(weight_one_sided=True, weight_tolerance=tolerance, weight_standardise="batch")
+        for _ in range(50):
+            w = weighting(scores)
+        out[tolerance] = w
+    # Without a tolerance the near miss loses weight; with one sd of tolerance it keeps full
+    # weight, and only the outlier is weighed down.
+    assert out[0.0][6] < out[0.0][0] - 0.05
+    assert out[1.0][6] == pytest.approx(out[1.0][0]) and out[1.0][3] < 0.7 * out[1.0][0]
+    assert out[1.0].mean().item() == pytest.approx(1.0)
+
+
 def _weighting(**overrides):
     from dmwan_qdrant.model import get_preset
     from dmwan_qdrant.model.weighting import AlignmentWeighting

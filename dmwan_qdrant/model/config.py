@@ -96,6 +96,10 @@ class ModelConfig:
     #: also up-weights pairs that are already well aligned, whose hinge losses are mostly zero:
     #: it cost 8 points of mAP without low-quality data, one-sided 3 (BENCHMARKS.md, ablation).
     weight_one_sided: bool = True
+    #: With one-sided weighting, how many standard deviations below its class's mean a sample's
+    #: score may sit and still count as clean (full weight). 0: every sample below the mean loses
+    #: weight, as many on clean data as on noisy data; 1: only the outliers of their class do.
+    weight_tolerance: float = 0.0
     weight_max: float = 3.0
     #: What a score is standardised against: "batch" (running statistics of all scores) or
     #: "class" (each score against the running mean of its own class, with the pooled

@@ -238,7 +238,8 @@ class AlignmentWeighting(nn.Module):
             z_photo = self._remember(self.photo_memory, photo_ids, self._standardise(photo_scores, labels, 1))
             z = torch.minimum(z, z_photo)  # a pair is as good as its worse sample
         if cfg.weight_one_sided:
-            z = z.clamp(max=0.0)  # only pairs below the running mean lose weight
+            # Only pairs more than ``weight_tolerance`` sd below the running mean lose weight.
+            z = (z + cfg.weight_tolerance).clamp(max=0.0)
         w = torch.softmax(z / cfg.weight_temperature, dim=0) * scores.numel()
         w = w.clamp(cfg.weight_min, cfg.weight_max)
         return w / w.mean()
