@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 #: Variant name -> (description, ModelConfig overrides). "full" is the model as configured
 #: (the defaults); every other variant changes one switch of it.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "full": ("full DMWAN, as configured (one-sided, per-sample weighting)", {}),
+    "full": ("full DMWAN, as configured (one-sided per-sample weighting, 1 sd tolerance)", {}),
     "softmax": ("full DMWAN, softmax weighting (the paper's reading)", {"weight_one_sided": False}),
-    "tolerant": ("full DMWAN, only samples over 1 sd below their class lose weight", {"weight_tolerance": 1.0}),
+    "no_tolerance": ("full DMWAN, every sample below its class's mean loses weight", {"weight_tolerance": 0.0}),
     "no_weighting": ("without the dynamic weighting (uniform weights)", {"use_weighting": False}),
     "triplet": ("plain triplet instead of quadruplet", {"loss": "triplet"}),
     "no_text": ("without the text (semantic) loss", {"use_text": False}),

@@ -45,7 +45,8 @@ def test_one_sided_weighting_only_lowers_pairs_below_the_mean():
     scores = torch.tensor([0.9, 0.8, 0.85, 0.1, 0.88, 0.87])
     out = {}
     for one_sided in (False, True):
-        weighting = AlignmentWeighting(get_preset("tiny").with_overrides({"weight_one_sided": one_sided, "weight_warmup_steps": 0}))
+        weighting = AlignmentWeighting(get_preset("tiny").with_overrides(
+            {"weight_one_sided": one_sided, "weight_warmup_steps": 0, "weight_tolerance": 0.0}))
         weighting.train()
         for _ in range(50):  # let the running statistics settle
             w = weighting(scores)
@@ -90,7 +91,7 @@ def test_class_standardised_weighting_does_not_mistake_a_hard_class_for_bad_samp
     scores = torch.tensor([0.9, 0.92, 0.88, 0.91, 0.89, 0.5, 0.3, 0.32, 0.28, 0.31, 0.29, 0.3])
     out = {}
     for mode in ("batch", "class"):
-        weighting = _weighting(weight_standardise=mode, weight_one_sided=True)
+        weighting = _weighting(weight_standardise=mode, weight_one_sided=True, weight_tolerance=0.0)
         weighting.resize_memory(0, 0, classes=2)
         for _ in range(30):
             w = weighting(scores, labels=labels)
@@ -101,7 +102,7 @@ def test_class_standardised_weighting_does_not_mistake_a_hard_class_for_bad_samp
 
 
 def test_photo_memory_weighs_a_pair_by_its_worse_sample():
-    weighting = _weighting(weight_memory="both", weight_one_sided=True, weight_refresh="step")
+    weighting = _weighting(weight_memory="both", weight_one_sided=True, weight_refresh="step", weight_tolerance=0.0)
     weighting.resize_memory(4, 4, classes=1)
     ids = torch.arange(4)
     sketch_scores = torch.tensor([0.9, 0.9, 0.9, 0.9])

@@ -98,8 +98,9 @@ class ModelConfig:
     weight_one_sided: bool = True
     #: With one-sided weighting, how many standard deviations below its class's mean a sample's
     #: score may sit and still count as clean (full weight). 0: every sample below the mean loses
-    #: weight, as many on clean data as on noisy data; 1: only the outliers of their class do.
-    weight_tolerance: float = 0.0
+    #: weight, as many on clean data as on noisy data; 1 (chosen on validation classes over 0,
+    #: BENCHMARKS.md, ablation): only the outliers of their class do.
+    weight_tolerance: float = 1.0
     weight_max: float = 3.0
     #: What a score is standardised against: "batch" (running statistics of all scores) or
     #: "class" (each score against the running mean of its own class, with the pooled
