@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import tempfile
 import time
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from dmwan_qdrant.data import BenchmarkSplit, QuadrupletDataset
 from dmwan_qdrant.errors import UsageError
-from dmwan_qdrant.eval.evaluate import evaluate_split
+from dmwan_qdrant.eval.evaluate import embed_classes, evaluate_split
 from dmwan_qdrant.eval.metrics import METRICS
 from dmwan_qdrant.eval.quality import sample_quality, weighting_quality
 from dmwan_qdrant.eval.rerank import choose_rerank
@@ -265,14 +266,16 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
         if ctx.rank == 0:
             t_eval = time.perf_counter()
             metrics.update(evaluate_split(core, split, batch_size=cfg.eval_batch_size))
-            if split.validation_classes:
-                val = evaluate_split(core, split, batch_size=cfg.eval_batch_size, classes="validation")
+            val_set = None
+            if split.validation_classes:  # embedded once: scored, then (if selected) the re-rank choice
+                val_set = embed_classes(core, split, "validation", cfg.eval_batch_size)
+                val = evaluate_split(core, split, classes="validation", embedded=val_set)
                 metrics.update({VAL + k: val[k] for k in METRICS})
             metrics.update(weighting_quality(core, split))
             score = selection_score(metrics)
             improved = score is None or score > state.best_map
             # The bundle this epoch would export chooses its re-rank default on the validation classes.
-            rerank = choose_rerank(core, split, batch_size=cfg.eval_batch_size) if improved else None
+            rerank = choose_rerank(core, split, embedded=val_set) if improved and val_set is not None else None
             metrics["eval_seconds"] = time.perf_counter() - t_eval
             metrics["reported_at"] = time.time()  # wall clock, to tell start-up from training
             core.train()
@@ -299,8 +302,6 @@ TEMP_PREFIXES = ("dmwan-ckpt-", "dmwan-resume-")
 def discard_checkpoint(folder: Path | None) -> None:
     """Delete a temporary checkpoint folder this module made; any other folder is left alone."""
     if folder is not None and folder.name.startswith(TEMP_PREFIXES):
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -316,8 +317,6 @@ def _write_checkpoint(model, optimizer, scheduler, state: RunState, improved: bo
     )
     best_src = folder / MODEL_DIR if improved else (previous / BEST_DIR if previous else None)
     if best_src is not None and best_src.exists():
-        import shutil
-
         shutil.copytree(best_src, folder / BEST_DIR)
     return folder
 

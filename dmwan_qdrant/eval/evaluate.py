@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +28,38 @@ def embed_samples(
     return Embeddings(torch.cat([p.global_.cpu() for p in parts]), torch.cat([p.tokens.cpu() for p in parts]))
 
 
+@dataclass
+class EmbeddedClasses:
+    """One class set of a split, embedded: its sketches (the queries) and photos (the gallery),
+    each with its labels as indices into ``names``, the sorted class names."""
+
+    names: list[str]
+    sketches: Embeddings
+    photos: Embeddings
+    sketch_labels: np.ndarray
+    photo_labels: np.ndarray
+
+
+def embed_classes(
+    model: DMWAN, split: BenchmarkSplit, classes: str = "test", batch_size: int = 128, num_workers: int = 0
+) -> EmbeddedClasses:
+    """Embed the unseen test classes of ``split`` (or, with ``classes="validation"``, its
+    validation classes) once, for `evaluate_split` and the re-rank measurements to share."""
+    if classes not in ("test", "validation"):
+        raise ValueError(f"classes must be 'test' or 'validation', not {classes!r}")
+    query, gallery = ((split.test_sketches, split.test_photos) if classes == "test"
+                      else (split.val_sketches, split.val_photos))
+    names = sorted({s.label for s in gallery} | {s.label for s in query})
+    index = {c: i for i, c in enumerate(names)}
+    return EmbeddedClasses(
+        names,
+        embed_samples(model, query, "sketch", batch_size, num_workers),
+        embed_samples(model, gallery, "photo", batch_size, num_workers),
+        np.array([index[s.label] for s in query], dtype=np.int64),
+        np.array([index[s.label] for s in gallery], dtype=np.int64),
+    )
+
+
 def evaluate_split(
     model: DMWAN,
     split: BenchmarkSplit,
@@ -34,27 +67,22 @@ def evaluate_split(
     num_workers: int = 0,
     per_class: bool = False,
     classes: str = "test",
+    embedded: EmbeddedClasses | None = None,
 ) -> dict:
     """The protocol's metrics of ``model`` on the unseen test classes of ``split`` (or, with
-    ``classes="validation"``, on its validation classes: their sketches against their photos).
+    ``classes="validation"``, on its validation classes: their sketches against their photos),
+    from ``embedded`` when those classes are already embedded (`embed_classes`).
 
     Returns `METRICS` (fractions, not x100), the query and gallery sizes, and with ``per_class``
     the mean AP@all of each class's sketches.
     """
-    if classes not in ("test", "validation"):
-        raise ValueError(f"classes must be 'test' or 'validation', not {classes!r}")
-    query, gallery = ((split.test_sketches, split.test_photos) if classes == "test"
-                      else (split.val_sketches, split.val_photos))
-    names = sorted({s.label for s in gallery} | {s.label for s in query})
-    index = {c: i for i, c in enumerate(names)}
-    sketches = embed_samples(model, query, "sketch", batch_size, num_workers)
-    photos = embed_samples(model, gallery, "photo", batch_size, num_workers)
-    q_labels = np.array([index[s.label] for s in query])
-    g_labels = np.array([index[s.label] for s in gallery])
-    result = retrieval_metrics(sketches.global_, q_labels, photos.global_, g_labels, per_query=per_class)
-    result["queries"] = len(q_labels)
-    result["gallery"] = len(g_labels)
+    e = embedded if embedded is not None else embed_classes(model, split, classes, batch_size, num_workers)
+    result = retrieval_metrics(e.sketches.global_, e.sketch_labels, e.photos.global_, e.photo_labels,
+                               per_query=per_class)
+    result["queries"] = len(e.sketch_labels)
+    result["gallery"] = len(e.photo_labels)
     if per_class:
         ap = result.pop("ap_per_query")
-        result["per_class_ap"] = {c: float(ap[q_labels == i].mean()) for c, i in index.items() if (q_labels == i).any()}
+        result["per_class_ap"] = {c: float(ap[e.sketch_labels == i].mean()) for i, c in enumerate(e.names)
+                                  if (e.sketch_labels == i).any()}
     return result

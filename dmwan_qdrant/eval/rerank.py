@@ -20,7 +20,7 @@ import torch
 
 from ..data.layout import BenchmarkSplit
 from ..reranking import DEFAULT_PREFETCH, RERANK_WEIGHT
-from .evaluate import embed_samples
+from .evaluate import EmbeddedClasses, embed_classes
 from .metrics import average_precision, precision_at_k
 
 #: How many standard errors (over validation queries) a re-rank's mAP@200 gain must clear for a
@@ -51,18 +51,18 @@ def rerank_per_query(
     prefetch: int = DEFAULT_PREFETCH,
     batch_size: int = 256,
     chunk: int = 64,
+    embedded: EmbeddedClasses | None = None,
 ) -> dict[float, dict[str, torch.Tensor]]:
     """`rerank_metrics` per query: each ``beta``'s P@10, P@100 and mAP@200 as (Q,) tensors, the
-    queries in the split's order (so two betas can be compared query by query)."""
+    queries in the split's order (so two betas can be compared query by query); from
+    ``embedded`` when those classes are already embedded (`embed_classes`)."""
     query, gallery = ((split.val_sketches, split.val_photos) if classes == "validation"
                       else (split.test_sketches, split.test_photos))
     if not query or not gallery:
         return {}
-    sketches = embed_samples(model, query, "sketch", batch_size)
-    photos = embed_samples(model, gallery, "photo", batch_size)
-    names = {c: i for i, c in enumerate(sorted({s.label for s in gallery} | {s.label for s in query}))}
-    q_labels = torch.tensor([names[s.label] for s in query])
-    g_labels = torch.tensor([names[s.label] for s in gallery])
+    e = embedded if embedded is not None else embed_classes(model, split, classes, batch_size)
+    sketches, photos = e.sketches, e.photos
+    q_labels, g_labels = torch.from_numpy(e.sketch_labels), torch.from_numpy(e.photo_labels)
     depth = min(prefetch, len(gallery))
     parts: dict[float, dict[str, list[torch.Tensor]]] = {b: {"P@10": [], "P@100": [], "mAP@200": []} for b in betas}
     for start in range(0, len(query), chunk):
@@ -115,12 +115,14 @@ def choose_rerank(
     weight: float = RERANK_WEIGHT,
     prefetch: int = DEFAULT_PREFETCH,
     batch_size: int = 256,
+    embedded: EmbeddedClasses | None = None,
 ) -> dict[str, Any] | None:
     """A bundle's re-rank setting, chosen on the validation classes of ``split`` (None without
-    any): `rerank_decision` on the fused score of ``weight`` against the cosine ranking. What a
-    card records under ``rerank``: ``on``, ``weight``, ``prefetch``, the decision's figures and
-    the validation P@10 / mAP@200 of both rankings."""
-    per = rerank_per_query(model, split, (0.0, weight), "validation", prefetch, batch_size)
+    any; ``embedded``: those classes already embedded): `rerank_decision` on the fused score of
+    ``weight`` against the cosine ranking. What a card records under ``rerank``: ``on``,
+    ``weight``, ``prefetch``, the decision's figures and the validation P@10 / mAP@200 of both
+    rankings."""
+    per = rerank_per_query(model, split, (0.0, weight), "validation", prefetch, batch_size, embedded=embedded)
     if not per:
         return None
     plain, fused = per[0.0], per[weight]
