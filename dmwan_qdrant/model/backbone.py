@@ -177,7 +177,16 @@ def create_towers(
     For the open_clip backbone both towers come from one CLIP model and ``pretrained`` loads both.
     For timm, ``pretrained`` loads the ViT and ``text_pretrained`` the CLIP text tower.
     """
-    needs_text = config.use_text or config.use_weighting
+    needs_text = config.semantic_anchors == "text" and (config.use_text or config.use_weighting)
+    if config.backbone == "timm_cnn":
+        from .convnet import TimmConvNet, create_timm_convnet
+
+        net = create_timm_convnet(str(config.timm_model), config.timm_kwargs, pretrained)
+        clip = None
+        if needs_text:
+            clip = create_clip(config, text_pretrained)
+            del clip.visual
+        return TimmConvNet(net, config.image_size, config.frozen_stages), clip
     if config.backbone == "open_clip":
         clip = create_clip(config, pretrained)
         if config.conv_stem:

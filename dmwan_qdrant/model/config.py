@@ -20,7 +20,9 @@ PRESET_PACKAGE = "dmwan_qdrant.presets"
 _CHOICES: dict[str, tuple[str, ...]] = {
     "global_pool": ("token", "avg"),
     "sketch_term_anchor": ("photo", "sketch"),
-    "backbone": ("open_clip", "timm"),
+    "backbone": ("open_clip", "timm", "timm_cnn"),
+    "semantic_anchors": ("text", "random"),
+    "augment": ("light", "strong"),
     "loss": ("quadruplet", "triplet"),
     "weight_standardise": ("batch", "class"),
     "weight_sample_score": ("pair", "centroid"),
@@ -36,8 +38,12 @@ class ModelConfig:
     name: str = "custom"
 
     # --- feature extraction -------------------------------------------------------------------
-    #: "open_clip": the CLIP visual tower; "timm": a timm ViT (text tower still from open_clip).
+    #: "open_clip": the CLIP visual tower; "timm": a timm ViT (text tower still from open_clip);
+    #: "timm_cnn": a timm EfficientNet (`dmwan_qdrant.model.convnet`), no text tower of its own.
     backbone: str = "open_clip"
+    #: The weights a bundle of this preset starts from when none are named: "package" (an
+    #: installed pip package's, `convnet.PACKAGE_WEIGHTS`), an open_clip tag, or None (random).
+    default_pretrained: str | None = None
     #: open_clip architecture name, e.g. "ViT-B-16" (text tower; visual too for open_clip).
     clip_model: str | None = "ViT-B-16"
     #: Inline open_clip config (embed_dim, vision_cfg, text_cfg) instead of a named one.
@@ -61,6 +67,9 @@ class ModelConfig:
     domain_embedding: bool = True
     #: Freeze the visual backbone and train only the heads (the linear-probe baseline).
     freeze_backbone: bool = False
+    #: "timm_cnn": stages of the network (after the stem) kept frozen, in eval mode and run
+    #: without autograd; 0 trains them all.
+    frozen_stages: int = 0
     #: Context length of the text tokenizer.
     context_length: int = 77
     #: Prompts averaged into a class's text anchor; "{}" is the class name.
@@ -71,6 +80,10 @@ class ModelConfig:
 
     # --- preprocessing (travels with the weights) ---------------------------------------------
     image_size: int = 224
+    #: Training augmentation: "light" (a mild crop and a flip) or "strong" (`model.augment`:
+    #: crops, flips, small affine and stroke thickness for sketches; colour jitter, greyscale
+    #: and edge maps for photos), for small real datasets with one sketch per class.
+    augment: str = "light"
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
@@ -137,6 +150,10 @@ class ModelConfig:
     sketch_term_anchor: str = "photo"
     #: Semantic loss: cross-entropy of cos(embedding, class anchor) / tau over training classes.
     use_text: bool = True
+    #: Where the semantic loss's class anchors come from: "text" (the CLIP text tower's prompts)
+    #: or "random" (fixed random unit vectors, one per training class, drawn from the class
+    #: names: class proxies for a backbone with no text tower).
+    semantic_anchors: str = "text"
     semantic_weight: float = 1.0
     semantic_temperature: float = 0.07
     #: Token-level alignment term (MaxSim triplet on local tokens); trains what re-ranking uses.
@@ -147,10 +164,12 @@ class ModelConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ModelError(f"{name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
-        if self.clip_model is None and self.clip_config is None and (self.use_text or self.backbone == "open_clip"):
+        if self.clip_model is None and self.clip_config is None and (
+            self.backbone == "open_clip" or (self.use_text and self.semantic_anchors == "text")
+        ):
             raise ModelError("a CLIP model name or inline config is needed for the text tower")
-        if self.backbone == "timm" and not self.timm_model:
-            raise ModelError("backbone 'timm' needs timm_model")
+        if self.backbone in ("timm", "timm_cnn") and not self.timm_model:
+            raise ModelError(f"backbone {self.backbone!r} needs timm_model")
         side = int(round(self.num_tokens**0.5))
         if self.num_tokens and side * side != self.num_tokens:
             raise ModelError(f"num_tokens must be a square number or 0, not {self.num_tokens}")

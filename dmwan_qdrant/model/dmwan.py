@@ -29,6 +29,18 @@ class Embeddings:
         return int(self.global_.shape[0])
 
 
+def random_anchors(class_names: Sequence[str], dim: int) -> torch.Tensor:
+    """One fixed random unit vector per class, drawn from the class's name alone (the same
+    vector for the same name in any run, on any worker): proxies for the semantic loss."""
+    import zlib
+
+    rows = []
+    for name in class_names:
+        generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+        rows.append(torch.randn(dim, generator=generator))
+    return F.normalize(torch.stack(rows), dim=-1)
+
+
 class DMWAN(nn.Module):
     """Dynamic Multi-level Weighted Alignment Network for zero-shot sketch-based image retrieval.
 
@@ -43,7 +55,8 @@ class DMWAN(nn.Module):
         if self.clip is not None:
             self.clip.requires_grad_(False)  # the text tower is frozen: class anchors stay put
         width, out_dim = self.visual.width, self.visual.out_dim
-        self.domain_embedding = nn.Embedding(2, width) if config.domain_embedding else None
+        bias_dim = getattr(self.visual, "bias_dim", width)  # where the adapter adds the domain bias
+        self.domain_embedding = nn.Embedding(2, bias_dim) if config.domain_embedding else None
         if self.domain_embedding is not None:
             nn.init.normal_(self.domain_embedding.weight, std=0.02)
         self.global_head = nn.Linear(out_dim, config.embed_dim, bias=False)
@@ -114,7 +127,9 @@ class DMWAN(nn.Module):
     def set_class_names(self, class_names: Sequence[str]) -> None:
         """Fix the training classes whose text anchors the semantic loss and weighting use."""
         self.class_names = list(class_names)
-        if self.clip is not None:
+        if self.config.use_text and self.config.semantic_anchors == "random":
+            self.class_anchors = random_anchors(class_names, self.config.embed_dim).to(self.device)
+        elif self.clip is not None:
             anchors = self.text_anchors(class_names)
             if self.config.center_anchors and len(class_names) > 1:
                 anchors = F.normalize(anchors - anchors.mean(dim=0, keepdim=True), dim=-1)

@@ -8,6 +8,19 @@ from .config import ModelConfig, get_preset
 from .dmwan import DMWAN
 
 
+#: The ``pretrained`` word for random initialisation even where a preset has default weights.
+RANDOM = "none"
+
+
+def resolve_pretrained(preset: str | ModelConfig, pretrained: str | None) -> str | None:
+    """The weights source a new bundle or training run starts from: ``pretrained`` as given,
+    the preset's ``default_pretrained`` when it is None, and None (random) for ``"none"``."""
+    if pretrained is None:
+        config = preset if isinstance(preset, ModelConfig) else get_preset(preset)
+        pretrained = config.default_pretrained
+    return None if pretrained == RANDOM else pretrained
+
+
 def create_model(
     preset: str | ModelConfig,
     pretrained: str | None = None,

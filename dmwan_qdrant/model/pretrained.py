@@ -16,7 +16,7 @@ import torch
 from .card import new_card
 from .checkpoint import save_model
 from .dmwan import DMWAN
-from .factory import create_model
+from .factory import create_model, resolve_pretrained
 
 
 def _pass_through(model: DMWAN, seed: int) -> None:
@@ -49,8 +49,10 @@ def create_bundle(
     Args:
         preset: a preset name (`list_presets`) or a preset JSON file.
         output: the bundle folder to write (replaced atomically if it exists).
-        pretrained: an open_clip tag ("openai", downloads once), "hub" for a timm backbone, a
-            local weights file, or None for random weights (the tiny presets, for tests).
+        pretrained: an open_clip tag ("openai", downloads once), "hub" for a timm backbone,
+            "package" for the weights of an installed pip package (`efficientnet_lite0`), a local
+            weights file, "none" for random weights, or None for the preset's default (random
+            for the tiny and CLIP presets, "package" for `efficientnet_lite0`).
         text_pretrained: CLIP weights of the text tower when the backbone is timm.
         seed: seeds whatever is random (random towers, projections between sizes).
 
@@ -58,6 +60,7 @@ def create_bundle(
         ModelError: an unknown preset. WeightsUnavailableError: weights that cannot be read
             here, with how to pass a local file.
     """
+    pretrained = resolve_pretrained(preset, pretrained)
     model = create_model(preset, pretrained, text_pretrained, seed=seed)
     _pass_through(model, seed)
     card = new_card(model.config.name, pretrained, text_pretrained)
