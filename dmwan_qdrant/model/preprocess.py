@@ -88,14 +88,18 @@ class ToNormalizedTensor:
 class Preprocess:
     """One domain's preprocessing: a few PIL steps, then the tensor conversion (picklable)."""
 
-    def __init__(self, size: int, domain: str, train: bool, mean, std) -> None:
-        self.size, self.domain, self.train = size, domain, train
+    def __init__(self, size: int, domain: str, train: bool, mean, std, augment: str = "light") -> None:
+        self.size, self.domain, self.train, self.augment = size, domain, train, augment
         self.to_tensor = ToNormalizedTensor(tuple(mean), tuple(std))
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if self.domain == "sketch":
             image = _pad_to_square(image)
-        if self.train:
+        if self.train and self.augment == "strong":
+            from .augment import strong_photo, strong_sketch
+
+            image = (strong_sketch if self.domain == "sketch" else strong_photo)(image.convert("RGB"), self.size)
+        elif self.train:
             image = random_resized_crop(image, self.size)
             if float(torch.rand(1)) < 0.5:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -104,7 +108,7 @@ class Preprocess:
         return self.to_tensor(image)
 
     def __repr__(self) -> str:
-        return f"Preprocess(size={self.size}, domain={self.domain!r}, train={self.train})"
+        return f"Preprocess(size={self.size}, domain={self.domain!r}, train={self.train}, augment={self.augment!r})"
 
 
 def build_transform(config: ModelConfig, domain: str, train: bool = False) -> Callable[[Image.Image], torch.Tensor]:
@@ -118,7 +122,7 @@ def build_transform(config: ModelConfig, domain: str, train: bool = False) -> Ca
     """
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}: expected one of {sorted(DOMAINS)}")
-    return Preprocess(config.image_size, domain, train, config.mean, config.std)
+    return Preprocess(config.image_size, domain, train, config.mean, config.std, config.augment)
 
 
 def preprocessing_record(config: ModelConfig) -> dict:
