@@ -18,7 +18,9 @@ def train(
         None, "--config", metavar="NAME|FILE", help="training config: a shipped name (`dmwan configs`) or a YAML/JSON file"),
     data: Optional[Path] = typer.Option(
         None, "--data", metavar="DIR", help="train on your own folder: photo/<class>/ and sketch/<class>/ images"),
-    preset: Optional[str] = typer.Option(None, "--preset", metavar="NAME", help="the model to build: tiny, vit_b16, ..."),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", metavar="NAME",
+        help="the model to build: efficientnet_lite0 (the default with --data), tiny, vit_b16, ..."),
     pretrained: Optional[str] = typer.Option(
         None, "--pretrained", metavar="TAG|FILE", help="the preset's weights: an open_clip tag (openai), a file, or hub (timm)"),
     init: Optional[str] = typer.Option(
@@ -36,9 +38,11 @@ def train(
 ) -> None:
     """Train DMWAN with Ray Train; the epoch chosen on the validation classes becomes <run>/model for `dmwan ingest --model`.
 
-    Either a config (`--config NAME|FILE`), or your own data: `--data DIR --preset NAME
+    Either a config (`--config NAME|FILE`), or your own data: `--data DIR` alone (a recipe sized
+    to the folder, from ImageNet weights that need no internet), `--data DIR --preset NAME
     [--pretrained TAG|FILE]`, or `--data DIR --init BUNDLE` to fine-tune a bundle.
     """
+    from dmwan_qdrant.training.recipe import describe_recipe
     from dmwan_qdrant.training.train import config_from_args
     from dmwan_qdrant.training.trainer import fit
 
@@ -49,6 +53,7 @@ def train(
     )
     cfg = config_from_args(args)
     echo = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
+    echo(describe_recipe(cfg))
     summary = fit(cfg, address=address, printer=echo)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

@@ -96,6 +96,9 @@ class OptimSection:
     weight_decay: float = 0.05
     warmup_steps: int = 50
     grad_clip: float = 1.0
+    #: Early stopping: end the run once this many epochs in a row have not improved the
+    #: validation mAP@all (the exported epoch stays the best one); 0 = run every epoch.
+    patience: int = 0
 
 
 @dataclass

@@ -31,6 +31,7 @@ from dmwan_qdrant.eval.quality import sample_quality, weighting_quality
 from dmwan_qdrant.eval.rerank import choose_rerank
 from dmwan_qdrant.model import DMWAN, ModelConfig, create_model, get_preset, load_model, save_model
 from dmwan_qdrant.model.card import new_card, pick_metrics, utc_now
+from dmwan_qdrant.model.factory import resolve_pretrained
 
 from .config import TrainConfig
 from .data import prepare_split
@@ -108,7 +109,8 @@ def build_model(cfg: TrainConfig) -> DMWAN:
     """
     m = cfg.model
     if not m.init:
-        return create_model(m.preset, m.pretrained, m.text_pretrained, m.overrides, seed=cfg.seed)
+        pretrained = resolve_pretrained(m.preset, m.pretrained)
+        return create_model(m.preset, pretrained, m.text_pretrained, m.overrides, seed=cfg.seed)
     if m.overrides:
         raise UsageError("model.overrides do not apply to a fine-tuned bundle (init): it keeps its architecture")
     from dmwan_qdrant.encoder import load_bundle
@@ -142,7 +144,7 @@ def run_card(cfg: TrainConfig, split: BenchmarkSplit, init: DMWAN | None) -> dic
         "selected_by": selection_rule(split), "run": cfg.name, "seed": cfg.seed,
     }
     preset = init.config.name if init is not None else cfg.model.preset
-    pretrained = None if init is not None else cfg.model.pretrained
+    pretrained = None if init is not None else resolve_pretrained(cfg.model.preset, cfg.model.pretrained)
     text = None if init is not None else cfg.model.text_pretrained
     return new_card(preset, pretrained, text, init=init_ref, training=training)
 
@@ -223,6 +225,8 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
     use_amp = ctx.device.type == "cuda"
 
     for epoch in range(state.epoch, o.epochs):
+        if _on_every_worker(stopped_early(state, o.patience), ctx):
+            break
         if epoch == cfg.fail_at_epoch and ctx.rank == 0:
             _fail_once(cfg)
         dataset.set_epoch(epoch)
@@ -293,6 +297,20 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
             discard_checkpoint(ctx.resume_dir)
             ctx.resume_dir = checkpoint_dir
     return state
+
+
+def stopped_early(state: RunState, patience: int) -> bool:
+    """Whether ``patience`` epochs in a row have passed without a better validation score."""
+    return bool(patience) and state.best_epoch > 0 and state.epoch - state.best_epoch >= patience
+
+
+def _on_every_worker(decision: bool, ctx: WorkerContext) -> bool:
+    """Rank 0's ``decision`` (only rank 0 scores the epochs), the same on every worker."""
+    if ctx.world_size == 1 or not torch.distributed.is_initialized():
+        return decision
+    flag = torch.tensor([int(decision)], device=ctx.device)
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 #: Prefixes of the temporary checkpoint folders this module makes (and may therefore delete).

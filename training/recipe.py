@@ -1,10 +1,14 @@
 """The config of a run on the user's own data, without a YAML file written first.
 
-``dmwan train --data DIR --preset NAME`` (or ``--init BUNDLE``) trains on a ``folder`` dataset
-with the recipe of a shipped config: the tiny presets take `procedural_tiny`'s (random towers,
-from scratch, on the CPU), the others `sketchy_split1`'s (fine-tuning pretrained CLIP towers:
-small learning rate, a tenth of it on the backbone). Resources are this machine's: one worker,
-on the GPU when there is one, with the cores for its threads and image decoding.
+``dmwan train --data DIR`` with no model named takes ``efficientnet_lite0`` from its ImageNet
+weights when their package is installed (the README's install brings it), else ``tiny``.
+``--preset NAME`` (or ``--init BUNDLE``) names the model. Each model takes the recipe of a
+shipped config: `folder_efficientnet`'s for the EfficientNet (frozen early stages, strong
+augmentation, early stopping), `procedural_tiny`'s for the tiny presets (random towers, from
+scratch), `sketchy_split1`'s for the CLIP presets (small learning rate, a tenth of it on the
+backbone). The EfficientNet's epochs are sized to the folder (`budget_epochs`). Resources are
+this machine's: one worker, on the GPU when there is one, with the cores for its threads and
+image decoding.
 """
 
 from __future__ import annotations
@@ -16,12 +20,51 @@ from dmwan_qdrant.errors import UsageError
 from .config import TrainConfig, shipped_configs
 
 #: The shipped config whose optimisation recipe a preset's run takes.
-TINY_RECIPE, PRETRAINED_RECIPE = "procedural_tiny", "sketchy_split1"
+TINY_RECIPE, PRETRAINED_RECIPE, CNN_RECIPE = "procedural_tiny", "sketchy_split1", "folder_efficientnet"
+#: The preset `dmwan train --data` takes when none is named and its weights are installed.
+DEFAULT_PRESET = "efficientnet_lite0"
+#: Training images per epoch of the CNN recipe's budget, and its bounds on the epochs (an
+#: epoch is `folder_efficientnet`'s 20 steps of 32 quadruplets, about a minute on 2 cores).
+IMAGES_PER_EPOCH, MIN_EPOCHS, MAX_EPOCHS = 160, 4, 12
 
 
 def recipe_for(preset: str) -> str:
     """The shipped config a ``preset``'s run on folder data borrows its recipe from."""
-    return TINY_RECIPE if Path(preset).stem.startswith("tiny") else PRETRAINED_RECIPE
+    stem = Path(preset).stem
+    if stem.startswith("tiny"):
+        return TINY_RECIPE
+    return CNN_RECIPE if stem.startswith("efficientnet") else PRETRAINED_RECIPE
+
+
+def default_preset() -> str:
+    """The model `dmwan train --data` builds when none is named: the EfficientNet where its
+    weights package is installed, else the tiny model (random towers)."""
+    from dmwan_qdrant.model.convnet import package_weights_available
+
+    return DEFAULT_PRESET if package_weights_available() else "tiny"
+
+
+def budget_epochs(train_images: int) -> int:
+    """Epochs for a folder of ``train_images`` training images (photos and sketches of the
+    classes trained on): about one per `IMAGES_PER_EPOCH`, within `MIN_EPOCHS`..`MAX_EPOCHS`;
+    early stopping on the validation classes ends it sooner when they stop improving."""
+    return max(MIN_EPOCHS, min(MAX_EPOCHS, round(train_images / IMAGES_PER_EPOCH)))
+
+
+def describe_recipe(cfg: TrainConfig) -> str:
+    """One line: the model, its weights and the budget a run chose."""
+    m, o = cfg.model, cfg.optim
+    from dmwan_qdrant.model.factory import resolve_pretrained
+
+    weights = None if m.init else resolve_pretrained(m.preset, m.pretrained)
+    if weights == "package":
+        weights = "ImageNet weights from their pip package"
+    model = f"fine-tuning {m.init}" if m.init else f"{m.preset} ({weights or 'random'} weights)"
+    extra = {k: v for k, v in m.overrides.items() if k in ("image_size", "frozen_stages", "augment")}
+    details = ", ".join(f"{k} {v}" for k, v in extra.items())
+    stop = f", early stop after {o.patience} epochs without a validation gain" if o.patience else ""
+    return (f"recipe: {model}{', ' + details if details else ''}; up to {o.epochs} epochs x {o.steps_per_epoch} "
+            f"steps of {o.batch_size}, lr {o.lr:g}{stop}")
 
 
 def folder_config(
@@ -49,9 +92,11 @@ def folder_config(
 
     from dmwan_qdrant.encoder import usable_cores
 
-    if bool(preset) == bool(init):
+    if preset and init:
         raise UsageError("--data trains either a --preset NAME (from its pretrained towers) or --init BUNDLE "
                          "(fine-tuning it): give one of them")
+    if not preset and not init:
+        preset = default_preset()
     if init:
         from dmwan_qdrant.encoder import load_bundle_record
 
@@ -65,14 +110,24 @@ def folder_config(
     tiny = recipe_for(preset_name) == TINY_RECIPE
     loader_workers = 0 if tiny or not gpu else min(8, max(0, cores - 1))
     label = Path(preset_name).stem + ("-finetuned" if init else "")
-    return base.with_overrides(**{
+    overrides = {}
+    if recipe_for(preset_name) == CNN_RECIPE:
+        from dmwan_qdrant.data import load_benchmark
+
+        split = load_benchmark("folder", root, unseen=unseen, seed=base.seed).hold_out_validation(
+            base.data.validation, seed=base.seed)
+        overrides["optim.epochs"] = budget_epochs(len(split.train_photos) + len(split.train_sketches))
+        if gpu:
+            overrides["model.overrides"] = {**base.model.overrides, "frozen_stages": 0, "image_size": 224}
+    cfg = base.with_overrides(**{
         "name": name or f"{root.name}-{label}",
         "data": {"name": "folder", "root": str(root), "unseen": unseen, "loader_workers": loader_workers},
-        "model": {"preset": preset_name if not init else preset_name, "pretrained": None if init else pretrained,
-                  "init": _absolute(init)},
+        "model": {"preset": preset_name, "pretrained": None if init else pretrained,
+                  "init": _absolute(init), "overrides": base.model.overrides if not init else {}},
         "scaling": {"workers": 1, "use_gpu": gpu, "cpus_per_worker": float(cores if not gpu else 1),
                     "max_failures": base.scaling.max_failures},
     })
+    return cfg.with_overrides(**overrides)
 
 
 def _absolute(ref: str | None) -> str | None:

