@@ -23,12 +23,12 @@ app.add_typer(model_app, name="model")
 
 @model_app.command("create")
 def create(
-    preset: str = typer.Option(..., "--preset", metavar="NAME", help="architecture: vit_b16, vit_b16_timm, tiny, tiny_timm, or a preset JSON"),
+    preset: str = typer.Option(..., "--preset", metavar="NAME", help="architecture: efficientnet_lite0 (offline ImageNet weights), vit_b16, vit_b16_timm, tiny, tiny_timm, or a preset JSON"),
     output: Path = typer.Option(..., "--output", "-o", metavar="DIR", help="the bundle folder to write"),
     pretrained: Optional[str] = typer.Option(
         None, "--pretrained", metavar="TAG|FILE",
-        help="weights: an open_clip tag (openai, laion2b_s34b_b88k, ...), hub (timm), or a local weights file; "
-             "none: random (tiny presets, for tests)"),
+        help="weights: an open_clip tag (openai, laion2b_s34b_b88k, ...), hub (timm), package (a pip package's: "
+             "efficientnet_lite0, its default), or a local weights file; none: random"),
     text_pretrained: Optional[str] = typer.Option(
         None, "--text-pretrained", metavar="TAG|FILE", help="CLIP weights of the text tower of a timm preset"),
     seed: int = typer.Option(0, help="seeds random weights and projections"),
