@@ -26,11 +26,12 @@ that stops the run), exits quietly on SIGTERM, and dies with its parent.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -46,6 +47,11 @@ _received: int | None = None
 
 _deadline: float | None = None
 _watchdog: threading.Timer | None = None
+_stop_hint: Callable[[], str] | None = None
+"""What the deadline's line says after the reason, while a `stop_hint` block runs."""
+
+#: How a stop's one line names its signal.
+STOP_REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "interrupted (SIGTERM)"}
 _finishing = False  # the final error line is written (or being written) by the caller
 
 
@@ -104,8 +110,28 @@ def _start_watchdog(signum: int) -> None:
 def _exit_now(signum: int, how: str) -> None:
     # From the handler or the watchdog thread: no Python cleanup can be trusted to finish.
     if not _finishing:
-        os.write(2, f"error: interrupted by {signal.Signals(signum).name}{how}\n".encode())
+        line = f"interrupted by {signal.Signals(signum).name}{how}"
+        if _stop_hint is not None and not how:
+            try:
+                line = f"{STOP_REASONS.get(signum, 'interrupted')}: {_stop_hint()}"
+            except Exception:  # the plain line is still true
+                pass
+        os.write(2, f"error: {line}\n".encode())
     os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def stop_hint(hint: Callable[[], str]) -> Iterator[None]:
+    """While inside, a stop that the deadline cuts short (a clean stop slower than the deadline,
+    such as a Ray shutdown on a loaded machine) still ends with the command's own line: the
+    reason, then ``hint()`` (what is stored, what to do next). ``hint`` runs on the watchdog
+    thread, so it should only read plain values, never open a store."""
+    global _stop_hint
+    previous, _stop_hint = _stop_hint, hint
+    try:
+        yield
+    finally:
+        _stop_hint = previous
 
 
 def _forget_in_child() -> None:

@@ -440,3 +440,23 @@ def test_store_in_use_is_reported_before_the_model_loads(tmp_path, command):
     errors = [line for line in probe.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "in use by another process" in errors[0], probe.stderr
     assert probe.stdout.split() == [str(StoreInUseError.exit_code), "False"]
+
+
+_SLOW_STOP = """
+import os, signal, sys, time
+from dmwan_qdrant.errors import Interrupted
+from dmwan_qdrant.interrupts import install_signal_handlers, stop_hint
+install_signal_handlers(deadline=0.3)
+with stop_hint(lambda: "3 of 9 files handled; run the same command again to finish"):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except Interrupted:
+        time.sleep(5)  # a clean stop slower than the deadline (a Ray shutdown on a loaded machine)
+"""
+
+
+def test_a_stop_cut_short_by_the_deadline_still_says_what_is_stored():
+    run = subprocess.run([sys.executable, "-c", _SLOW_STOP], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 130
+    assert run.stderr.strip() == "error: interrupted (Ctrl-C): 3 of 9 files handled; run the same command again to finish"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DiskFullError, DmwanError, Interrupted
+from ..interrupts import STOP_REASONS
 from ..store import Store
 
 ALIASES = "aliases"
@@ -53,7 +54,7 @@ def stopped_message(e: DmwanError, store: Store, collection: str, done: int, fou
     except DmwanError:
         held = f"the points written before are kept in '{collection}'"
     if isinstance(e, Interrupted):
-        what = {2: "interrupted (Ctrl-C)", 15: "interrupted (SIGTERM)"}.get(e.signum, "interrupted")
+        what = STOP_REASONS.get(e.signum, "interrupted")
     else:
         what = str(e)
     again = "free some space and run the same command again" if isinstance(e, DiskFullError) else "run the same command again"

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .. import interrupts
 from ..encoder import encoder_threads, usable_cores
 from ..errors import DiskFullError, DmwanError, Interrupted, UsageError
 from ..imageio import MAX_IMAGE_PIXELS
@@ -168,8 +169,13 @@ def _embedder(model: Any, tensors: torch.Tensor | None, good: int) -> Callable[[
 def stop_messages(store: Store, collection: str, plan: IngestPlan, report: IngestReport) -> Iterator[None]:
     """Turn a run stopped by a signal, a full disk or a dead decoding worker into one line that
     says what is stored and what to do next (`dmwan_qdrant.ingest.records.stopped_message`)."""
+    def hint() -> str:  # the watchdog's, should the clean stop below outlast its deadline
+        return (f"{report.handled(plan.skipped)} of {report.found} files handled, the points written before are "
+                f"kept in '{collection}'; run the same command again to finish")
+
     try:
-        yield
+        with interrupts.stop_hint(hint):
+            yield
     except (Interrupted, DiskFullError) as e:
         done = report.handled(plan.skipped)
         raise type(e)(stopped_message(e, store, collection, done, report.found), *signum_args(e)) from None
