@@ -6,6 +6,11 @@ Usage::
     python benchmarks/ablation.py --seeds 0 1 2 --jobs 2 --workdir /data/ablation
     python benchmarks/ablation.py --write BENCHMARKS.md  # also replace the table in BENCHMARKS.md
     python benchmarks/ablation.py --config training/configs/glyphs_tiny.yaml --marker glyphs
+    python benchmarks/ablation.py --data data/ultimate --jobs 1 --threads 2 --marker ultimate
+
+With ``--data DIR`` the runs train on a real folder in the `dmwan train --data` layout
+(`benchmarks/icons.py` writes some) with the ``folder_efficientnet`` recipe unless ``--config``
+says otherwise; such data has no known low-quality samples, so it runs at one "share" (0).
 
 Every run trains the configured model (``training/configs/procedural_tiny.yaml`` by default, its
 budget unchanged) with one switch of ``ModelConfig`` changed, on a benchmark generated with the
@@ -38,7 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_CONFIG = str(ROOT / "training" / "configs" / "procedural_tiny.yaml")
 
 #: Variant name -> (description, ModelConfig overrides). "full" is the model as configured
 #: (the defaults); every other variant changes one switch of it.
@@ -46,6 +53,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("full DMWAN, as configured (one-sided per-sample weighting, 1 sd tolerance)", {}),
     "softmax": ("full DMWAN, softmax weighting (the paper's reading)", {"weight_one_sided": False}),
     "no_tolerance": ("full DMWAN, every sample below its class's mean loses weight", {"weight_tolerance": 0.0}),
+    "batch_std": ("full DMWAN, scores standardised over the batch, not per class",
+                  {"weight_standardise": "batch"}),
     "no_weighting": ("without the dynamic weighting (uniform weights)", {"use_weighting": False}),
     "triplet": ("plain triplet instead of quadruplet", {"loss": "triplet"}),
     "no_text": ("without the text (semantic) loss", {"use_text": False}),
@@ -83,7 +92,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
         "seed": job["seed"],
         "storage_path": job["runs"],
         "data.root": job["data_root"],
-        "data.generate.low_quality": job["low_quality"],
+        **({} if job["folder"] else {"data.generate.low_quality": job["low_quality"]}),
         "model.overrides": overrides,
         **job["config_overrides"],
     })
@@ -170,22 +179,27 @@ def table(results: list[dict[str, Any]], low_qualities: list[float]) -> str:
     return "\n".join(rows)
 
 
-def paired(results: list[dict[str, Any]], low_qualities: list[float]) -> str:
-    """Markdown lines: each variant against ``full`` seed by seed (the same generated data and
-    seed, one switch changed), unseen mAP@all of the selected and of the last epoch, x100."""
+def paired(results: list[dict[str, Any]], low_qualities: list[float], reference: str = "full") -> str:
+    """Markdown lines: each variant against ``reference`` seed by seed (the same data and seed,
+    one switch changed): validation mAP@all of the selected epoch (what a default is chosen by),
+    then unseen mAP@all of the selected and of the last epoch, x100."""
     lines = []
     for lq in low_qualities:
-        full = {r["seed"]: r for r in _runs(results, "full", lq)}
+        ref = {r["seed"]: r for r in _runs(results, reference, lq)}
         for variant in VARIANTS:
-            pairs = [(full[r["seed"]], r) for r in sorted(_runs(results, variant, lq), key=lambda r: r["seed"])
-                     if variant != "full" and r["seed"] in full]
+            pairs = [(ref[r["seed"]], r) for r in sorted(_runs(results, variant, lq), key=lambda r: r["seed"])
+                     if variant != reference and r["seed"] in ref]
             if not pairs:
                 continue
             cells = []
-            for which in ("selected", "last"):
-                diffs = [f[which]["mAP@all"] - v[which]["mAP@all"] for f, v in pairs]
-                cells.append(f"{which} epoch {_mean_spread(diffs)} ({', '.join(f'{100 * d:+.1f}' for d in diffs)})")
-            lines.append(f"- {int(lq * 100)}% low quality, full minus `{variant}` per seed: " + "; ".join(cells) + ".")
+            for which, key in (("validation", "val mAP@all"), ("selected", "mAP@all"), ("last", "mAP@all")):
+                part = "selected" if which == "validation" else which
+                diffs = [f[part][key] - v[part][key] for f, v in pairs if key in f[part] and key in v[part]]
+                if diffs:
+                    label = "validation" if which == "validation" else f"{which} epoch"
+                    cells.append(f"{label} {_mean_spread(diffs)} ({', '.join(f'{100 * d:+.1f}' for d in diffs)})")
+            lines.append(f"- {int(lq * 100)}% low quality, `{reference}` minus `{variant}` per seed: "
+                         + "; ".join(cells) + ".")
     return "\n".join(lines)
 
 
@@ -291,7 +305,9 @@ def write_section(path: Path, text: str, marker: str = "") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "training/configs/procedural_tiny.yaml"))
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a real folder (photo/<class>/, sketch/<class>/, zeroshot/) instead of generated data")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--low-quality", nargs="+", type=float, default=[0.0, 0.3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -303,9 +319,15 @@ def main() -> None:
                         help="runs and results (default: dmwan-ablation-<config name> in the temp dir)")
     parser.add_argument("--write", type=Path, default=None, help="Markdown file whose ablation section to replace")
     parser.add_argument("--marker", default="", help="which ablation section of --write (one per benchmark)")
+    parser.add_argument("--reference", default="full", choices=list(VARIANTS),
+                        help="the variant every other one is paired with (default: full)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: write the table from the results already in --workdir")
     args = parser.parse_args()
+    if args.data is not None:
+        args.low_quality = [0.0]
+        if args.config == DEFAULT_CONFIG:
+            args.config = str(ROOT / "training" / "configs" / "folder_efficientnet.yaml")
     if args.workdir is None:
         args.workdir = Path(tempfile.gettempdir()) / f"dmwan-ablation-{Path(args.config).stem}"
 
@@ -322,10 +344,10 @@ def main() -> None:
 
     jobs, unseen = [], 1
     for lq in args.low_quality:
-        data_root = args.workdir / f"data-lq{int(round(lq * 100)):02d}"
+        data_root = args.data.resolve() if args.data else args.workdir / f"data-lq{int(round(lq * 100)):02d}"
         # generate each benchmark once, before the parallel runs read it
-        cfg = TrainConfig.from_file(Path(args.config)).with_overrides(
-            **{"data.root": str(data_root), "data.generate.low_quality": lq})
+        where = {"data.name": "folder"} if args.data else {"data.generate.low_quality": lq}
+        cfg = TrainConfig.from_file(Path(args.config)).with_overrides(**{"data.root": str(data_root), **where})
         split = prepare_split(cfg)
         unseen = len(split.unseen_classes)
         print(split.summary(), f"({int(lq * 100)}% low quality)", flush=True)
@@ -335,7 +357,7 @@ def main() -> None:
                 out = results_dir / f"{name}.json"
                 if out.exists() or args.report_only:
                     continue
-                jobs.append({"name": name, "variant": variant, "low_quality": lq, "seed": seed,
+                jobs.append({"name": name, "variant": variant, "low_quality": lq, "seed": seed, "folder": bool(args.data),
                              "config": args.config, "data_root": str(data_root), "runs": str(args.workdir / "runs"),
                              "threads": args.threads, "config_overrides": config_overrides, "out": str(out)})
     print(f"{len(jobs)} runs to do, {args.jobs} at a time", flush=True)
@@ -354,13 +376,13 @@ def main() -> None:
               f"`{Path(args.config).name}` ({args.epochs or o.epochs} epochs x {args.steps or o.steps_per_epoch} steps, "
               f"batch {o.batch_size}), chance mAP@all ≈ {100 / unseen:.1f}.")
     aucs = auc_table(results, args.low_quality)
-    default = "full" if any(_runs(results, "full", lq) for lq in args.low_quality) else None
+    default = args.reference if any(_runs(results, args.reference, lq) for lq in args.low_quality) else None
     reranks = rerank_table(results, args.low_quality, default) if default else ""
     choices = rerank_choices(results, args.low_quality, default) if default else ""
-    pairs = paired(results, args.low_quality)
+    pairs = paired(results, args.low_quality, args.reference)
     text = (header + "\n\n" + table(results, args.low_quality) + "\n\n"
-            + (("Paired with the full model on the same data and seed (x100, mean ± sd of the differences; "
-                "positive: the full model ahead):\n\n" + pairs + "\n\n") if pairs else "")
+            + ((f"Paired with `{args.reference}` on the same data and seed (x100, mean ± sd of the differences; "
+                f"positive: `{args.reference}` ahead):\n\n" + pairs + "\n\n") if pairs else "")
             + (("How the weighting ranks the bad training samples below clean ones (AUC, 0.5 = chance):\n\n"
                 + aucs + "\n\n") if aucs else "")
             + ((f"The token re-rank of the top 100 (`{default}`, the exported bundle; fused score "
