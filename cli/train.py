@@ -62,6 +62,11 @@ def train(
     chosen = f"validation mAP@all {val['mAP@all']:.4f}" if val else "the last epoch"
     typer.echo(
         f"selected epoch {summary['best_epoch']} (by {chosen}): unseen test mAP@all {best['mAP@all']:.4f}  "
-        f"P@100 {best['P@100']:.4f}  ({summary['epochs']} epochs, {summary['seconds']:.0f} s)"
+        f"P@100 {best['P@100']:.4f}  ({_epochs(summary['epochs'], cfg.optim.epochs)}, {summary['seconds']:.0f} s)"
     )
     typer.echo(f"model bundle: {summary['model']}\nplot: {summary['plot']}")
+
+
+def _epochs(ran: int, planned: int) -> str:
+    """How many epochs ran, and whether early stopping cut the plan short."""
+    return f"{ran} epochs" if ran >= planned else f"{ran} of {planned} epochs: stopped early"

@@ -72,7 +72,9 @@ def test_frozen_stages_take_no_gradient_and_keep_their_statistics():
     assert model.visual.grid == (2, 2)
 
 
-def test_bundle_defaults_to_the_package_weights(tmp_path):
+def test_bundle_defaults_to_the_package_weights(tmp_path, capsys):
+    from cli_helpers import dmwan
+
     from dmwan_qdrant.model import card_of, create_bundle, load_model, read_bundle_record
     from dmwan_qdrant.model.convnet import create_timm_convnet
 
@@ -86,6 +88,8 @@ def test_bundle_defaults_to_the_package_weights(tmp_path):
     assert not torch.equal(load_model(random).visual.net.conv_head.weight, reference.conv_head.weight)
     # No text tower: sketches and photos only.
     assert model.clip is None
+    code, out, _ = dmwan(capsys, "model", "info", bundle)
+    assert code == 0 and "ImageNet weights from an installed pip package" in out
 
 
 def test_class_proxies_depend_on_the_name_alone():

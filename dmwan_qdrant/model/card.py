@@ -121,6 +121,8 @@ def source_text(source: Any) -> str:
         return "random initialisation"
     if isinstance(source, dict):
         return f"file {source.get('file')} (sha256 {str(source.get('sha256', ''))[:12]})"
+    if source == "package":
+        return "package (ImageNet weights from an installed pip package)"
     return str(source)
 
 
