@@ -58,9 +58,9 @@ def describe_recipe(cfg: TrainConfig) -> str:
     from dmwan_qdrant.model.factory import resolve_pretrained
 
     weights = None if m.init else resolve_pretrained(m.preset, m.pretrained)
-    if weights == "package":
-        weights = "ImageNet weights from their pip package"
-    model = f"fine-tuning {m.init}" if m.init else f"{m.preset} ({weights or 'random'} weights)"
+    weights = {"package": "ImageNet weights from their pip package", None: "random weights"}.get(
+        weights, f"{weights} weights")
+    model = f"fine-tuning {m.init}" if m.init else f"{m.preset} ({weights})"
     extra = {k: v for k, v in m.overrides.items() if k in ("image_size", "frozen_stages", "augment")}
     details = ", ".join(f"{k} {v}" for k, v in extra.items())
     stop = f", early stop after {o.patience} epochs without a validation gain" if o.patience else ""
