@@ -8,9 +8,8 @@ Usage::
     python benchmarks/ablation.py --config training/configs/glyphs_tiny.yaml --marker glyphs
     python benchmarks/ablation.py --data data/ultimate --jobs 1 --threads 2 --marker ultimate
 
-With ``--data DIR`` the runs train on a real folder in the `dmwan train --data` layout
-(`benchmarks/icons.py` writes some) with the ``folder_efficientnet`` recipe unless ``--config``
-says otherwise; such data has no known low-quality samples, so it runs at one "share" (0).
+With ``--data DIR`` the runs train on a real folder (`benchmarks/icons.py` writes some) with the
+``folder_efficientnet`` recipe unless ``--config`` says otherwise, at one low-quality share (0).
 
 Every run trains the configured model (``training/configs/procedural_tiny.yaml`` by default, its
 budget unchanged) with one switch of ``ModelConfig`` changed, on a benchmark generated with the
