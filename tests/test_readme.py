@@ -30,6 +30,8 @@ OFFLINE = {
     "vit_b16-finetuned": "tiny-finetuned",
     # A shorter fine-tuning run (the same command; test_train_own_data runs more).
     "--epochs 5": "--epochs 1",
+    # One epoch of the default recipe (test_recipe covers what it chooses).
+    "dmwan train --data my-data --unseen 3": "dmwan train --data my-data --unseen 3 --epochs 1",
 }
 #: Lines not run here, and what covers them.
 NOT_RUN = {

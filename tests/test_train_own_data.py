@@ -12,7 +12,7 @@ import torch
 
 from cli_helpers import dmwan, one_line_error
 
-from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.errors import DatasetError, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,9 @@ def test_folder_run_config_without_a_file(own_data, tmp_path, monkeypatch):
         config_from_args(_args())
     with pytest.raises(UsageError, match="one of them"):
         config_from_args(_args(data=str(own_data), preset="tiny", init="x"))
-    with pytest.raises(UsageError, match="one of them"):
+    # --data alone picks a preset (tests/test_recipe.py); a folder without an unseen list still
+    # needs --unseen, said in one line.
+    with pytest.raises(DatasetError, match="--unseen N"):
         config_from_args(_args(data=str(own_data)))
 
 
