@@ -112,14 +112,8 @@ def folder_config(
     loader_workers = 0 if tiny or not gpu else min(8, max(0, cores - 1))
     label = Path(preset_name).stem + ("-finetuned" if init else "")
     overrides = {}
-    if recipe_for(preset_name) == CNN_RECIPE:
-        from dmwan_qdrant.data import load_benchmark
-
-        split = load_benchmark("folder", root, unseen=unseen, seed=base.seed).hold_out_validation(
-            base.data.validation, seed=base.seed)
-        overrides["optim.epochs"] = budget_epochs(len(split.train_photos) + len(split.train_sketches))
-        if gpu:
-            overrides["model.overrides"] = {**base.model.overrides, "frozen_stages": 0, "image_size": 224}
+    if recipe_for(preset_name) == CNN_RECIPE and gpu:
+        overrides["model.overrides"] = {**base.model.overrides, "frozen_stages": 0, "image_size": 224}
     cfg = base.with_overrides(**{
         "name": name or f"{root.name}-{label}",
         "data": {"name": "folder", "root": str(root), "unseen": unseen, "loader_workers": loader_workers},
@@ -128,6 +122,11 @@ def folder_config(
         "scaling": {"workers": 1, "use_gpu": gpu, "cpus_per_worker": float(cores if not gpu else 1),
                     "max_failures": base.scaling.max_failures},
     })
+    if recipe_for(preset_name) == CNN_RECIPE:
+        from .data import prepare_split
+
+        split = prepare_split(cfg)  # the split the run will train on, validation classes held out
+        overrides["optim.epochs"] = budget_epochs(len(split.train_photos) + len(split.train_sketches))
     return cfg.with_overrides(**overrides)
 
 

