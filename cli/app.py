@@ -169,7 +169,30 @@ def _user_error(exc: BaseException) -> DmwanError | None:
         return stopped if exc.code == 130 else None
     if stopped is not None and isinstance(exc, (Exception, KeyboardInterrupt)):
         return stopped
-    return exc if isinstance(exc, DmwanError) else None
+    if isinstance(exc, DmwanError):
+        return exc
+    return _missing_torch(exc)
+
+
+TORCH_MODULES = ("torch", "torchvision", "open_clip", "timm", "safetensors", "onnx", "ray")
+
+
+def _missing_torch(exc: BaseException) -> DmwanError | None:
+    """A command that needs PyTorch (or Ray, or onnx) run on a search-only install: one line
+    that names the install, instead of an import traceback."""
+    from dmwan_qdrant.errors import UsageError
+    from dmwan_qdrant.runtime import TORCH_INSTALL
+
+    name = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    top = (name or "").split(".")[0]
+    if top not in TORCH_MODULES:
+        return None
+    command = " ".join(a for a in sys.argv[1:3] if not a.startswith("-")) or "this command"
+    if top == "ray":
+        return UsageError(f"dmwan {command} needs Ray, which is not installed here: pip install 'dmwan-qdrant[train]'")
+    what = "onnx" if top == "onnx" else "PyTorch"
+    return UsageError(f"dmwan {command} needs {what}, which is not installed here: {TORCH_INSTALL} "
+                      "(a search-only install runs ingest, query and serve with an exported bundle)")
 
 
 def _exit_fast(code: int) -> NoReturn:

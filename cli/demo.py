@@ -61,7 +61,7 @@ def demo(
 
     say("== 2/4 ingest: unseen-class photos into the embedded Qdrant store")
     split = prepare_split(cfg)
-    model = load_bundle(summary["model"])
+    model = load_bundle(summary["model"], runtime="torch")
     folders = sorted({str(s.path.parent) for s in split.test_photos})
     with open_store(path=workdir / "store") as store:
         if store.collection_exists(COLLECTION) and store.get_model_record(COLLECTION).get("fingerprint") != model.fingerprint:

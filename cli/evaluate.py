@@ -34,7 +34,7 @@ def evaluate(
     from dmwan_qdrant.eval.metrics import METRICS
     from dmwan_qdrant.encoder import load_bundle
 
-    net = load_bundle(model, device)
+    net = load_bundle(model, device, runtime="torch")
     bench = load_benchmark(dataset, root, split, unseen=unseen, seed=seed)
     metrics = evaluate_split(net, bench, batch_size=batch_size, num_workers=workers, per_class=per_class)
     metrics.update(model=str(model), fingerprint=net.fingerprint, dataset=dataset, split=split)

@@ -13,7 +13,7 @@ import typer
 from dmwan_qdrant.errors import UsageError
 
 from .app import app
-from .options import api_key_option, device_option, open_cli_store, store_option, url_option
+from .options import api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option
 
 EXIT_SOME_FAILED = 11
 """Exit code when the run finished but some files could not be read (the good ones are stored)."""
@@ -66,6 +66,7 @@ def ingest_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
     device: Optional[str] = device_option(),
+    runtime: str = runtime_option(),
 ) -> None:
     """Embed the photos under PATHS into a collection.
 
@@ -109,11 +110,11 @@ def ingest_command(
         from dmwan_qdrant.search import load_collection_model
 
         if st.collection_exists(collection):
-            net = load_collection_model(st, collection, model, device)
+            net = load_collection_model(st, collection, model, device, runtime)
         elif model is None:
             raise UsageError(f"collection '{collection}' does not exist yet: give --model BUNDLE to create it")
         else:
-            net = load_bundle(model, device)
+            net = load_bundle(model, device, runtime)
         common: dict[str, Any] = dict(label_from_folder=label_from_folder, prune=prune, batch_size=batch_size,
                                       include=include or (), exclude=exclude or (), export=export)
         with _ProgressDisplay() as bar:

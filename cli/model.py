@@ -1,4 +1,5 @@
-"""`dmwan model create | info`: bundles from pretrained towers, and what a bundle is."""
+"""`dmwan model create | export | info`: bundles from pretrained towers, their ONNX graphs, and what a
+bundle is."""
 
 from __future__ import annotations
 
@@ -68,6 +69,40 @@ def _check_output(output: Path, force: bool) -> None:
         raise UsageError(f"{output} is a bundle already: pass --force to replace it")
 
 
+@model_app.command("export")
+def export(
+    bundle: Path = typer.Argument(..., metavar="BUNDLE", help="the bundle folder to export"),
+    format: str = typer.Option("onnx", "--format", metavar="FORMAT", help="onnx (the only format)"),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", metavar="DIR",
+        help="write a search-only bundle here (config, card, graphs; no torch weights); default: into BUNDLE"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8", help="int8: quantize the weights (smaller, faster on CPU)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Export a bundle's sketch and photo towers (and its text tower) as ONNX graphs, checked
+    against torch on sample inputs, so that ingest, query and serve run on onnxruntime without
+    torch (--runtime onnx, or auto)."""
+    from dmwan_qdrant.runtime import require_torch
+
+    if format != "onnx":
+        raise UsageError(f"unknown export format {format!r}: use onnx")
+    require_torch("dmwan model export")
+    from dmwan_qdrant.runtime import installed
+
+    if not installed("onnx") or not installed("onnxruntime"):
+        raise UsageError("dmwan model export needs onnx and onnxruntime: pip install onnx onnxruntime")
+    from dmwan_qdrant.runtime.export import export_onnx
+
+    report = export_onnx(bundle, output, quantize)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    sizes = ", ".join(f"{name} {n / 1e6:.1f} MB" for name, n in report.graphs.items())
+    typer.echo(f"wrote {report.bundle}/onnx: {sizes}{' (int8)' if report.quantize else ''}; "
+               f"worst cosine to torch {report.worst_cosine:.6f}")
+    typer.echo(f"next: dmwan query SKETCH --collection NAME --runtime onnx (or ingest --model {report.bundle})")
+
+
 @model_app.command("info")
 def info(
     bundle: str = typer.Argument(..., metavar="BUNDLE|NAME", help="a bundle folder, or hf-hub:ORG/NAME[@REVISION]"),
@@ -105,8 +140,23 @@ def _card_report(folder: Path, name: str | None = None) -> dict[str, Any]:
         "pretrained_text": source_text(card.get("pretrained")),
         "init": card.get("init"), "training": card.get("training"), "training_text": training_text(card.get("training")),
         "metrics": card.get("metrics"), "rerank": card.get("rerank"), "class_names": classes,
-        "created": card.get("created"), "versions": card.get("versions"),
+        "created": card.get("created"), "versions": card.get("versions"), "onnx": _graphs_report(folder, record),
     }
+
+
+def _graphs_report(folder: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The bundle's exported graphs (sizes, quantization, the export's check), or None."""
+    from dmwan_qdrant.errors import CheckpointError
+    from dmwan_qdrant.runtime.graphs import has_graphs, read_manifest
+
+    if not has_graphs(folder):
+        return None
+    try:
+        m = read_manifest(folder, record)
+    except CheckpointError as e:
+        return {"error": str(e)}
+    return {"graphs": {n: g["bytes"] for n, g in m["graphs"].items()}, "quantize": m.get("quantize"),
+            "worst_cosine": (m.get("check") or {}).get("worst_cosine")}
 
 
 def rerank_text(choice: dict[str, Any] | None) -> str:
@@ -137,6 +187,12 @@ def card_lines(r: dict[str, Any]) -> list[str]:
                    f"{a.get('embed_dim')}-d global, {a.get('num_tokens')} tokens of {a.get('token_dim')})"),
         ("pretrained", r["pretrained_text"]),
     ]
+    g = r.get("onnx")
+    if g:
+        lines.append(("onnx", g["error"] if "error" in g else
+                      ", ".join(f"{n} {b / 1e6:.1f} MB" for n, b in g["graphs"].items())
+                      + (f", {g['quantize']}" if g.get("quantize") else "")
+                      + f" (worst cosine to torch {g['worst_cosine']:.6f})"))
     if r.get("init"):
         lines.append(("fine-tuned", f"from {r['init'].get('name')} ({r['init'].get('fingerprint')})"))
     lines.append(("trained on", r["training_text"]))

@@ -70,4 +70,12 @@ def _served(error: StoreInUseError, folder: Path) -> StoreInUseError:
 
 
 def device_option() -> Any:
-    return typer.Option(None, "--device", help="torch device for the model: cpu, cuda[:N] or mps (default: the best here)")
+    return typer.Option(None, "--device", help="device for the model: cpu, cuda[:N] or mps (default: the best here)")
+
+
+RUNTIME_HELP = ("encoder runtime: auto (ONNX when the bundle has exported graphs and onnxruntime is installed, "
+                "else torch), torch or onnx")
+
+
+def runtime_option() -> Any:
+    return typer.Option("auto", "--runtime", metavar="RUNTIME", help=RUNTIME_HELP)

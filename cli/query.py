@@ -11,7 +11,7 @@ import typer
 from dmwan_qdrant.errors import StoreServedError, UsageError
 
 from .app import app, skip_teardown
-from .options import api_key_option, device_option, open_cli_store, store_option, url_option
+from .options import api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option
 
 
 @app.command("query")
@@ -51,6 +51,7 @@ def query_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
                                         help="model bundle, a folder or hf-hub:ORG/NAME (default: the collection's)"),
     device: Optional[str] = device_option(),
+    runtime: str = runtime_option(),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
     api_key: Optional[str] = api_key_option(),
@@ -97,7 +98,7 @@ def query_command(
         with st:
             images = [s.decode() for s in sources]
             results, reranked = _search_here(st, collection, model, device, images, text, bool(photos), ids, k,
-                                             filters, rerank, prefetch, ef)
+                                             filters, rerank, prefetch, ef, runtime)
             if ids and sheet is not None:  # the stored photos the queries stand for
                 like_paths = dict(zip(like or [], (p.get("path") for p in st.retrieve(collection, ids))))
 
@@ -160,7 +161,7 @@ def _print_table(query: str, results: list[Any], is_text: bool) -> None:
 def _search_here(st: Any, collection: str, model: Optional[str], device: Optional[str], images: list[Any],
                  text: Optional[str], as_photos: bool, ids: list[str], k: int,
                  filters: list[str], rerank: Optional[bool], prefetch: int,
-                 ef: Optional[int] = None) -> tuple[list[Any], bool]:
+                 ef: Optional[int] = None, runtime: str = "auto") -> tuple[list[Any], bool]:
     """The search on the open store ``st`` with the collection's encoder: ``images`` (decoded
     sketches, or photos when ``as_photos``), the ``text``, or the stored points ``ids``; ``ef``
     HNSW candidates (None: the collection's default). Returns the results and whether they were
@@ -176,7 +177,7 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
     from dmwan_qdrant.similar import search_like, search_photos
 
     flt = parse_filters(filters) or None
-    net = load_collection_model(st, collection, model, device)
+    net = load_collection_model(st, collection, model, device, runtime)
     rerank = resolve_rerank(rerank, net)[0]
     if text is not None:
         return search_text(st, collection, net, text, k=k, filter=flt, ef=ef), False

@@ -6,14 +6,14 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from dmwan_qdrant.errors import UsageError
 
 from .app import app
-from .options import device_option, open_cli_store, store_option, url_option
+from .options import device_option, open_cli_store, runtime_option, store_option, url_option
 
 ENV_API_KEY = "DMWAN_API_KEY"
 
@@ -44,11 +44,12 @@ def serve_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
                                         help="model bundle, a folder or hf-hub:ORG/NAME (one collection only; default: the collection's)"),
     device: Optional[str] = device_option(),
+    runtime: str = runtime_option(),
     max_upload_mb: float = typer.Option(4.0, "--max-upload-mb", min=0.01, help="largest request body, MB"),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="most requests per forward pass (1: no micro-batching)"),
     batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0, help="how long a request waits to share a forward pass"),
     threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, help="torch threads for the encoders on CPU (default: cores - 1, leaving one to HTTP)"
+        None, "--threads", min=1, help="encoder threads on CPU (default: cores - 1, leaving one to HTTP)"
     ),
     access_log: bool = typer.Option(False, "--access-log", help="log every request"),
 ) -> None:
@@ -66,8 +67,8 @@ def serve_command(
             from dmwan_qdrant.server.app import ServeSettings, create_app
             from dmwan_qdrant.server.service import SearchService
 
-            service = SearchService(st, collections, {collections[0]: model} if model else None, device)
-            _set_threads(threads)
+            service = SearchService(st, collections, {collections[0]: model} if model else None, device, runtime)
+            _set_threads(threads, service)
             settings = ServeSettings(api_key=key, cors_origins=tuple(cors_origins or ()), max_upload_mb=max_upload_mb,
                                      max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000)
             web = create_app(service, settings)
@@ -94,12 +95,18 @@ def serve_command(
     typer.echo("stopped" + (" (signal)" if stopped_by else ""), err=True)
 
 
-def _set_threads(threads: Optional[int]) -> None:
+def _set_threads(threads: Optional[int], service: Any) -> None:
     """Leave a core to the event loop: on a small CPU machine, intra-op threads that compete with
     it for every core spin and slow each forward pass (measured 9.6-12.9 ms against 7.7-8.5 ms
     with one thread fewer, on 2 cores, in benchmarks/serve_latency.py)."""
-    import torch
-
     from dmwan_qdrant.encoder import usable_cores
 
-    torch.set_num_threads(threads or max(1, usable_cores() - 1))
+    n = threads or max(1, usable_cores() - 1)
+    models = {id(m): m for m in service.models.values()}.values()
+    for m in models:
+        if getattr(m, "runtime", "torch") == "onnx":
+            m.threads = n  # its sessions open on the first request, with these threads
+    if any(getattr(m, "runtime", "torch") != "onnx" for m in models):
+        import torch
+
+        torch.set_num_threads(n)

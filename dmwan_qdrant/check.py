@@ -199,19 +199,17 @@ def _sha256(path: str) -> str | None:
 
 def _reembed(model: Any, payloads: list[tuple[str, dict[str, Any]]]) -> list[PhotoPoint]:
     """Embed again the photos of these damaged points (files must still hold the same bytes)."""
-    import torch
-
     from .imageio import load_image
+    from .runtime import as_array
 
-    transform = model.transform("photo")
-    points, tensors = [], []
+    points, images = [], []
     for pid, payload in payloads:
-        tensors.append(transform(load_image(payload["path"])))
+        images.append(load_image(payload["path"]))
         points.append((pid, payload))
     if not points:
         return []
-    emb = model.embed_photos(torch.stack(tensors))
-    vectors, tokens = emb.global_.cpu().numpy(), emb.tokens.cpu().numpy()
+    emb = model.embed_photos(images)
+    vectors, tokens = as_array(emb.global_), as_array(emb.tokens)
     return [PhotoPoint(pid, vectors[j], tokens[j], payload) for j, (pid, payload) in enumerate(points)]
 
 

@@ -11,11 +11,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, ModelMismatchError, UsageError
-from .model import DMWAN, load_model, model_fingerprint, read_bundle_record
+from .model.bundle import WEIGHTS_FILE, read_bundle_record
 from .model.card import card_of, card_summary
+
+if TYPE_CHECKING:  # torch loads only with a torch model
+    from .model import DMWAN
 
 
 DEVICES = ("cpu", "cuda", "mps")
@@ -64,11 +67,17 @@ def usable_cores() -> int:
 def encoder_threads(model: Any, leave: int) -> Iterator[None]:
     """On CPU, run the encoder on the cores that ``leave`` other busy processes (decoding
     workers) do not take: oversubscribed intra-op threads spin and slow a forward pass several
-    times over (measured 3x on 2 cores). A no-op on a GPU or when there are threads enough."""
+    times over (measured 3x on 2 cores). A no-op on a GPU or when there are threads enough. An
+    ONNX encoder whose sessions are not open yet opens them with that many threads."""
+    want = max(1, usable_cores() - leave)
+    if getattr(model, "runtime", "torch") == "onnx":
+        if getattr(model.device, "type", "cpu") == "cpu" and want < usable_cores() and not model.threads:
+            model.threads = want
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()
-    want = max(1, usable_cores() - leave)
     if getattr(getattr(model, "device", None), "type", "cpu") != "cpu" or want >= before:
         yield
         return
@@ -96,28 +105,52 @@ def load_bundle_record(ref: str | Path) -> dict[str, Any]:
     return read_bundle_record(bundle_folder(ref))
 
 
-def load_bundle(path: str | Path, device: str | None = None) -> DMWAN:
+def load_bundle(path: str | Path, device: str | None = None, runtime: str | None = "auto") -> Any:
     """Load a model bundle, a folder or a ``hf-hub:ORG/NAME[@REVISION]`` name, and remember where
     it came from (``model.bundle_path``, and ``model.bundle_name`` for a hub name).
+
+    ``runtime`` (`dmwan_qdrant.runtime.RUNTIMES`): ``"torch"`` gives a `DMWAN`, ``"onnx"`` an
+    `OnnxEncoder` of the bundle's exported graphs, ``"auto"`` the ONNX one when the bundle has
+    graphs and onnxruntime is installed. Both embed alike and carry the same record.
 
     Raises:
         CheckpointError: missing, corrupted or inconsistent bundle.
         WeightsUnavailableError: a hub name that cannot be fetched (with what to pass instead).
+        UsageError: a runtime that cannot run here or this bundle (`resolve_runtime`).
     """
     from .model.hub import is_hub_name
+    from .runtime import resolve_runtime
 
     name = str(path) if is_hub_name(str(path)) else None
     folder = bundle_folder(path)
-    model = load_model(folder, device=resolve_device(device))
+    read_bundle_record(folder)  # a bad bundle says so before the runtime's choice does
+    if resolve_runtime(runtime, folder) == "onnx":
+        from .runtime.onnx_encoder import OnnxEncoder
+
+        model: Any = OnnxEncoder(folder, device)
+    else:
+        if not (folder / WEIGHTS_FILE).is_file() and (folder / "onnx").is_dir():
+            raise CheckpointError(f"{folder}: a search-only bundle (ONNX graphs, no {WEIGHTS_FILE}): "
+                                  "use --runtime onnx, or the bundle it was exported from")
+        from .model import load_model
+
+        model = load_model(folder, device=resolve_device(device))
     model.bundle_path = folder
     model.bundle_name = name
     return model
+
+
+def has_text_tower(model: Any) -> bool:
+    """Whether ``model`` (either runtime) can embed text."""
+    return bool(getattr(model, "has_text", getattr(model, "clip", None) is not None))
 
 
 def fingerprint_of(model: DMWAN) -> str:
     """The model's weights fingerprint; computed once and cached on live (unsaved) models."""
     fp = getattr(model, "fingerprint", None)
     if not fp:
+        from .model import model_fingerprint
+
         fp = model_fingerprint(model)
         model.fingerprint = fp
     return fp
@@ -172,9 +205,11 @@ def check_same_model(collection: str, stored: dict[str, Any], model: DMWAN) -> N
 
 
 def resolve_collection_model(
-    collection: str, stored: dict[str, Any], model_path: str | Path | None = None, device: str | None = None
-) -> DMWAN:
-    """Load the encoder of a collection from its record, or from ``model_path`` (checked).
+    collection: str, stored: dict[str, Any], model_path: str | Path | None = None, device: str | None = None,
+    runtime: str | None = "auto",
+) -> Any:
+    """Load the encoder of a collection from its record, or from ``model_path`` (checked), on
+    ``runtime`` (see `load_bundle`).
 
     Raises:
         CheckpointError: no bundle recorded and none given, or the recorded bundle is gone.
@@ -195,6 +230,6 @@ def resolve_collection_model(
                 f"collection '{collection}' was filled by bundle {recorded}, which is gone; "
                 "pass the same model with --model"
             )
-    model = load_bundle(model_path, device)
+    model = load_bundle(model_path, device, runtime)
     check_same_model(collection, stored, model)
     return model

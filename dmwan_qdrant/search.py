@@ -21,13 +21,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
-from .encoder import check_same_model, resolve_collection_model
+from .encoder import check_same_model, has_text_tower, resolve_collection_model
 from .errors import CollectionNotFoundError, StoreDamagedError, UsageError
 from .imageio import load_image
 from .reranking import DEFAULT_PREFETCH, fuse_hits, resolve_rerank
 from .results import Result
+from .runtime import as_array
 from .store import Hit, Store
 from .store.index import check_ef
 
@@ -143,16 +144,18 @@ def _check_empty(store: Store, collection: str, filter: Mapping[str, Any] | None
 
 
 def load_collection_model(
-    store: Store, collection: str, model_path: str | Path | None = None, device: str | None = None
+    store: Store, collection: str, model_path: str | Path | None = None, device: str | None = None,
+    runtime: str | None = "auto",
 ) -> Any:
-    """The encoder of ``collection``: its recorded bundle, or ``model_path`` checked against it.
+    """The encoder of ``collection``: its recorded bundle, or ``model_path`` checked against it,
+    on ``runtime`` (``auto``, ``torch`` or ``onnx``: `dmwan_qdrant.encoder.load_bundle`).
 
     Raises:
         CollectionNotFoundError: no such collection.
         CheckpointError: no bundle recorded and none given, or a missing/corrupted bundle.
         ModelMismatchError: the bundle holds other weights than the ones that filled the collection.
     """
-    return resolve_collection_model(collection, store.get_model_record(collection), model_path, device)
+    return resolve_collection_model(collection, store.get_model_record(collection), model_path, device, runtime)
 
 
 def _check(store: Store, collection: str, model: Any) -> None:
@@ -178,7 +181,7 @@ def _results(hits: list[Hit], collection: str, bound: float) -> list[Result]:
     ]
 
 
-def embed_sketch_files(model: Any, sketch_paths: Sequence[str | Path]) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_sketch_files(model: Any, sketch_paths: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
     """Global embeddings ``(n, D)`` and tokens ``(n, t, d)`` of sketch files, in one batch.
 
     Raises:
@@ -187,12 +190,11 @@ def embed_sketch_files(model: Any, sketch_paths: Sequence[str | Path]) -> tuple[
     return embed_sketch_images(model, [load_image(p) for p in sketch_paths])
 
 
-def embed_sketch_images(model: Any, images: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """`embed_sketch_files` for decoded RGB images (PIL), e.g. uploads, in one batch."""
-    transform = model.transform("sketch")
-    batch = torch.stack([transform(im) for im in images])
-    emb = model.embed_sketches(batch)
-    return emb.global_.cpu(), emb.tokens.cpu()
+def embed_sketch_images(model: Any, images: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """`embed_sketch_files` for decoded RGB images (PIL), e.g. uploads, in one batch (float32
+    arrays, from either runtime)."""
+    emb = model.embed_sketches(list(images))
+    return as_array(emb.global_), as_array(emb.tokens)
 
 
 def search_sketches(
@@ -240,8 +242,8 @@ def search_sketch_embeddings(
     store: Store,
     collection: str,
     model: Any,
-    vectors: torch.Tensor,
-    tokens: torch.Tensor,
+    vectors: np.ndarray,
+    tokens: np.ndarray,
     k: int = 10,
     filter: dict[str, Any] | None = None,
     rerank: bool | None = None,
@@ -257,16 +259,17 @@ def search_sketch_embeddings(
     """
     check_ef(ef)
     _check(store, collection, model)
+    vectors, tokens = as_array(vectors), as_array(tokens)
     rerank, weight = resolve_rerank(rerank, model)
     if not rerank:
-        hits = store.search_batch(collection, vectors.numpy(), k, filter, hnsw_ef=ef)
+        hits = store.search_batch(collection, vectors, k, filter, hnsw_ef=ef)
         _check_empty(store, collection, filter, hits)
         return [_results(h, collection, 1.0) for h in hits]
     depth = max(prefetch, k)
-    cosine = store.search_batch(collection, vectors.numpy(), depth, filter, hnsw_ef=ef)
+    cosine = store.search_batch(collection, vectors, depth, filter, hnsw_ef=ef)
     _check_empty(store, collection, filter, cosine)
     maxsim = store.search_batch(
-        collection, vectors.numpy(), depth, filter, list(tokens.numpy()), depth, hnsw_ef=ef
+        collection, vectors, depth, filter, list(tokens), depth, hnsw_ef=ef
     )
     n_tokens = float(tokens.shape[1])
     out = []
@@ -298,9 +301,9 @@ def search_text(
         raise UsageError("the text query is empty")
     check_ef(ef)
     _check(store, collection, model)
-    if getattr(model, "clip", None) is None:
+    if not has_text_tower(model):
         raise UsageError("this model has no text tower, so it cannot search by text")
-    vectors = model.embed_texts(texts).cpu().numpy()
+    vectors = as_array(model.embed_texts(texts))
     hits = store.search_batch(collection, vectors, k, filter, hnsw_ef=ef)
     _check_empty(store, collection, filter, hits)
     return [_results(h, collection, 1.0) for h in hits]

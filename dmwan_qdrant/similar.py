@@ -11,19 +11,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import UsageError
 from .results import Result
+from .runtime import as_array
 from .search import DEFAULT_PREFETCH, search_sketch_embeddings
 from .store import Store
 from .store.index import check_ef
 
 
-def embed_photo_images(model: Any, images: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_photo_images(model: Any, images: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Global embeddings ``(n, D)`` and tokens ``(n, t, d)`` of decoded photos, in one batch."""
     emb = model.embed_photos(list(images))
-    return emb.global_.cpu(), emb.tokens.cpu()
+    return as_array(emb.global_), as_array(emb.tokens)
 
 
 def search_photos(
@@ -68,8 +68,8 @@ def search_like(
         raise UsageError(f"collection '{collection}' has no point {missing[0]} (ingest the photo first, "
                          "or take an id from `dmwan query --json`)")
     points = [found[i] for i in ids]
-    vectors = torch.from_numpy(np.stack([p.vector for p in points]).astype(np.float32))
-    tokens = torch.from_numpy(np.stack([p.tokens for p in points]).astype(np.float32))
+    vectors = np.stack([p.vector for p in points]).astype(np.float32)
+    tokens = np.stack([p.tokens for p in points]).astype(np.float32)
     results = search_sketch_embeddings(store, collection, model, vectors, tokens, k + 1, filter, rerank, prefetch,
                                        ef)
     out = []

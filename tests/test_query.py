@@ -97,7 +97,7 @@ def test_rerank_fuses_the_global_cosine_and_the_mean_maxsim_on_one_scale(setup, 
     # Each score is (cos + w * mean MaxSim) / (1 + w), from the stored vectors.
     cos = {r.id: r.score for r in plain}
     points = {p.id: p for p in store.read_points("shapes", [r.id for r in fused])}
-    q = tokens[0].numpy()
+    q = tokens[0]
     for r in fused:
         doc = np.asarray(points[r.id].tokens)
         maxsim = float((q @ doc.T).max(axis=1).mean())
@@ -121,7 +121,7 @@ def test_without_rerank_given_the_bundles_choice_decides(setup, store, monkeypat
     _, tokens = embed_sketch_files(model, sketches[:1])
     points = {p.id: p for p in store.read_points("shapes", [r.id for r in alone])}
     for r in alone:
-        maxsim = float((tokens[0].numpy() @ np.asarray(points[r.id].tokens).T).max(axis=1).mean())
+        maxsim = float((tokens[0] @ np.asarray(points[r.id].tokens).T).max(axis=1).mean())
         assert r.score == pytest.approx(maxsim, abs=1e-4)
     monkeypatch.setitem(model.metadata, "card", {"rerank": {"on": False, "weight": 2.0}})
     assert search_sketches(store, "shapes", model, sketches[:1], k=12, prefetch=12)[0] == plain

@@ -1,8 +1,9 @@
 """Reading one photo file for ingest: hash, decode, preprocess; a bad file becomes an error marker.
 
 `decode_photo` is the one decoder of both ingest paths: the single-process run calls it in
-DataLoader workers (`PhotoFiles`), the Ray Data pipeline in CPU tasks. Errors are returned, not
-raised: one bad file must never stop a run.
+DataLoader workers or, with the ONNX runtime and no torch, a process pool (`PhotoFiles`), the
+Ray Data pipeline in CPU tasks. Errors are returned, not raised: one bad file must never stop a
+run. Importing this module loads no torch.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch.utils.data import Dataset
+import numpy as np
 
 from ..errors import DmwanError, ImageError
 from ..imageio import load_image, photo_input_size, source_size
@@ -50,8 +50,9 @@ def decode_photo(entry: FileEntry, transform: Callable, max_pixels: int) -> dict
     return item
 
 
-class PhotoFiles(Dataset):
-    """The files to (re)read, for a DataLoader: each item is `decode_photo`'s dict."""
+class PhotoFiles:
+    """The files to (re)read, as a map-style dataset (a DataLoader's, or `pool_batches`'s): each
+    item is `decode_photo`'s dict."""
 
     def __init__(self, files: list[FileEntry], transform: Callable, max_pixels: int) -> None:
         self.files = files
@@ -65,8 +66,14 @@ class PhotoFiles(Dataset):
         return decode_photo(self.files[i], self.transform, self.max_pixels)
 
 
-def collate(items: list[dict[str, Any]]) -> tuple[torch.Tensor | None, list[dict[str, Any]]]:
-    """A batch: the stacked tensors of the good items (in order), and every item without its
-    tensor."""
+def collate(items: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+    """A batch: the stacked images of the good items (in order; a torch tensor from a torch
+    transform, a numpy array from the ONNX runtime's), and every item without its image."""
     good = [it.pop("tensor") for it in items if "tensor" in it]
-    return (torch.stack(good) if good else None), items
+    if not good:
+        return None, items
+    if isinstance(good[0], np.ndarray):
+        return np.stack(good), items
+    import torch
+
+    return torch.stack(good), items

@@ -33,6 +33,7 @@ from ..errors import DmwanError, UsageError
 from ..imageio import MAX_IMAGE_PIXELS
 from ..ray_runtime import init_ray
 from ..store import Store
+from ..runtime import as_array
 from .decode import FileEntry, decode_photo
 from .plan import IngestPlan
 from .report import IngestProgress, IngestReport
@@ -192,7 +193,7 @@ def decode_batch(batch: dict[str, np.ndarray], transform: Callable, max_pixels: 
     blank = np.zeros((3, image_size, image_size), np.float32)
     out: dict[str, np.ndarray] = {k: np.array([str(it.get(k, "")) for it in items], dtype=object) for k in _TEXT_COLUMNS}
     out.update({k: np.array([int(it.get(k, 0)) for it in items], dtype=np.int64) for k in _INT_COLUMNS})
-    out["image"] = np.stack([it["tensor"].numpy() if "tensor" in it else blank for it in items])
+    out["image"] = np.stack([as_array(it["tensor"]) if "tensor" in it else blank for it in items])
     return out
 
 
@@ -204,24 +205,30 @@ class PhotoEncoder:
     """
 
     def __init__(self, model: Any, use_gpu: bool = False) -> None:
-        import torch
+        if getattr(model, "runtime", "torch") == "onnx":
+            self.model = model.to(None if use_gpu else "cpu")  # None: CUDA when onnxruntime has it
+        else:
+            import torch
 
-        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.model = model.to(device).eval()
+            device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+            self.model = model.to(device).eval()
         self.dim = int(model.config.embed_dim)
         self.tokens_shape = (int(model.config.num_tokens), int(model.config.token_dim))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
         good = np.array([not e for e in batch["error"]], dtype=bool)
         n = len(good)
         vectors = np.zeros((n, self.dim), np.float32)
         tokens = np.zeros((n, *self.tokens_shape), np.float32)
         if good.any():
-            emb = self.model.embed_photos(torch.from_numpy(np.ascontiguousarray(batch["image"][good])))
-            vectors[good] = emb.global_.float().cpu().numpy()
-            tokens[good] = emb.tokens.float().cpu().numpy()
+            images = np.ascontiguousarray(batch["image"][good])
+            if getattr(self.model, "runtime", "torch") != "onnx":
+                import torch
+
+                images = torch.from_numpy(images)
+            emb = self.model.embed_photos(images)
+            vectors[good] = as_array(emb.global_)
+            tokens[good] = as_array(emb.tokens)
         out = {k: v for k, v in batch.items() if k != "image"}
         out.update(vector=vectors, tokens=tokens)
         return out

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
 from .. import interrupts
 from ..encoder import encoder_threads, usable_cores
 from ..errors import DiskFullError, DmwanError, Interrupted, UsageError
 from ..imageio import MAX_IMAGE_PIXELS
+from ..runtime import as_array
 from ..selection import Selection
 from ..store import Store
 from .decode import PhotoFiles, collate
@@ -59,7 +58,7 @@ def ingest(
         paths: files and folders (walked recursively).
         store: an open `Store`.
         collection: collection name; created with ``model``'s record if missing.
-        model: a DMWAN model (see `dmwan_qdrant.encoder.load_bundle`).
+        model: an encoder of either runtime (see `dmwan_qdrant.encoder.load_bundle`).
         label_from_folder: store each file's parent folder name as ``label``.
         prune: delete the points under ``paths`` whose file is gone.
         batch_size: images per forward pass and per upsert.
@@ -136,11 +135,28 @@ def _decode_and_write(plan: IngestPlan, model: Any, writer: BatchWriter, batch_s
                       num_workers: int | None, max_pixels: int, tick: Callable[[], None]) -> None:
     workers = default_workers() if num_workers is None else max(0, num_workers)
     workers = min(workers, (len(plan.todo) - 1) // batch_size)  # one batch: no worker start-up cost
+    files = PhotoFiles(plan.todo, model.transform("photo"), max_pixels)
+    with encoder_threads(model, leave=workers):
+        for tensors, items in _batches(files, model, batch_size, workers):
+            writer.write(items, _embedder(model, tensors, sum("error" not in it for it in items)))
+            tick()
+
+
+def _batches(files: PhotoFiles, model: Any, batch_size: int, workers: int) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+    """Decoded batches: a DataLoader's for a torch model, a process pool's for an ONNX one (no
+    torch imported)."""
+    if getattr(model, "runtime", "torch") == "onnx":
+        from .pool import pool_batches
+
+        yield from pool_batches(files, batch_size, workers)
+        return
+    from torch.utils.data import DataLoader
+
     worker_init = None
     if workers:  # workers die with this process and leave Ctrl-C to it
         from ..interrupts import loader_worker_init as worker_init
-    loader = DataLoader(
-        PhotoFiles(plan.todo, model.transform("photo"), max_pixels),
+    yield from DataLoader(
+        files,
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate,
@@ -148,19 +164,15 @@ def _decode_and_write(plan: IngestPlan, model: Any, writer: BatchWriter, batch_s
         prefetch_factor=4 if workers else None,
         worker_init_fn=worker_init,
     )
-    with encoder_threads(model, leave=workers):
-        for tensors, items in loader:
-            writer.write(items, _embedder(model, tensors, sum("error" not in it for it in items)))
-            tick()
 
 
-def _embedder(model: Any, tensors: torch.Tensor | None, good: int) -> Callable[[list[int]], tuple[np.ndarray, np.ndarray]]:
-    """Embeds chosen rows of a batch's stacked tensors (all of them without a copy)."""
+def _embedder(model: Any, tensors: Any, good: int) -> Callable[[list[int]], tuple[np.ndarray, np.ndarray]]:
+    """Embeds chosen rows of a batch's stacked images (all of them without a copy)."""
 
     def embed(rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
         assert tensors is not None
         emb = model.embed_photos(tensors if len(rows) == good else tensors[rows])
-        return emb.global_.cpu().numpy(), emb.tokens.cpu().numpy()
+        return as_array(emb.global_), as_array(emb.tokens)
 
     return embed
 
@@ -180,7 +192,7 @@ def stop_messages(store: Store, collection: str, plan: IngestPlan, report: Inges
         done = report.handled(plan.skipped)
         raise type(e)(stopped_message(e, store, collection, done, report.found), *signum_args(e)) from None
     except RuntimeError as e:
-        if "DataLoader worker" not in str(e):
+        if "DataLoader worker" not in str(e) and "process pool" not in str(e):
             raise
         # A decoding worker killed from outside (the OOM killer, a stray SIGTERM): the run stops
         # like an interrupted one, with what it stored.

@@ -25,11 +25,9 @@ import torch
 from ..errors import CheckpointError, ModelError
 from .config import ModelConfig
 from .dmwan import DMWAN
+from .bundle import BUNDLE_FORMAT, CONFIG_FILE, WEIGHTS_FILE, read_bundle_record
 from .preprocess import preprocessing_record
 
-BUNDLE_FORMAT = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 def _state_for_saving(model: DMWAN) -> dict[str, torch.Tensor]:
@@ -103,22 +101,6 @@ def _make_temp_dir(parent: Path, prefix: str) -> Path:
 
 def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-def read_bundle_record(path: str | Path) -> dict[str, Any]:
-    """The bundle's config.json, validated; raises CheckpointError naming what is wrong."""
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: not a model bundle (expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        record = json.loads((path / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing {CONFIG_FILE}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}/{CONFIG_FILE}: not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or record.get("format") != BUNDLE_FORMAT or "model" not in record:
-        raise CheckpointError(f"{path}/{CONFIG_FILE}: not a format-{BUNDLE_FORMAT} DMWAN bundle")
-    return record
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> DMWAN:

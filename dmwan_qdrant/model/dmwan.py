@@ -41,6 +41,22 @@ def random_anchors(class_names: Sequence[str], dim: int) -> torch.Tensor:
     return F.normalize(torch.stack(rows), dim=-1)
 
 
+def pooling_matrix(grid: tuple[int, int], side: int) -> torch.Tensor:
+    """Adaptive average pooling of a ``grid`` (rows, columns) to ``side`` x ``side`` as a
+    (side², rows*columns) matrix: each output cell averages the cells its window covers."""
+
+    import numpy as np  # built outside autograd and tracing: the export sees one constant
+
+    def windows(length: int) -> np.ndarray:
+        m = np.zeros((side, length), dtype=np.float32)
+        for i in range(side):
+            start, end = (i * length) // side, -(-((i + 1) * length) // side)
+            m[i, start:end] = 1.0 / (end - start)
+        return m
+
+    return torch.from_numpy(np.kron(windows(grid[0]), windows(grid[1])))
+
+
 class DMWAN(nn.Module):
     """Dynamic Multi-level Weighted Alignment Network for zero-shot sketch-based image retrieval.
 
@@ -69,6 +85,7 @@ class DMWAN(nn.Module):
         if config.freeze_backbone:
             self.visual.requires_grad_(False)
         self.register_buffer("class_anchors", torch.zeros(0, config.embed_dim), persistent=False)
+        self.register_buffer("token_pool", torch.zeros(0, 0), persistent=False)  # for ONNX exports
         self._tokenizer = None
 
     def train(self, mode: bool = True) -> "DMWAN":
@@ -87,12 +104,22 @@ class DMWAN(nn.Module):
         global_ = F.normalize(self.global_head(pooled.float()), dim=-1)
         n = self.config.num_tokens
         if n:
-            gh, gw = self.visual.grid
-            grid = patches.transpose(1, 2).reshape(patches.shape[0], -1, gh, gw)
-            side = int(round(n**0.5))
-            patches = F.adaptive_avg_pool2d(grid, side).flatten(2).transpose(1, 2)
+            patches = self._pool_tokens(patches, int(round(n**0.5)))
         tokens = F.normalize(self.token_head(patches.float()), dim=-1)
         return global_, tokens
+
+    def _pool_tokens(self, patches: torch.Tensor, side: int) -> torch.Tensor:
+        """The patch grid (B, gh*gw, C) average-pooled to ``side`` x ``side`` tokens (B, side², C).
+
+        Adaptive average pooling; inside an ONNX export the same averages as one fixed matrix
+        product, since the exporter cannot write adaptive pooling of a grid it does not divide."""
+        gh, gw = self.visual.grid
+        if torch.onnx.is_in_onnx_export():
+            if self.token_pool.shape != (side * side, gh * gw):
+                self.token_pool = pooling_matrix((gh, gw), side).to(patches.device)
+            return torch.matmul(self.token_pool.to(patches.dtype), patches)
+        grid = patches.transpose(1, 2).reshape(patches.shape[0], -1, gh, gw)
+        return F.adaptive_avg_pool2d(grid, side).flatten(2).transpose(1, 2)
 
     @property
     def tokenizer(self):

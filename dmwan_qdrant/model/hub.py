@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ..errors import CheckpointError, UsageError, WeightsUnavailableError
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_bundle_record
+from .bundle import CONFIG_FILE, WEIGHTS_FILE, read_bundle_record
 
 HUB_PREFIX = "hf-hub:"
 DEFAULT_ENDPOINT = "https://huggingface.co"

@@ -5,41 +5,15 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .config import ModelConfig
+from .imageprep import RESAMPLE, channel_array, normalized_array, pad_to_square, resize_center_crop
 
 PHOTO = 0
 SKETCH = 1
 DOMAINS = {"photo": PHOTO, "sketch": SKETCH}
-
-# PIL resampling of every resize (PIL's bilinear filter is antialiased when it shrinks).
-RESAMPLE = Image.Resampling.BILINEAR
-
-
-def _pad_to_square(image: Image.Image) -> Image.Image:
-    """Sketches keep their whole drawing: pad with white instead of cropping."""
-    w, h = image.size
-    if w == h:
-        return image
-    side = max(w, h)
-    return ImageOps.pad(image, (side, side), color=(255, 255, 255))
-
-
-def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
-    """Resize the short side to ``size``, then cut the central ``size`` x ``size`` square."""
-    w, h = image.size
-    if w <= h:
-        ow, oh = size, int(size * h / w)
-    else:
-        ow, oh = int(size * w / h), size
-    if (ow, oh) != (w, h):
-        image = image.resize((ow, oh), RESAMPLE)
-    left, top = int(round((ow - size) / 2.0)), int(round((oh - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))
-
 
 def random_resized_crop(
     image: Image.Image, size: int, scale: tuple[float, float] = (0.75, 1.0), ratio: tuple[float, float] = (0.9, 1.1)
@@ -73,16 +47,14 @@ def random_resized_crop(
 
 
 class ToNormalizedTensor:
-    """PIL RGB image -> float tensor (3, H, W), scaled to [0, 1] then normalised by mean and std."""
+    """PIL RGB image -> float tensor (3, H, W), scaled to [0, 1] then normalised by mean and std
+    (`dmwan_qdrant.model.imageprep.normalized_array`, the ONNX path's numbers, as a tensor)."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.mean, self.std = channel_array(mean), channel_array(std)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        array = np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy for torch
-        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
-        return tensor.sub_(self.mean).div_(self.std)
+        return torch.from_numpy(normalized_array(image, self.mean, self.std))
 
 
 class Preprocess:
@@ -94,7 +66,7 @@ class Preprocess:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if self.domain == "sketch":
-            image = _pad_to_square(image)
+            image = pad_to_square(image)
         if self.train and self.augment == "strong":
             from .augment import strong_photo, strong_sketch
 

@@ -41,6 +41,7 @@ from ray import serve
 from ray.serve import Application
 
 from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.runtime import RUNTIMES
 from dmwan_qdrant.server.batching import DEFAULT_MAX_BATCH, DEFAULT_WAIT_S
 
 if TYPE_CHECKING:  # the replica imports these (and torch with them) in __init__
@@ -60,7 +61,7 @@ DEFAULT_MAX_UPLOAD_MB = 4.0
 OPTIONS = (
     "collections", "store", "url", "qdrant_api_key", "model", "api_key", "cors_origins", "max_upload_mb",
     "num_replicas", "autoscaling", "num_cpus", "num_gpus", "max_batch_size", "batch_wait_timeout_s",
-    "max_ongoing_requests", "device",
+    "max_ongoing_requests", "device", "runtime",
 )
 """The options `build_app` takes."""
 
@@ -85,7 +86,8 @@ class RayServeOptions:
         max_batch_size: most requests per forward pass (``@serve.batch``).
         batch_wait_timeout_s: how long a request waits to share a forward pass.
         max_ongoing_requests: requests a replica takes at once (at least ``max_batch_size``).
-        device: torch device for the encoders (default: CUDA when the replica sees a GPU).
+        device: device for the encoders (default: CUDA when the replica sees a GPU).
+        runtime: ``auto``, ``torch`` or ``onnx`` (`dmwan_qdrant.encoder.load_bundle`).
     """
 
     collections: tuple[str, ...]
@@ -104,6 +106,7 @@ class RayServeOptions:
     batch_wait_timeout_s: float = DEFAULT_WAIT_S
     max_ongoing_requests: int = 32
     device: str | None = None
+    runtime: str = "auto"
 
     def deployment_options(self) -> dict[str, Any]:
         """Keyword arguments of `Deployment.options`: replicas, actor resources, concurrency."""
@@ -212,7 +215,8 @@ def parse_options(args: Mapping[str, Any]) -> RayServeOptions:
     collection only); ``api_key``; ``cors_origins`` (comma-separated or a list);
     ``max_upload_mb``; ``num_replicas`` or ``autoscaling`` (``"MIN-MAX"`` or a dict of Ray's
     ``autoscaling_config``); ``num_cpus``, ``num_gpus`` (per replica); ``max_batch_size``,
-    ``batch_wait_timeout_s`` (``@serve.batch``); ``max_ongoing_requests``; ``device``.
+    ``batch_wait_timeout_s`` (``@serve.batch``); ``max_ongoing_requests``; ``device``; ``runtime``
+    (``auto``, ``torch`` or ``onnx``).
 
     Starts nothing and opens nothing.
 
@@ -269,12 +273,16 @@ def parse_options(args: Mapping[str, Any]) -> RayServeOptions:
     if ongoing < max_batch_size:
         raise UsageError(f"max_ongoing_requests ({ongoing}) must be at least max_batch_size ({max_batch_size}), "
                          "or batches never fill")
+    runtime = _text("runtime", args.get("runtime")) or "auto"
+    if runtime not in RUNTIMES:
+        raise UsageError(f"runtime={runtime} is not one of {', '.join(RUNTIMES)}")
     return RayServeOptions(
         collections=collections, store=store, url=url, qdrant_api_key=qdrant_api_key, model=model,
         api_key=_text("api_key", args.get("api_key")), cors_origins=_names("cors_origins", args.get("cors_origins")),
         max_upload_mb=_number("max_upload_mb", args.get("max_upload_mb"), float, 0.01, DEFAULT_MAX_UPLOAD_MB),
         num_replicas=num_replicas, autoscaling=autoscaling, num_cpus=num_cpus, num_gpus=num_gpus,
         max_batch_size=max_batch_size, batch_wait_timeout_s=wait, max_ongoing_requests=ongoing, device=device,
+        runtime=runtime,
     )
 
 
@@ -312,7 +320,7 @@ class SearchDeployment:
             log.warning("dmwan: %s", notice)
         try:
             models = {options.collections[0]: options.model} if options.model else None
-            return SearchService(store, options.collections, models, options.device)
+            return SearchService(store, options.collections, models, options.device, options.runtime)
         except BaseException:
             store.close()
             raise

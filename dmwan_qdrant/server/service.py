@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
-from dmwan_qdrant.encoder import check_same_model
+from dmwan_qdrant.encoder import check_same_model, has_text_tower
 from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError, UsageError
 from dmwan_qdrant.search import (
     DEFAULT_PREFETCH,
@@ -113,7 +113,8 @@ class SearchService:
         collections: the collections to serve.
         models: optional model bundle per collection (default: the collection's recorded bundle,
             as `dmwan query` loads it).
-        device: torch device for the encoders (default: CUDA when visible).
+        device: device for the encoders (default: CUDA when visible).
+        runtime: ``auto``, ``torch`` or ``onnx`` (`dmwan_qdrant.encoder.load_bundle`).
 
     Raises:
         CollectionNotFoundError, CheckpointError, ModelMismatchError: as `dmwan query` would.
@@ -125,6 +126,7 @@ class SearchService:
         collections: Sequence[str],
         models: dict[str, str | Path] | None = None,
         device: str | None = None,
+        runtime: str | None = "auto",
     ) -> None:
         if not collections:
             raise UsageError("serve at least one collection (--collection NAME)")
@@ -143,7 +145,7 @@ class SearchService:
                 check_same_model(name, record, loaded[key])
                 self.models[name] = loaded[key]
                 continue
-            self.models[name] = load_collection_model(store, name, (models or {}).get(name), device)
+            self.models[name] = load_collection_model(store, name, (models or {}).get(name), device, runtime)
             if key is not None:
                 loaded[key] = self.models[name]
 
@@ -176,7 +178,8 @@ class SearchService:
             "index": {"state": ci.index_state, "indexed_vectors": ci.indexed_vectors,
                       "segments": ci.segments, "status": ci.status},
             "backend": ci.backend,
-            "text_search": getattr(model, "clip", None) is not None,
+            "text_search": has_text_tower(model),
+            "runtime": getattr(model, "runtime", "torch"),
         }
 
     def check_ready(self) -> None:
@@ -246,7 +249,7 @@ class SearchService:
                 groups.setdefault((r.k, _filter_key(r.filter), r.rerank, r.prefetch, r.ef), []).append(i)
             for members in groups.values():
                 first = requests[members[0]]
-                pick = torch.cat([torch.arange(rows[i].start, rows[i].stop) for i in members])
+                pick = np.concatenate([np.arange(rows[i].start, rows[i].stop) for i in members])
                 self._search_group(
                     [answers[i] for i in members], [rows[i].stop - rows[i].start for i in members],
                     search_sketch_embeddings, self.store, name, model, vectors[pick], tokens[pick], first.k,
@@ -268,8 +271,7 @@ class SearchService:
         """``run(*args)`` once for several requests; each gets its ``counts[j]`` result lists."""
         t0 = time.perf_counter()
         try:
-            with torch.inference_mode():
-                results = run(*args)
+            results = run(*args)
         except Exception as e:  # noqa: BLE001 - reported to the requests, not raised in the worker
             for a in answers:
                 a.error = e

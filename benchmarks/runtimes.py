@@ -1,0 +1,266 @@
+"""PyTorch against onnxruntime, side by side in one run: cold `dmwan query`, ingest, warm HTTP search.
+
+Usage::
+
+    python benchmarks/runtimes.py                                  # tiny and vit_b16, random weights
+    python benchmarks/runtimes.py --presets tiny --photos 400 --int8
+    python benchmarks/runtimes.py --quality data/ultimate data/freehand   # int8's cost in mAP
+    python benchmarks/runtimes.py --presets vit_b16 --device cuda         # on a GPU
+
+What it does, per preset:
+
+1. Saves the preset with random weights (seeded: timings do not depend on the values) and exports
+   it with `dmwan model export` (and ``--quantize int8`` into a search-only copy with ``--int8``).
+2. Writes ``--photos`` seeded JPEG photos (320x240) and ``--sketches`` sketches.
+3. Ingest: `dmwan ingest --runtime R --json` into a fresh store per runtime; images/s is the
+   report's (decode and embed, the store's writes included).
+4. Cold query: `dmwan query SKETCH --runtime R` in ``--runs`` fresh processes, on the store the
+   torch run filled; the median wall time. Then every sketch in one query per runtime, on both
+   stores: the top-5 ids must be the same for every sketch (int8 is reported, not required).
+5. Warm search: `dmwan serve --runtime R`, ``--requests`` sequential one-sketch HTTP searches after
+   a warm-up; p50 and p90 of the client's wall time.
+
+``--quality DIR...`` takes `benchmarks/icons.py` folders (``--out``) and scores the untrained
+``efficientnet_lite0`` bundle on their unseen classes with torch, the fp32 graphs and the int8
+graphs: mAP@all and P@10 (every photo of the unseen classes is the gallery).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DMWAN = [sys.executable, "-m", "dmwan_qdrant.cli"]
+
+
+def cli(*args, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([*DMWAN, *map(str, args)], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise SystemExit(f"dmwan {' '.join(map(str, args[:2]))} failed:\n{r.stderr[-2000:]}")
+    return r
+
+
+def make_images(work: Path, photos: int, sketches: int) -> tuple[Path, list[Path]]:
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    folder = work / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(photos):
+        img = Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+        draw = ImageDraw.Draw(img)
+        for _ in range(3):
+            x, y, r = (int(v) for v in rng.integers(20, 200, 3))
+            draw.ellipse((x, y, x + r, y + r // 2), fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        img.save(folder / f"p{i:05d}.jpg", quality=90)
+    paths = []
+    for i in range(sketches):
+        img = Image.new("RGB", (256, 256), "white")
+        x, y = (int(v) for v in rng.integers(20, 120, 2))
+        (ImageDraw.Draw(img).ellipse if i % 2 else ImageDraw.Draw(img).rectangle)((x, y, x + 100, y + 80),
+                                                                                  outline="black", width=4)
+        paths.append(work / f"sketch{i}.png")
+        img.save(paths[-1])
+    return folder, paths
+
+
+def make_bundles(work: Path, preset: str, int8: bool) -> dict[str, Path]:
+    from dmwan_qdrant.model import create_model, save_model
+
+    bundle = work / "bundle"
+    if not bundle.is_dir():
+        save_model(create_model(preset, pretrained=None, seed=0), bundle)
+    t0 = time.perf_counter()
+    cli("model", "export", bundle)
+    print(f"  export: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    bundles = {"torch": bundle, "onnx": bundle}
+    if int8:
+        cli("model", "export", bundle, "-o", work / "int8", "--quantize", "int8")
+        bundles["onnx-int8"] = work / "int8"
+    return bundles
+
+
+def runtime_of(name: str) -> str:
+    return "torch" if name == "torch" else "onnx"
+
+
+def ingest(work: Path, photos: Path, bundles: dict[str, Path], device: str | None) -> dict[str, float]:
+    out = {}
+    for name, bundle in bundles.items():
+        store = work / f"store-{name}"
+        extra = ["--device", device] if device else []
+        r = cli("ingest", photos, "-c", "bench", "-m", bundle, "--store", store, "--runtime", runtime_of(name),
+                "--json", *extra)
+        out[name] = json.loads(r.stdout)["images_per_second"]
+    return out
+
+
+def cold_queries(work: Path, sketch: Path, bundles: dict[str, Path], runs: int) -> dict[str, float]:
+    out = {}
+    for name, bundle in bundles.items():
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            cli("query", sketch, "-c", "bench", "-m", bundle, "--store", work / "store-torch", "--runtime",
+                runtime_of(name), "-k", 5)
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
+    return out
+
+
+def top5(work: Path, sketches: list[Path], bundles: dict[str, Path]) -> dict[str, dict[str, list[list[str]]]]:
+    """Per store, per runtime: each sketch's top-5 ids."""
+    out: dict[str, dict[str, list[list[str]]]] = {}
+    for store in ("torch", "onnx"):
+        out[store] = {}
+        for name, bundle in bundles.items():
+            r = cli("query", *sketches, "-c", "bench", "-m", bundle, "--store", work / f"store-{store}", "--runtime",
+                    runtime_of(name), "-k", 5, "--json", "--no-rerank")
+            out[store][name] = [[h["id"] for h in q["results"]] for q in json.loads(r.stdout)["queries"]]
+    return out
+
+
+def warm_search(work: Path, sketch: Path, bundles: dict[str, Path], requests: int,
+                device: str | None) -> dict[str, tuple[float, float]]:
+    import httpx
+
+    out = {}
+    body = sketch.read_bytes()
+    for name, bundle in bundles.items():
+        extra = ["--device", device] if device else []
+        proc = subprocess.Popen([*DMWAN, "serve", "-c", "bench", "-m", str(bundle), "--store", str(work / "store-torch"),
+                                 "--runtime", runtime_of(name), "--port", "0", *extra], stderr=subprocess.PIPE, text=True)
+        url = None
+        for line in proc.stderr:
+            m = re.search(r"serving .* at (http://\S+?)/ ", line)
+            if m:
+                url = m.group(1)
+                break
+        if url is None:
+            proc.kill()
+            raise SystemExit(f"dmwan serve ({name}) did not start")
+        try:
+            with httpx.Client(timeout=60) as client:
+                times = []
+                for i in range(requests + 5):
+                    t0 = time.perf_counter()
+                    r = client.post(f"{url}/collections/bench/search", params={"k": 10, "rerank": "false"},
+                                    files=[("sketch", ("s.png", body, "image/png"))])
+                    r.raise_for_status()
+                    if i >= 5:
+                        times.append(1000 * (time.perf_counter() - t0))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        out[name] = (float(np.percentile(times, 50)), float(np.percentile(times, 90)))
+    return out
+
+
+def retrieval(sketches: np.ndarray, s_labels: np.ndarray, photos: np.ndarray, p_labels: np.ndarray) -> dict[str, float]:
+    """mAP@all and P@10 of cosine retrieval."""
+    order = np.argsort(-(sketches @ photos.T), axis=1, kind="stable")
+    relevant = p_labels[order] == s_labels[:, None]
+    ranks = np.arange(1, relevant.shape[1] + 1)
+    precision = np.cumsum(relevant, axis=1) / ranks
+    ap = (precision * relevant).sum(1) / np.maximum(relevant.sum(1), 1)
+    return {"mAP@all": float(ap.mean()), "P@10": float(relevant[:, :10].mean())}
+
+
+def quality(folder: Path) -> dict[str, dict[str, float]]:
+    """The untrained efficientnet_lite0 bundle on ``folder``'s unseen classes, three ways."""
+    from PIL import Image
+
+    from dmwan_qdrant.encoder import load_bundle
+    from dmwan_qdrant.runtime import as_array
+
+    bundle = folder / "zero-shot-efficientnet_lite0"
+    if not bundle.is_dir():
+        cli("model", "create", "--preset", "efficientnet_lite0", "-o", bundle)
+    for name, extra in (("onnx-fp32", []), ("onnx-int8", ["--quantize", "int8"])):
+        if not (folder / name / "onnx").is_dir():
+            cli("model", "export", bundle, "-o", folder / name, *extra)
+    unseen = (folder / "zeroshot" / "unseen_classes.txt").read_text().split()
+    files = {d: [(c, p) for c in unseen for p in sorted((folder / d / c).glob("*.png"))] for d in ("sketch", "photo")}
+    out = {}
+    for name, ref, runtime in (("torch", bundle, "torch"), ("onnx-fp32", folder / "onnx-fp32", "onnx"),
+                               ("onnx-int8", folder / "onnx-int8", "onnx")):
+        model = load_bundle(ref, "cpu", runtime)
+        emb = {}
+        t0 = time.perf_counter()
+        for domain, items in files.items():
+            embed = model.embed_sketches if domain == "sketch" else model.embed_photos
+            parts = [as_array(embed([Image.open(p).convert("RGB") for _, p in items[i:i + 32]]).global_)
+                     for i in range(0, len(items), 32)]
+            emb[domain] = np.concatenate(parts)
+        seconds = time.perf_counter() - t0
+        labels = {d: np.array([c for c, _ in items]) for d, items in files.items()}
+        out[name] = {**retrieval(emb["sketch"], labels["sketch"], emb["photo"], labels["photo"]),
+                     "images_per_s": sum(map(len, files.values())) / seconds}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--presets", nargs="+", default=["tiny", "vit_b16"])
+    p.add_argument("--photos", type=int, default=200)
+    p.add_argument("--sketches", type=int, default=8)
+    p.add_argument("--runs", type=int, default=3, help="fresh processes per cold query")
+    p.add_argument("--requests", type=int, default=40, help="HTTP searches per server")
+    p.add_argument("--int8", action="store_true", help="also the int8 graphs")
+    p.add_argument("--device", default=None, help="cuda to compare onnxruntime's CUDA provider with torch on a GPU")
+    p.add_argument("--quality", nargs="*", type=Path, default=[], metavar="DIR",
+                   help="benchmarks/icons.py folders: int8's cost in mAP (skips the timings)")
+    p.add_argument("--work", type=Path, default=None, help="keep the bundles, photos and stores here")
+    args = p.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+    if args.quality:
+        for folder in args.quality:
+            rows = quality(folder)
+            print(f"\n{folder} (unseen classes, untrained efficientnet_lite0)")
+            print(f"{'encoder':<10} {'mAP@all':>8} {'P@10':>7} {'images/s':>9}")
+            for name, r in rows.items():
+                print(f"{name:<10} {r['mAP@all']:8.4f} {r['P@10']:7.4f} {r['images_per_s']:9.1f}")
+        return
+
+    for preset in args.presets:
+        work = (args.work or Path(tempfile.mkdtemp(prefix="runtimes-"))) / preset
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"\n{preset} (random weights), {args.photos} photos, in {work}", file=sys.stderr)
+        photos, sketches = make_images(work, args.photos, args.sketches)
+        bundles = make_bundles(work, preset, args.int8)
+        sizes = {n: sum(f.stat().st_size for f in (b / "onnx").glob("*.onnx")) / 1e6 for n, b in bundles.items() if n != "torch"}
+        sizes["torch"] = (bundles["torch"] / "model.safetensors").stat().st_size / 1e6
+        ips = ingest(work, photos, bundles, args.device)
+        cold = cold_queries(work, sketches[0], bundles, args.runs)
+        ids = top5(work, sketches, bundles)
+        warm = warm_search(work, sketches[0], bundles, args.requests, args.device)
+        print(f"\n{preset}: {args.photos} photos, {args.sketches} sketches, device {args.device or 'cpu'}")
+        print(f"{'runtime':<10} {'weights MB':>10} {'ingest img/s':>13} {'cold query s':>13} {'warm p50 ms':>12} {'p90 ms':>8}")
+        for name in bundles:
+            print(f"{name:<10} {sizes[name]:10.1f} {ips[name]:13.1f} {cold[name]:13.2f} {warm[name][0]:12.1f} "
+                  f"{warm[name][1]:8.1f}")
+        base = ids["torch"]["torch"]
+        for store in ("torch", "onnx"):
+            for name in bundles:
+                same = sum(a == b for a, b in zip(ids[store][name], base))
+                print(f"  top-5 ids, {name} on the {store}-filled store: {same}/{len(base)} sketches as torch's")
+        print(f"  ratios: cold query onnx/torch {cold['onnx'] / cold['torch']:.2f}, "
+              f"ingest onnx/torch {ips['onnx'] / ips['torch']:.2f}, warm p50 onnx/torch "
+              f"{warm['onnx'][0] / warm['torch'][0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

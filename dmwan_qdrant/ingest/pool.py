@@ -1,0 +1,54 @@
+"""Decoding in a process pool, for the ONNX runtime: a DataLoader's overlap without torch.
+
+`pool_batches` yields `collate`d batches in file order while up to two batches per worker decode
+ahead, so memory stays bounded however many files a run has. The workers behave as the
+DataLoader's (`dmwan_qdrant.interrupts.loader_worker_init`): they ignore Ctrl-C, leave at once on
+SIGTERM and die with the parent; a worker killed from outside breaks the pool, which the ingest
+reports as a dead decoding worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+from .decode import PhotoFiles, collate, decode_photo
+
+AHEAD = 2
+"""Batches each worker may decode ahead of the encoder."""
+
+
+def _decode_batch(files: PhotoFiles, start: int, stop: int) -> list[dict[str, Any]]:
+    return [decode_photo(files.files[i], files.transform, files.max_pixels) for i in range(start, stop)]
+
+
+def pool_batches(files: PhotoFiles, batch_size: int, workers: int) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+    """``(images, items)`` batches of ``files``, in order, decoded by ``workers`` processes (0:
+    in this one)."""
+    bounds = [(i, min(i + batch_size, len(files))) for i in range(0, len(files), batch_size)]
+    if not workers:
+        for start, stop in bounds:
+            yield collate(_decode_batch(files, start, stop))
+        return
+    from ..interrupts import loader_worker_init
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=loader_worker_init, initargs=(0,))
+    pending: collections.deque[Future] = collections.deque()
+    todo = iter(bounds)
+    try:
+        for start, stop in todo:
+            pending.append(pool.submit(_decode_batch, files, start, stop))
+            if len(pending) >= workers * AHEAD:
+                break
+        while pending:
+            items = pending.popleft().result()
+            for start, stop in todo:
+                pending.append(pool.submit(_decode_batch, files, start, stop))
+                break
+            yield collate(items)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
