@@ -20,9 +20,10 @@ What it does, per preset:
 5. Warm search: `dmwan serve --runtime R`, ``--requests`` sequential one-sketch HTTP searches after
    a warm-up; p50 and p90 of the client's wall time.
 
-``--quality DIR...`` takes `benchmarks/icons.py` folders (``--out``) and scores the untrained
-``efficientnet_lite0`` bundle on their unseen classes with torch, the fp32 graphs and the int8
-graphs: mAP@all and P@10 (every photo of the unseen classes is the gallery).
+``--quality DIR...`` takes `benchmarks/icons.py` folders (``--out``, or the demo's
+``dmwan-demo/data``) and scores a bundle (``--model``; default the untrained
+``efficientnet_lite0``) on their unseen classes with torch, the fp32 graphs and the int8 graphs:
+mAP@all and P@10 (every photo of the unseen classes is the gallery), and embedding images/s.
 """
 
 from __future__ import annotations
@@ -178,24 +179,27 @@ def retrieval(sketches: np.ndarray, s_labels: np.ndarray, photos: np.ndarray, p_
     return {"mAP@all": float(ap.mean()), "P@10": float(relevant[:, :10].mean())}
 
 
-def quality(folder: Path) -> dict[str, dict[str, float]]:
-    """The untrained efficientnet_lite0 bundle on ``folder``'s unseen classes, three ways."""
+def quality(folder: Path, model_dir: Path | None = None) -> dict[str, dict[str, float]]:
+    """A bundle (default: the untrained efficientnet_lite0) on ``folder``'s unseen classes, three
+    ways: torch, the fp32 graphs and the int8 graphs."""
     from PIL import Image
 
     from dmwan_qdrant.encoder import load_bundle
     from dmwan_qdrant.runtime import as_array
 
-    bundle = folder / "zero-shot-efficientnet_lite0"
+    bundle = model_dir or folder / "zero-shot-efficientnet_lite0"
     if not bundle.is_dir():
         cli("model", "create", "--preset", "efficientnet_lite0", "-o", bundle)
+    tag = "" if model_dir is None else f"-{model_dir.parent.name}-{model_dir.name}"
+    graphs = {name: folder / f"{name}{tag}" for name in ("onnx-fp32", "onnx-int8")}
     for name, extra in (("onnx-fp32", []), ("onnx-int8", ["--quantize", "int8"])):
-        if not (folder / name / "onnx").is_dir():
-            cli("model", "export", bundle, "-o", folder / name, *extra)
+        if not (graphs[name] / "onnx").is_dir():
+            cli("model", "export", bundle, "-o", graphs[name], *extra)
     unseen = (folder / "zeroshot" / "unseen_classes.txt").read_text().split()
     files = {d: [(c, p) for c in unseen for p in sorted((folder / d / c).glob("*.png"))] for d in ("sketch", "photo")}
     out = {}
-    for name, ref, runtime in (("torch", bundle, "torch"), ("onnx-fp32", folder / "onnx-fp32", "onnx"),
-                               ("onnx-int8", folder / "onnx-int8", "onnx")):
+    for name, ref, runtime in (("torch", bundle, "torch"), ("onnx-fp32", graphs["onnx-fp32"], "onnx"),
+                               ("onnx-int8", graphs["onnx-int8"], "onnx")):
         model = load_bundle(ref, "cpu", runtime)
         emb = {}
         t0 = time.perf_counter()
@@ -221,15 +225,17 @@ def main() -> None:
     p.add_argument("--int8", action="store_true", help="also the int8 graphs")
     p.add_argument("--device", default=None, help="cuda to compare onnxruntime's CUDA provider with torch on a GPU")
     p.add_argument("--quality", nargs="*", type=Path, default=[], metavar="DIR",
-                   help="benchmarks/icons.py folders: int8's cost in mAP (skips the timings)")
+                   help="benchmarks/icons.py folders (or dmwan-demo/data): int8's cost in mAP (skips the timings)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="with --quality: the bundle to score (default: the untrained efficientnet_lite0)")
     p.add_argument("--work", type=Path, default=None, help="keep the bundles, photos and stores here")
     args = p.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     if args.quality:
         for folder in args.quality:
-            rows = quality(folder)
-            print(f"\n{folder} (unseen classes, untrained efficientnet_lite0)")
+            rows = quality(folder, args.model)
+            print(f"\n{folder} (unseen classes, {args.model or 'untrained efficientnet_lite0'})")
             print(f"{'encoder':<10} {'mAP@all':>8} {'P@10':>7} {'images/s':>9}")
             for name, r in rows.items():
                 print(f"{name:<10} {r['mAP@all']:8.4f} {r['P@10']:7.4f} {r['images_per_s']:9.1f}")

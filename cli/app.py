@@ -64,7 +64,8 @@ def _root(
     """Search a photo collection with a drawing: DMWAN zero-shot sketch-based image retrieval on Qdrant."""
 
 
-DISTRIBUTIONS = ("torch", "open_clip_torch", "timm", "qdrant-client", "qdrant-edge-py", "ray", "fastapi", "uvicorn")
+DISTRIBUTIONS = ("torch", "open_clip_torch", "timm", "onnxruntime", "qdrant-client", "qdrant-edge-py", "ray", "fastapi",
+                 "uvicorn")
 
 
 def versions() -> dict[str, str | None]:

@@ -38,9 +38,12 @@ def info_command(
     device = default_device()
     report["device"] = {"name": device, "cores": usable_cores()}
     if device == "cuda":
-        import torch
+        try:
+            import torch
 
-        report["device"]["gpu"] = torch.cuda.get_device_name(0)
+            report["device"]["gpu"] = torch.cuda.get_device_name(0)
+        except ImportError:  # a search-only install: onnxruntime's CUDA provider
+            report["device"]["gpu"] = "CUDA (onnxruntime)"
     report["versions"] = versions()
     if as_json:
         typer.echo(json.dumps(report, indent=2))

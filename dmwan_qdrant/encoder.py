@@ -25,8 +25,16 @@ DEVICES = ("cpu", "cuda", "mps")
 
 
 def default_device() -> str:
-    """The best device here: ``"cuda"`` when a GPU is visible, else ``"mps"`` (Apple), else ``"cpu"``."""
-    import torch
+    """The best device here: ``"cuda"`` when a GPU is visible, else ``"mps"`` (Apple), else ``"cpu"``
+    (without torch: ``"cuda"`` when onnxruntime's CUDA provider is installed)."""
+    try:
+        import torch
+    except ImportError:
+        try:
+            import onnxruntime
+        except ImportError:
+            return "cpu"
+        return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
 
     if torch.cuda.is_available():
         return "cuda"
@@ -124,7 +132,7 @@ def load_bundle(path: str | Path, device: str | None = None, runtime: str | None
     name = str(path) if is_hub_name(str(path)) else None
     folder = bundle_folder(path)
     read_bundle_record(folder)  # a bad bundle says so before the runtime's choice does
-    if resolve_runtime(runtime, folder) == "onnx":
+    if resolve_runtime(runtime, folder, device) == "onnx":
         from .runtime.onnx_encoder import OnnxEncoder
 
         model: Any = OnnxEncoder(folder, device)

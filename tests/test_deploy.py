@@ -1,5 +1,6 @@
 """The deployment files parse and agree with the code's real entry point and config paths."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -137,3 +138,37 @@ def test_rayjob_ingest_manifest():
     mounts = [m["mountPath"] for m in head["volumeMounts"]]
     assert any(params["model"].startswith(m + "/") for m in mounts)
     assert any(e["name"] == "QDRANT_API_KEY" for e in head.get("env", []))
+
+
+def test_search_image_installs_no_torch():
+    """`deploy/Dockerfile.search` installs `.[search]`, whose requirements (its own extras
+    followed) name no torch library, and starts the real `dmwan serve` with options it has."""
+    import tomllib
+
+    docker = (ROOT / "deploy/Dockerfile.search").read_text()
+    assert "pip install --no-cache-dir '.[search]'" in docker
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras, todo, seen = project["optional-dependencies"], ["search"], set()
+    requirements = list(project["dependencies"])
+    while todo:
+        extra = todo.pop()
+        seen.add(extra)
+        for req in extras[extra]:
+            m = re.match(r"dmwan-qdrant\[(.+)\]", req)
+            if m:
+                todo += [e for e in m.group(1).split(",") if e not in seen]
+            else:
+                requirements.append(req)
+    names = {re.split(r"[<>=\[ ;]", r)[0].lower().replace("_", "-") for r in requirements}
+    assert "onnxruntime" in names and "fastapi" in names
+    assert not names & {"torch", "torchvision", "open-clip-torch", "timm", "safetensors", "ray"}
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", docker, re.M).group(1))
+    assert entry[:2] == ["dmwan", "serve"]
+    from typer.main import get_command
+
+    from dmwan_qdrant.cli import app
+
+    app._register_commands()
+    serve = get_command(app.app).commands["serve"]
+    known = {opt for p in serve.params for opt in p.opts}
+    assert {a for a in entry[2:] if a.startswith("--")} <= known

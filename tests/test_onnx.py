@@ -224,6 +224,8 @@ def test_query_ingest_and_serve_run_without_torch(exported, tmp_path):
     assert [len(q["results"]) for q in json.loads(r.stdout)["queries"]] == [3, 3]
     r = run_cli("query", "--text", "a square", "-c", "pics", "--store", store, "--paths", env=env)
     assert r.returncode == 0 and len(r.stdout.split()) == 10, r.stderr
+    r = run_cli("info", "--json", "--store", store, env=env)
+    assert r.returncode == 0 and json.loads(r.stdout)["versions"]["onnxruntime"], r.stderr
     # What needs torch says so in one line.
     for args in (["model", "create", "--preset", "tiny", "-o", tmp_path / "m"], ["model", "export", exported["bundle"]],
                  ["query", "--text", "x", "-c", "pics", "--store", store, "--runtime", "torch"]):
@@ -256,3 +258,18 @@ def test_an_onnx_query_imports_no_torch(exported, tmp_path, capsys):
     imported = [line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")]
     assert "onnxruntime" in imported
     assert [m for m in imported if m.split(".")[0] in BLOCKED] == []
+
+
+def test_auto_keeps_torch_on_a_gpu_that_onnxruntime_cannot_use(exported, monkeypatch):
+    import onnxruntime
+
+    import dmwan_qdrant.runtime as runtime
+
+    bundle = exported["bundle"]
+    assert runtime.resolve_runtime("auto", bundle, "cpu") == "onnx"
+    assert runtime.resolve_runtime("auto", bundle, "mps") == "torch"
+    monkeypatch.setattr(runtime, "gpu_visible", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert runtime.resolve_runtime("auto", bundle) == "torch" and runtime.resolve_runtime("onnx", bundle) == "onnx"
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert runtime.resolve_runtime("auto", bundle) == "onnx"

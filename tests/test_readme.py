@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-SECTIONS = ("Start from a model", "Your own photos", "Fine-tune on your own sketches and photos")
+SECTIONS = ("Start from a model", "Your own photos", "Search without PyTorch: ONNX",
+            "Fine-tune on your own sketches and photos")
 
 #: What needs the internet, and what stands in for it here.
 OFFLINE = {

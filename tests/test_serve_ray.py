@@ -216,8 +216,8 @@ def test_options_from_serve_run_strings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     opts = parse_options({"collections": "a, b,a", "store": "rel/store", "cors_origins": "https://x.org,https://y.org",
                           "max_upload_mb": "8", "num_cpus": "0.5", "max_batch_size": "4",
-                          "batch_wait_timeout_s": "0.01", "device": "cpu"})
-    assert opts.collections == ("a", "b") and opts.store == str(tmp_path / "rel/store")
+                          "batch_wait_timeout_s": "0.01", "device": "cpu", "runtime": "onnx"})
+    assert opts.collections == ("a", "b") and opts.store == str(tmp_path / "rel/store") and opts.runtime == "onnx"
     assert opts.cors_origins == ("https://x.org", "https://y.org") and opts.max_upload_mb == 8.0
     assert opts.deployment_options() == {"max_ongoing_requests": 32, "num_replicas": 1,
                                          "ray_actor_options": {"num_cpus": 0.5}}
@@ -252,6 +252,7 @@ def test_options_from_serve_run_strings(tmp_path, monkeypatch):
     ({"collections": "a", "store": "s", "qdrant_api_key": "k"}, "goes with url"),
     ({"collections": "a,b", "store": "s", "model": "m"}, "single collection"),
     ({"collections": "a", "store": "s", "replicas": 1}, "unknown option 'replicas'"),
+    ({"collections": "a", "store": "s", "runtime": "tensorrt"}, "runtime=tensorrt is not one of auto, torch, onnx"),
 ])
 def test_bad_options_are_one_line_usage_errors(args, words):
     from dmwan_qdrant.errors import UsageError

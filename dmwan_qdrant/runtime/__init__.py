@@ -1,13 +1,16 @@
 """Which engine runs a bundle's encoders: PyTorch, or the ONNX graphs exported beside its weights.
 
 ``auto`` takes ONNX when the bundle has graphs (`dmwan model export BUNDLE --format onnx`) and
-onnxruntime is installed, else torch. With ONNX nothing on the query, serve or ingest path
+onnxruntime is installed, else torch; except that where torch could run on a GPU (one is
+visible, or ``--device cuda`` asks for it) and onnxruntime has no CUDA provider, it keeps torch
+on the GPU rather than the graphs on the CPU. With ONNX nothing on the query, serve or ingest path
 imports torch, so a search-only install (``pip install 'dmwan-qdrant[search]'``) runs them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,27 @@ def require_torch(what: str) -> None:
         raise UsageError(f"{what} needs PyTorch, which is not installed here: {TORCH_INSTALL}")
 
 
-def resolve_runtime(runtime: str | None, folder: str | Path) -> str:
+def gpu_visible() -> bool:
+    """Whether an NVIDIA GPU is visible to this process, asked of the driver (no torch import)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+def _accelerator_only_torch_has(device: str | None) -> bool:
+    """Whether torch would run on a GPU here (``device``, or the one visible) that onnxruntime,
+    as installed, cannot use (no CUDA provider; Apple's ``mps``)."""
+    if device is not None and device.startswith("mps"):
+        return True
+    if (device or "").startswith("cuda") or (device is None and gpu_visible()):
+        import onnxruntime
+
+        return "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+    return False
+
+
+def resolve_runtime(runtime: str | None, folder: str | Path, device: str | None = None) -> str:
     """``"torch"`` or ``"onnx"`` for the bundle at ``folder`` (see the module's text).
 
     Raises:
@@ -58,7 +81,8 @@ def resolve_runtime(runtime: str | None, folder: str | Path) -> str:
             raise UsageError(f"the ONNX runtime needs onnxruntime, which is not installed here: {SEARCH_INSTALL}")
         return "onnx"
     if runtime == "auto" and graphs and installed("onnxruntime"):
-        return "onnx"
+        if not (installed("torch") and _accelerator_only_torch_has(device)):
+            return "onnx"
     if not installed("torch"):
         if graphs:  # --runtime torch
             raise UsageError(f"--runtime torch needs PyTorch, which is not installed here: {TORCH_INSTALL} "
