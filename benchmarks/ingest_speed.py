@@ -201,7 +201,7 @@ def decode_agreement(args: argparse.Namespace) -> None:
     if args.photos:
         real = sorted(p for p in args.photos.rglob("*") if imageio.is_image_path(p))
         sets.append((f"{args.photos.name}/ (real)", real))
-    bundle = load_bundle(args.bundle, device="cpu").eval() if args.bundle else None
+    bundle = load_bundle(args.bundle, device="cpu", runtime="torch").eval() if args.bundle else None
 
     def cosines(models, full, drafted) -> list[str]:
         if all(torch.equal(a, b) for a, b in zip(full, drafted)):

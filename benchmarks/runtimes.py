@@ -23,7 +23,9 @@ What it does, per preset:
 ``--quality DIR...`` takes `benchmarks/icons.py` folders (``--out``, or the demo's
 ``dmwan-demo/data``) and scores a bundle (``--model``; default the untrained
 ``efficientnet_lite0``) on their unseen classes with torch, the fp32 graphs and the int8 graphs:
-mAP@all and P@10 (every photo of the unseen classes is the gallery), and embedding images/s.
+mAP@all as plain AP (the demo prints it as "plain AP"; with one photo per class, as in the icon
+sets, it equals the interpolated mAP@all) and P@10, every photo of the unseen classes the gallery,
+and embedding images/s.
 """
 
 from __future__ import annotations

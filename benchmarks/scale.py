@@ -104,7 +104,7 @@ def embeddings(args: argparse.Namespace) -> dict[str, np.ndarray]:
         from dmwan_qdrant.model import create_model
 
         torch.manual_seed(0)
-        model = create_model("tiny", seed=0).eval() if args.model is None else load_bundle(args.model, "cpu")
+        model = create_model("tiny", seed=0).eval() if args.model is None else load_bundle(args.model, "cpu", runtime="torch")
         t0 = time.perf_counter()
         with torch.no_grad():
             g, t = embed(model, args.base, sketch=False, seed0=0)

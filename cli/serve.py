@@ -105,7 +105,8 @@ def _set_threads(threads: Optional[int], service: Any) -> None:
     models = {id(m): m for m in service.models.values()}.values()
     for m in models:
         if getattr(m, "runtime", "torch") == "onnx":
-            m.threads = n  # its sessions open on the first request, with these threads
+            m.threads = n
+            m.warm()  # its sessions open now, with these threads
     if any(getattr(m, "runtime", "torch") != "onnx" for m in models):
         import torch
 

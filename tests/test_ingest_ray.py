@@ -256,3 +256,21 @@ def test_cli_ctrl_c_mid_run_is_one_line_and_leaves_no_ray(tmp_path, bundle):
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert report["added"] + report["unchanged"] == len(files)
+
+
+def test_an_onnx_encoder_ingests_as_torch_does_in_a_process_pool_and_on_ray(tmp_path, ray_cluster, bundle, model):
+    pytest.importorskip("onnxruntime")
+    from dmwan_qdrant.runtime.export import export_onnx
+
+    export_onnx(bundle, tmp_path / "search-bundle")  # a search-only copy: the shared bundle stays as it is
+    onnx_model = load_bundle(tmp_path / "search-bundle", device="cpu", runtime="onnx")
+    photo_tree(tmp_path / "photos")
+    kw = dict(label_from_folder=True, batch_size=4)
+    with open_store(path=tmp_path / "torch") as a, open_store(path=tmp_path / "pool") as b, \
+            open_store(path=tmp_path / "ray") as c:
+        reference = ingest([tmp_path / "photos"], a, "photos", model, num_workers=0, **kw)
+        same_report(ingest([tmp_path / "photos"], b, "photos", onnx_model, num_workers=1, **kw), reference)
+        same_report(ingest_ray([tmp_path / "photos"], c, "photos", onnx_model, **kw), reference)
+        assert stored(b) == stored(a) and stored(c) == stored(a)
+        va, vb, vc = vectors(a), vectors(b), vectors(c)
+        assert all(np.allclose(va[i], vb[i], atol=1e-4) and np.allclose(va[i], vc[i], atol=1e-4) for i in va)

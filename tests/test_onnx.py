@@ -273,3 +273,39 @@ def test_auto_keeps_torch_on_a_gpu_that_onnxruntime_cannot_use(exported, monkeyp
     assert runtime.resolve_runtime("auto", bundle) == "torch" and runtime.resolve_runtime("onnx", bundle) == "onnx"
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert runtime.resolve_runtime("auto", bundle) == "onnx"
+
+
+class KillOnOddSize:
+    """A photo transform that SIGKILLs the decoding worker on a 61x67 image (picklable)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.size = inner, inner.size
+
+    def __call__(self, image):
+        if image.size == (61, 67):
+            os.kill(os.getpid(), 9)
+        return self.inner(image)
+
+
+def test_a_killed_pool_worker_stops_the_ingest_in_one_line_and_a_rerun_finishes(exported, tmp_path, monkeypatch):
+    from dmwan_qdrant.encoder import load_bundle
+    from dmwan_qdrant.errors import DmwanError
+    from dmwan_qdrant.ingest import ingest
+    from dmwan_qdrant.store import open_store
+
+    photos = tmp_path / "photos"
+    shutil.copytree(exported["root"] / "photos", photos)
+    Image.new("RGB", (61, 67), "red").save(photos / "zz_killer.png")  # the last batch
+    model = load_bundle(exported["bundle"], "cpu", runtime="onnx")
+    plain = model.transform
+    monkeypatch.setattr(model, "transform", lambda domain, train=False: KillOnOddSize(plain(domain)))
+    with open_store(path=tmp_path / "store") as store:
+        with pytest.raises(DmwanError) as info:
+            ingest([photos], store, "pics", model, batch_size=4, num_workers=1)
+        message = str(info.value)
+        assert message.startswith("a decoding worker died") and "run the same command again" in message
+        assert "\n" not in message and 0 < store.count("pics") < 13
+    monkeypatch.undo()
+    with open_store(path=tmp_path / "store") as store:
+        report = ingest([photos], store, "pics", model, batch_size=4, num_workers=1)
+        assert report.unchanged + report.added == 13 and store.count("pics") == 13

@@ -115,7 +115,7 @@ def build_model(cfg: TrainConfig) -> DMWAN:
         raise UsageError("model.overrides do not apply to a fine-tuned bundle (init): it keeps its architecture")
     from dmwan_qdrant.encoder import load_bundle
 
-    model = load_bundle(m.init, "cpu")
+    model = load_bundle(m.init, "cpu", runtime="torch")
     model.weighting.reset_statistics()  # other data: the score statistics and warmup start afresh
     return model
 

@@ -124,6 +124,12 @@ class OnnxEncoder:
                 raise CheckpointError(f"{file}: onnxruntime cannot read it ({str(exc).splitlines()[0]})") from None
         return self._sessions[name]
 
+    def warm(self) -> None:
+        """Open every session now (a server does, so that its first search does not pay for it
+        and an unreadable graph stops the start-up)."""
+        for name in self.manifest["graphs"]:
+            self.session(name)
+
     def transform(self, domain: str, train: bool = False) -> ArrayPreprocess:
         """The preprocessing of ``domain`` images: PIL -> float32 (3, S, S), as the torch path's."""
         if train:

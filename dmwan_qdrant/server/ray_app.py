@@ -320,7 +320,11 @@ class SearchDeployment:
             log.warning("dmwan: %s", notice)
         try:
             models = {options.collections[0]: options.model} if options.model else None
-            return SearchService(store, options.collections, models, options.device, options.runtime)
+            service = SearchService(store, options.collections, models, options.device, options.runtime)
+            for model in service.models.values():
+                if getattr(model, "runtime", "torch") == "onnx":
+                    model.warm()  # before the replica reports ready
+            return service
         except BaseException:
             store.close()
             raise
