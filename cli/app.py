@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -93,6 +94,27 @@ def _register_commands() -> None:
     from . import collections, configs, demo, evaluate, info, ingest, model, query, serve, train  # noqa: F401
 
 
+LIST_ITEM = re.compile(r"^(?:[-*] |\.\w+: )")
+"""A help line that starts a list item: a bullet, or a file suffix's entry (``.npy: ...``)."""
+
+
+def reflow(text: str) -> str:
+    """A docstring's paragraphs as one line each, so that the terminal wraps them, not the
+    source's line breaks (which left "fused global and local-token / score" on two lines). A line
+    that starts a list item (`LIST_ITEM`) keeps its own line."""
+    paragraphs = []
+    for block in text.strip().split("\n\n"):
+        lines = [line.strip() for line in block.splitlines() if line.strip()]
+        out: list[str] = []
+        for line in lines:
+            if out and not LIST_ITEM.match(line):
+                out[-1] += " " + line
+            else:
+                out.append(line)
+        paragraphs.append("\n".join(out))
+    return "\n\n".join(paragraphs)
+
+
 def plain_help(command: Any) -> Any:
     """``command`` (a Click command tree) with help that names values as users write them.
 
@@ -102,6 +124,8 @@ def plain_help(command: Any) -> Any:
     """
     from typer.core import TyperArgument, TyperOption
 
+    if command.help:
+        command.help = reflow(command.help)
     for param in command.params:
         if isinstance(param, TyperOption):
             if param.is_flag or param.count:

@@ -112,9 +112,17 @@ def ingest_command(
         if st.collection_exists(collection):
             net = load_collection_model(st, collection, model, device, runtime)
         elif model is None:
-            raise UsageError(f"collection '{collection}' does not exist yet: give --model BUNDLE to create it")
+            from dmwan_qdrant.model.card import MODEL_SOURCES
+
+            raise UsageError(f"collection '{collection}' does not exist yet: give --model BUNDLE to create it "
+                             f"(a bundle comes from {MODEL_SOURCES})")
         else:
             net = load_bundle(model, device, runtime)
+        from dmwan_qdrant.encoder import model_warning
+
+        warning = model_warning(net)
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
         common: dict[str, Any] = dict(label_from_folder=label_from_folder, prune=prune, batch_size=batch_size,
                                       include=include or (), exclude=exclude or (), export=export)
         with _ProgressDisplay() as bar:
@@ -140,8 +148,9 @@ def _print_summary(collection: str, report: Any) -> None:
     typer.echo(
         f"{collection}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.duplicates} duplicates, {report.pruned} pruned, {len(report.failed)} failed "
-        f"({report.found} images found, {report.decoded} decoded in {report.seconds:.1f} s, "
-        f"{report.images_per_second:.1f} images/s)"
+        f"({report.found} images found, " + (
+            f"{report.decoded} decoded in {report.seconds:.1f} s, {report.images_per_second:.1f} images/s)"
+            if report.decoded else f"none needed reading, {report.seconds:.1f} s)")
     )
     if report.missing:
         n = report.missing

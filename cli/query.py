@@ -178,6 +178,11 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
 
     flt = parse_filters(filters) or None
     net = load_collection_model(st, collection, model, device, runtime)
+    from dmwan_qdrant.encoder import model_warning
+
+    warning = model_warning(net)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     rerank = resolve_rerank(rerank, net)[0]
     if text is not None:
         return search_text(st, collection, net, text, k=k, filter=flt, ef=ef), False

@@ -68,6 +68,12 @@ def serve_command(
             from dmwan_qdrant.server.service import SearchService
 
             service = SearchService(st, collections, {collections[0]: model} if model else None, device, runtime)
+            from dmwan_qdrant.encoder import model_warning
+
+            for name, net in service.models.items():
+                warning = model_warning(net)
+                if warning:
+                    typer.echo(f"warning: collection {name}: {warning}", err=True)
             _set_threads(threads, service)
             settings = ServeSettings(api_key=key, cors_origins=tuple(cors_origins or ()), max_upload_mb=max_upload_mb,
                                      max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000)

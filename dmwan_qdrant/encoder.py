@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, ModelMismatchError, UsageError
 from .model.bundle import WEIGHTS_FILE, read_bundle_record
-from .model.card import card_of, card_summary
+from .model.card import MODEL_SOURCES, card_of, card_summary, toy_warning
 
 if TYPE_CHECKING:  # torch loads only with a torch model
     from .model import DMWAN
@@ -183,6 +183,12 @@ def model_record(model: DMWAN) -> dict[str, Any]:
     return record
 
 
+def model_warning(model: Any) -> str | None:
+    """One line when ``model`` never saw a real photo (random weights, or trained on a generated
+    benchmark only), naming where a real model comes from; None otherwise."""
+    return toy_warning(card_of({"model": model.config.to_dict(), "metadata": getattr(model, "metadata", {})}))
+
+
 def describe_record(record: dict[str, Any]) -> str:
     """A short human name for a model record: ``preset fingerprint (name or bundle)``."""
     parts = [str(record.get("preset", "?")), str(record.get("fingerprint", "?"))]
@@ -231,7 +237,8 @@ def resolve_collection_model(
             model_path = stored["name"]  # fetched (or found in the hub's cache) by name
         elif not recorded:
             raise CheckpointError(
-                f"collection '{collection}' records no model bundle; pass one with --model"
+                f"collection '{collection}' records no model bundle; pass one with --model (a bundle comes from "
+                f"{MODEL_SOURCES})"
             )
         else:
             raise CheckpointError(

@@ -21,6 +21,8 @@ from .errors import ImageError, ImageTooLargeError
 
 #: File suffixes treated as images when walking folders.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+ACCEPTED_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+"""The formats of `IMAGE_SUFFIXES`, as an error names them."""
 
 #: Largest image accepted, in pixels; larger ones are refused as decompression bombs.
 MAX_IMAGE_PIXELS = 89_478_485  # Pillow's own default warning threshold
@@ -175,7 +177,7 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int, min_side: int
     except (ImageError, FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image") from None
+        raise ImageError(f"{name}: not an image (accepted: {ACCEPTED_FORMATS})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"{name}: decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:

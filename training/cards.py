@@ -7,7 +7,7 @@ from typing import Any
 
 from dmwan_qdrant.data import BenchmarkSplit
 from dmwan_qdrant.model import DMWAN
-from dmwan_qdrant.model.card import new_card, pick_metrics, utc_now
+from dmwan_qdrant.model.card import card_of, new_card, pick_metrics, saw_real_photos, utc_now
 from dmwan_qdrant.model.factory import resolve_pretrained
 
 from .config import TrainConfig
@@ -18,7 +18,9 @@ def run_card(cfg: TrainConfig, split: BenchmarkSplit, init: DMWAN | None) -> dic
     per run: `epoch_card` fills in the epoch and its metrics."""
     init_ref = None
     if init is not None:
-        init_ref = {"fingerprint": init.fingerprint, "name": getattr(init, "bundle_name", None) or str(cfg.model.init)}
+        init_card = card_of({"model": init.config.to_dict(), "metadata": getattr(init, "metadata", {})})
+        init_ref = {"fingerprint": init.fingerprint, "name": getattr(init, "bundle_name", None) or str(cfg.model.init),
+                    "saw_real_photos": saw_real_photos(init_card)}
     training = {
         "dataset": cfg.data.name, "root": str(Path(cfg.data.root).expanduser().resolve()), "split": cfg.data.split,
         "seen_classes": len(split.seen_classes), "unseen_classes": list(split.unseen_classes),

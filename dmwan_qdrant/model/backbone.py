@@ -96,7 +96,7 @@ def _looks_like_path(source: str) -> bool:
     return os.sep in source or source.endswith((".pt", ".bin", ".safetensors", ".pth"))
 
 
-def create_clip(config: ModelConfig, pretrained: str | None) -> nn.Module:
+def create_clip(config: ModelConfig, pretrained: str | None, flag: str = "--pretrained") -> nn.Module:
     """The open_clip CLIP model of ``config``, with ``pretrained`` weights (tag or file) or random.
 
     Raises:
@@ -127,11 +127,31 @@ def create_clip(config: ModelConfig, pretrained: str | None) -> nn.Module:
                 f"unknown pretrained tag {pretrained!r} for {config.clip_model} (tags: {', '.join(known)})"
             )
     try:
-        return open_clip.create_model(config.clip_model, pretrained=pretrained or None, load_weights=bool(pretrained))
+        with _clip_download(config.clip_model, pretrained, flag):
+            return open_clip.create_model(config.clip_model, pretrained=pretrained or None, load_weights=bool(pretrained))
+    except WeightsUnavailableError:
+        raise
     except (OSError, RuntimeError, ValueError) as exc:
         if pretrained and not _is_local_file(pretrained):
             raise WeightsUnavailableError(_offline_hint("CLIP", pretrained)) from exc
         raise WeightsUnavailableError(f"cannot load CLIP weights from {pretrained}: {exc}") from exc
+
+
+def _clip_download(clip_model: str | None, tag: str | None, flag: str) -> Any:
+    """`hub_download` for open_clip's weights of ``tag`` (a no-op for a file or none)."""
+    import contextlib
+
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(clip_model, tag) if tag and not _is_local_file(tag) else {}
+    hub = str(cfg.get("hf_hub") or "").strip("/")
+    if not hub:
+        return contextlib.nullcontext()
+    from .downloads import hub_download
+
+    repo, name = (hub.rsplit("/", 1) if hub.count("/") > 1 else (hub, ""))
+    names = [name] if name else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return hub_download(f"CLIP weights {tag!r} of {clip_model}", repo, names, flag)
 
 
 def _load_state_file(model: nn.Module, path: str, what: str) -> None:
@@ -163,8 +183,16 @@ def create_timm_vit(config: ModelConfig, pretrained: str | None) -> nn.Module:
         return timm.create_model(config.timm_model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     if pretrained != "hub":
         raise WeightsUnavailableError(f"timm weights must be 'hub' or an existing file, not {pretrained!r}")
+    from .downloads import hub_download
+
+    cfg = timm.models.get_pretrained_cfg(str(config.timm_model))
+    repo = getattr(cfg, "hf_hub_id", None) or f"timm/{config.timm_model}"
+    names = [cfg.hf_hub_filename] if getattr(cfg, "hf_hub_filename", None) else ["model.safetensors", "pytorch_model.bin"]
     try:
-        return timm.create_model(config.timm_model, pretrained=True, **kwargs)
+        with hub_download(f"timm weights of {config.timm_model}", repo, names):
+            return timm.create_model(config.timm_model, pretrained=True, **kwargs)
+    except WeightsUnavailableError:
+        raise
     except Exception as exc:  # network errors come as many types from huggingface_hub
         raise WeightsUnavailableError(_offline_hint("timm", config.timm_model or "")) from exc
 
@@ -184,7 +212,7 @@ def create_towers(
         net = create_timm_convnet(str(config.timm_model), config.timm_kwargs, pretrained)
         clip = None
         if needs_text:
-            clip = create_clip(config, text_pretrained)
+            clip = create_clip(config, text_pretrained, "--text-pretrained")
             del clip.visual
         return TimmConvNet(net, config.image_size, config.frozen_stages), clip
     if config.backbone == "open_clip":
@@ -201,6 +229,6 @@ def create_towers(
     visual = TimmVisual(vit, config.global_pool)
     clip = None
     if needs_text:
-        clip = create_clip(config, text_pretrained)
+        clip = create_clip(config, text_pretrained, "--text-pretrained")
         del clip.visual
     return visual, clip

@@ -145,3 +145,34 @@ def card_summary(card: dict[str, Any]) -> dict[str, str]:
     """What a collection's model record says of its bundle's card: ``pretrained`` and
     ``trained_on``, one phrase each."""
     return {"pretrained": source_text(card.get("pretrained")), "trained_on": training_text(card.get("training"))}
+
+
+GENERATED_DATASETS = frozenset({"procedural", "glyphs"})
+"""The training sets this project draws itself: no real photo in them."""
+
+MODEL_SOURCES = ("`dmwan model create --preset efficientnet_lite0 -o DIR` (ImageNet weights, offline; "
+                 "vit_b16 --pretrained openai for CLIP) or `dmwan train --data DIR` on your own sketches and photos")
+"""Where a bundle that knows real photos comes from, as the messages that ask for one name it."""
+
+
+def saw_real_photos(card: dict[str, Any]) -> bool:
+    """Whether a bundle's weights have seen real photos: pretrained towers, a fine-tune of such a
+    bundle, or training on a dataset this project did not generate."""
+    if card.get("pretrained"):
+        return True
+    init = card.get("init")
+    if isinstance(init, dict):
+        return bool(init.get("saw_real_photos", True))  # an older card: the start is unknown, no alarm
+    training = card.get("training") or {}
+    return bool(training) and training.get("dataset") not in GENERATED_DATASETS
+
+
+def toy_warning(card: dict[str, Any]) -> str | None:
+    """One line for a bundle that never saw a real photo (None for one that did)."""
+    if saw_real_photos(card):
+        return None
+    training = card.get("training") or {}
+    why = (f"trained only on the generated {training.get('dataset')} benchmark" if training
+           else "random weights, never trained")
+    return (f"model {card.get('preset') or '?'} has never seen a real photo ({why}): its results on real photos "
+            f"are arbitrary; for a real model use {MODEL_SOURCES}")

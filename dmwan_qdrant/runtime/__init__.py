@@ -48,6 +48,21 @@ def gpu_visible() -> bool:
     return gpus.is_dir() and any(gpus.iterdir())
 
 
+def gpu_names() -> list[str]:
+    """The NVIDIA GPUs the driver lists (their model names), without importing torch."""
+    if not gpu_visible():
+        return []
+    names = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            text = info.read_text()
+        except OSError:
+            continue
+        model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model:")), "")
+        names.append(model or "NVIDIA GPU")
+    return names
+
+
 def _accelerator_only_torch_has(device: str | None) -> bool:
     """Whether torch would run on a GPU here (``device``, or the one visible) that onnxruntime,
     as installed, cannot use (no CUDA provider; Apple's ``mps``)."""
