@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.errors import StoreServedError, UsageError
 
 from .app import app
 from .options import api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option
@@ -103,8 +103,23 @@ def ingest_command(
         from dmwan_qdrant.export import export_format
 
         export_format(export)
+    for p in paths:  # before the store's lock (or a server's): a wrong path is the first thing to say
+        if not Path(p).expanduser().exists():
+            raise UsageError(f"{p}: no such file or folder")
     # The store first (numpy and qdrant-edge only): "store in use" must not wait for torch.
-    with open_cli_store(store, url, api_key, create=True) as st:
+    try:
+        opened = open_cli_store(store, url, api_key, create=True)
+    except StoreServedError as served:
+        if ray or export is not None or model is not None or workers is not None:
+            raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which ingests "
+                             "with its collection's own model and its own settings: leave out --model, --ray, "
+                             "--export and --decode-workers, or stop the server") from None
+        report = _through_server(served, collection, paths, dict(
+            label_from_folder=label_from_folder, prune=prune, batch_size=batch_size, include=include or [],
+            exclude=exclude or []))
+        _report(report, collection, store, url, as_json)
+        return
+    with opened as st:
         from dmwan_qdrant.encoder import load_bundle
         from dmwan_qdrant.ingest import ingest
         from dmwan_qdrant.search import load_collection_model
@@ -133,6 +148,11 @@ def ingest_command(
                                     address=address, progress=bar.update, **common)
             else:
                 report = ingest(paths, st, collection, net, num_workers=workers, progress=bar.update, **common)
+    _report(report, collection, store, url, as_json)
+
+
+def _report(report: Any, collection: str, store: Optional[Path], url: Optional[str], as_json: bool) -> None:
+    """The report on stdout (a summary, or JSON) and the exit code: 11 when some file failed."""
     if as_json:
         from dmwan_qdrant.store.factory import store_choice
 
@@ -144,13 +164,33 @@ def ingest_command(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+def _through_server(served: StoreServedError, collection: str, paths: list[Path], options: dict[str, Any]) -> Any:
+    """The ingest run by the `dmwan serve` that holds the store (same report; the new photos are
+    searchable when it returns)."""
+    import os
+
+    from dmwan_qdrant.server.client import ingest_through_server
+
+    key = os.environ.get("DMWAN_API_KEY") or None
+    if served.auth and key is None:
+        raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
+                         "an API key: set $DMWAN_API_KEY")
+    if served.ingest_token is None and key is None:
+        raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which takes "
+                         "ingests only with its API key: set $DMWAN_API_KEY, or stop the server")
+    typer.echo(f"note: ingesting through `dmwan serve` at {served.url} (it holds the store; searches wait "
+               "while it runs)", err=True)
+    return ingest_through_server(served.url, collection, paths, options, key, served.ingest_token)
+
+
 def _print_summary(collection: str, report: Any) -> None:
     typer.echo(
         f"{collection}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.duplicates} duplicates, {report.pruned} pruned, {len(report.failed)} failed "
         f"({report.found} images found, " + (
             f"{report.decoded} decoded in {report.seconds:.1f} s, {report.images_per_second:.1f} images/s)"
-            if report.decoded else f"none needed reading, {report.seconds:.1f} s)")
+            if report.decoded else f"none decoded, {report.seconds:.1f} s)" if report.failed
+            else f"none needed reading, {report.seconds:.1f} s)")
     )
     if report.missing:
         n = report.missing
@@ -201,10 +241,8 @@ class _ProgressDisplay:
         now = time.monotonic()
         if now - self._last >= self.every_s or p.done == p.total:
             self._last = now
-            typer.echo(
-                f"ingest: {p.done}/{p.total} files, {p.images_per_second:.1f} images/s, {p.failed} failed",
-                err=True,
-            )
+            rate = f", {p.images_per_second:.1f} images/s" if p.images_per_second > 0 else ""
+            typer.echo(f"ingest: {p.done}/{p.total} files{rate}, {p.failed} failed", err=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

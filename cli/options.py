@@ -64,8 +64,9 @@ def _served(error: StoreInUseError, folder: Path) -> StoreInUseError:
         return error
     return StoreServedError(
         f"store {folder} is held by `dmwan serve` (pid {server.pid}) at {server.url}: stop it to change "
-        f"the store (searches go through it: `dmwan query` does so by itself, or use {server.url}/ )",
-        server.url, server.pid, server.auth,
+        f"the store (searches and ingests go through it: `dmwan query` and `dmwan ingest` do so by themselves, "
+        f"or use {server.url}/ )",
+        server.url, server.pid, server.auth, server.ingest_token,
     )
 
 

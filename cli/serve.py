@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Optional
 
@@ -59,7 +60,7 @@ def serve_command(
     if model is not None and len(set(collections)) > 1:
         raise UsageError("--model goes with a single --collection (each collection loads its own model)")
     key = api_key or os.environ.get(ENV_API_KEY) or None
-    with open_cli_store(store, url, qdrant_api_key, read_only=True) as st:
+    with open_cli_store(store, url, qdrant_api_key, read_only=not _writable_store(store, url)) as st:
         from dmwan_qdrant.server.runner import bind, serve, url_of
 
         sock = bind(host, port)  # a busy port fails now, not after loading the models
@@ -75,15 +76,17 @@ def serve_command(
                 if warning:
                     typer.echo(f"warning: collection {name}: {warning}", err=True)
             _set_threads(threads, service)
+            home = getattr(st, "path", None) if getattr(st, "backend", "") == "edge" and not getattr(st, "notice", None) else None
+            token = secrets.token_urlsafe(24) if home is not None else None  # for `dmwan ingest` beside it
             settings = ServeSettings(api_key=key, cors_origins=tuple(cors_origins or ()), max_upload_mb=max_upload_mb,
-                                     max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000)
+                                     max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000, ingest_token=token)
             web = create_app(service, settings)
             base = url_of(sock)
-            home = getattr(st, "path", None) if getattr(st, "backend", "") == "edge" and not getattr(st, "notice", None) else None
 
             def started() -> None:
                 if home is not None:
-                    write_address(Path(home), ServerAddress(base, os.getpid(), tuple(service.collections), key is not None))
+                    write_address(Path(home), ServerAddress(base, os.getpid(), tuple(service.collections), key is not None,
+                                                             token))
                 names = ", ".join(service.collections)
                 typer.echo(f"serving {names} at {base}/  (API docs: {base}/docs; Ctrl-C stops)", err=True)
                 if not _is_loopback(host) and key is None:
@@ -99,6 +102,18 @@ def serve_command(
         finally:
             sock.close()
     typer.echo("stopped" + (" (signal)" if stopped_by else ""), err=True)
+
+
+def _writable_store(store: Optional[Path], url: Optional[str]) -> bool:
+    """Whether the embedded store the options name can be written in place: the server then
+    opens it so (`dmwan ingest` goes through it); else it searches read-only, through a private
+    copy where the medium is read-only."""
+    from dmwan_qdrant.store import disk
+    from dmwan_qdrant.store.factory import store_choice
+
+    backend, where, _ = store_choice(url, store)
+    folder = Path(where)
+    return backend == "embedded" and folder.is_dir() and disk.why_not_writable(folder) is None
 
 
 def _set_threads(threads: Optional[int], service: Any) -> None:

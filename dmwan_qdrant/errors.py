@@ -68,13 +68,15 @@ class StoreServedError(StoreInUseError):
         url: the server's base URL.
         pid: its process id.
         auth: whether it requires an API key.
+        ingest_token: what lets `dmwan ingest` add photos through it (None: the API key only).
     """
 
-    def __init__(self, message: str, url: str, pid: int, auth: bool) -> None:
+    def __init__(self, message: str, url: str, pid: int, auth: bool, ingest_token: str | None = None) -> None:
         super().__init__(message)
         self.url = url
         self.pid = pid
         self.auth = auth
+        self.ingest_token = ingest_token
 
 
 class CollectionNotFoundError(StoreError):

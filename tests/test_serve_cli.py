@@ -82,10 +82,10 @@ def test_the_cli_goes_through_a_running_server(env, capsys):
         unknown = cli("query", sketches[0], "-c", "other", "--store", env["store"])
         assert unknown.returncode == 8 and "not served here" in one_line_error(unknown.stderr)
 
-        # Writers cannot go through it: the message names the server and its URL.
-        ingest = cli("ingest", env["root"] / "photos", "-c", "pics", "--store", env["store"])
-        line = one_line_error(ingest.stderr)
-        assert ingest.returncode == 7 and f"`dmwan serve` (pid {server.proc.pid}) at {server.url}" in line
+        # Other writers cannot go through it: the message names the server and its URL.
+        optimize = cli("collections", "optimize", "pics", "--store", env["store"])
+        line = one_line_error(optimize.stderr)
+        assert optimize.returncode == 7 and f"`dmwan serve` (pid {server.proc.pid}) at {server.url}" in line
 
         second = cli("serve", "-c", "pics", "--store", env["store"], "--port", "0")
         assert second.returncode == 7 and server.url in one_line_error(second.stderr)
@@ -124,3 +124,48 @@ def test_start_up_errors_are_one_line(env):
     assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in one_line_error(taken.stderr)
     no_store = cli("serve", "-c", "pics", "--store", env["root"] / "nowhere", "--port", "0")
     assert no_store.returncode == 6 and "no store at" in one_line_error(no_store.stderr)
+
+
+def test_ingest_goes_through_a_running_server(tmp_path):
+    import httpx
+
+    from serve_helpers import shape
+
+    env = make_collection(tmp_path)
+    new = tmp_path / "new" / "square"
+    new.mkdir(parents=True)
+    shape("square", 21, sketch=False).save(new / "square21.png")
+    (new / "notes.png").write_text("not a picture")
+    server = ServeProcess("-c", "pics", "--store", env["store"])
+    try:
+        assert (env["store"] / ".server.json").stat().st_mode & 0o777 == 0o600  # it holds the ingest token
+        # A wrong path is said before the server is asked; a model or Ray cannot go through it.
+        wrong = cli("ingest", tmp_path / "nowhere", "-c", "pics", "--store", env["store"])
+        assert wrong.returncode == 2 and "nowhere: no such file or folder" in one_line_error(wrong.stderr)
+        assert "ingesting through" not in wrong.stderr
+        other = cli("ingest", tmp_path / "new", "-c", "pics", "--store", env["store"], "-m", env["bundle"])
+        assert other.returncode == 2 and "leave out --model" in one_line_error(other.stderr)
+
+        done = cli("ingest", tmp_path / "new", "-c", "pics", "--store", env["store"], "--label-from-folder", "--json")
+        assert done.returncode == 11, done.stderr  # the same exit code: some file could not be read
+        assert f"ingesting through `dmwan serve` at {server.url}" in done.stderr
+        report = json.loads(done.stdout)
+        assert (report["added"], report["found"], [f["path"] for f in report["failed"]]) == (1, 2, [str(new / "notes.png")])
+        again = cli("ingest", tmp_path / "new" / "square" / "square21.png", "-c", "pics", "--store", env["store"])
+        assert again.returncode == 0 and "0 added, 0 updated, 1 unchanged" in again.stdout, again.stderr
+
+        # Searchable at once, through the server.
+        found = cli("query", env["sketches"][1], "-c", "pics", "--store", env["store"], "--filter",
+                    f"path^={tmp_path / 'new'}", "--paths")
+        assert found.returncode == 0 and found.stdout.split() == [str(new / "square21.png")], found.stderr
+        listed = cli("collections", "list", "--store", env["store"])
+        assert listed.stdout.split()[:2] == ["pics", "11"]
+
+        # Without the address file's token (or an API key) the route refuses.
+        bare = httpx.post(f"{server.url}/collections/pics/ingest", json={"paths": [str(new)]}, timeout=30)
+        assert bare.status_code == 403 and "token" in bare.json()["error"]
+    finally:
+        code, rest = server.stop(signal.SIGTERM)
+    assert code == 0, rest
+    code = cli("collections", "list", "--store", env["store"])
+    assert code.returncode == 0 and code.stdout.split()[:2] == ["pics", "11"]  # kept after the server stopped

@@ -30,6 +30,7 @@ from dmwan_qdrant.errors import DmwanError
 from dmwan_qdrant.server.batching import DEFAULT_MAX_BATCH, DEFAULT_WAIT_S, MicroBatcher
 from dmwan_qdrant.server.guard import Guard
 from dmwan_qdrant.server.http_errors import error_response, one_line
+from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, run_ingest
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
@@ -51,6 +52,8 @@ class ServeSettings:
         max_upload_mb: largest request body, in megabytes.
         max_batch: most requests per forward pass (1: no micro-batching).
         batch_wait_s: how long a request waits for others to share its forward pass.
+        ingest_token: the token `dmwan ingest` sends to add photos through this server (see
+            `dmwan_qdrant.server.ingest`); None: only the API key lets an ingest in.
     """
 
     api_key: str | None = None
@@ -58,6 +61,7 @@ class ServeSettings:
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     max_batch: int = DEFAULT_MAX_BATCH
     batch_wait_s: float = DEFAULT_WAIT_S
+    ingest_token: str | None = None
 
 
 SEARCH_BODY_DOC: dict[str, Any] = {
@@ -236,6 +240,15 @@ def create_app(
         ]} for res in answer.results]
         return {"collection": name, "mode": req.mode, "rerank": req.rerank,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 2), "queries": queries}
+
+    @app.post("/collections/{name}/ingest", tags=["collections"])
+    async def ingest_route(request: Request, name: str, body: IngestBody) -> dict[str, Any]:
+        """Embed the photos under `paths` (files or folders on this machine) into a served
+        collection, as `dmwan ingest` does; the report. Needs the address file's token
+        (`X-Dmwan-Ingest-Token`) or the API key. Searches wait while it runs."""
+        check_ingest_allowed(request.headers, settings.ingest_token, settings.api_key)
+        service.model(name)  # 404 before the work
+        return await in_worker(run_ingest, service, name, body)
 
     async def photo_path(name: str, point_id: str) -> Path:
         payload = await in_worker(service.payload, name, point_id)  # the store, on its worker

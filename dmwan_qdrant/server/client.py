@@ -27,7 +27,7 @@ from dmwan_qdrant.store.base import CollectionInfo
 TIMEOUT_S = 60.0
 
 _BY_STATUS: dict[int, type[DmwanError]] = {
-    400: UsageError, 401: UsageError, 404: CollectionNotFoundError, 413: ImageError, 415: ImageError,
+    400: UsageError, 401: UsageError, 403: UsageError, 404: CollectionNotFoundError, 413: ImageError, 415: ImageError,
     422: UsageError, 503: ServerUnavailableError,
 }
 
@@ -44,14 +44,41 @@ def _error(response: httpx.Response, url: str) -> DmwanError:
 
 def _call(method: str, url: str, route: str, api_key: str | None, **kwargs: Any) -> httpx.Response:
     """One API call; a failure as the `DmwanError` the CLI reports for it."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = {**kwargs.pop("headers", {}), **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+    kwargs.setdefault("timeout", TIMEOUT_S)
     try:
-        response = httpx.request(method, url.rstrip("/") + route, headers=headers, timeout=TIMEOUT_S, **kwargs)
+        response = httpx.request(method, url.rstrip("/") + route, headers=headers, **kwargs)
     except httpx.HTTPError as e:
         raise ServerUnavailableError(f"the server at {url} does not answer ({type(e).__name__}: {e})") from None
     if response.status_code != 200:
         raise _error(response, url)
     return response
+
+
+INGEST_TIMEOUT_S = None
+"""An ingest answers when it is done: no read timeout (the connection still fails fast)."""
+
+
+def ingest_through_server(url: str, collection: str, paths: Sequence[str | Path], options: dict[str, Any],
+                          api_key: str | None = None, token: str | None = None) -> Any:
+    """`dmwan_qdrant.ingest.ingest` run by the server at ``url`` on the store it holds: the same
+    `IngestReport`. ``paths`` are sent absolute; ``options`` are the server route's
+    (`dmwan_qdrant.server.ingest.IngestBody`); ``token`` is the address file's.
+
+    Raises:
+        DmwanError: the server's error, as the class the CLI reports for its status.
+    """
+    from dmwan_qdrant.ingest.report import IngestReport
+    from dmwan_qdrant.server.ingest import TOKEN_HEADER
+
+    headers = {TOKEN_HEADER: token} if token else {}
+    body = {"paths": [str(Path(p).expanduser().absolute()) for p in paths], **options}
+    response = _call("POST", url, f"/collections/{collection}/ingest", api_key, json=body, headers=headers,
+                     timeout=httpx.Timeout(TIMEOUT_S, read=INGEST_TIMEOUT_S))
+    data = response.json()
+    failed = [(str(f["path"]), str(f["reason"])) for f in data.pop("failed", [])]
+    data.pop("images_per_second", None)
+    return IngestReport(**{k: v for k, v in data.items() if k in IngestReport.__dataclass_fields__}, failed=failed)
 
 
 class ServerResults(list):

@@ -28,20 +28,27 @@ class ServerAddress:
         pid: its process id.
         collections: the collections it serves.
         auth: whether it requires an API key (``$DMWAN_API_KEY`` on the client side).
+        ingest_token: what `dmwan ingest` sends to add photos through it (the file is the
+            store owner's alone), or None for a server that takes none.
     """
 
     url: str
     pid: int
     collections: tuple[str, ...]
     auth: bool
+    ingest_token: str | None = None
 
 
 def write_address(store: Path, address: ServerAddress) -> Path:
-    """Record ``address`` in the store folder (atomically: a reader never sees half a file)."""
+    """Record ``address`` in the store folder (atomically: a reader never sees half a file;
+    readable by this user alone, since it holds the ingest token)."""
     path = store / SERVER_FILE
     tmp = store / f"{SERVER_FILE}.{os.getpid()}.tmp"
-    data = {"url": address.url, "pid": address.pid, "collections": list(address.collections), "auth": address.auth}
-    tmp.write_text(json.dumps(data) + "\n")
+    data = {"url": address.url, "pid": address.pid, "collections": list(address.collections), "auth": address.auth,
+            "ingest_token": address.ingest_token}
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data) + "\n")
     os.replace(tmp, path)
     return path
 
@@ -68,7 +75,9 @@ def find_server(store: Path) -> ServerAddress | None:
 def _read(path: Path) -> ServerAddress | None:
     try:
         data = json.loads(path.read_text())
-        return ServerAddress(str(data["url"]), int(data["pid"]), tuple(data.get("collections", ())), bool(data.get("auth")))
+        token = data.get("ingest_token")
+        return ServerAddress(str(data["url"]), int(data["pid"]), tuple(data.get("collections", ())), bool(data.get("auth")),
+                             str(token) if token else None)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
