@@ -111,7 +111,9 @@ def demo(
     say(f"   dmwan serve --collection {COLLECTION} --store {workdir / 'store'}   "
                "then open http://127.0.0.1:8000/ and draw")
     say(f"   dmwan query {sketches[picks[0]]} --collection {COLLECTION} --store {workdir / 'store'}")
-    say(f"   dmwan ingest ./my-photos --collection mine --model {summary['model']}")
+    # The demo's model knows only drawn shapes: real photos want one that has seen photos.
+    say("   dmwan model create --preset efficientnet_lite0 -o effnet-lite0 && "
+        "dmwan ingest ./my-photos --collection mine --model effnet-lite0   (your photos: ImageNet weights, offline)")
     say("   dmwan train --config procedural_tiny --workers 2   (README: real datasets, GPUs; `dmwan configs`)")
     if as_json:
         import json
