@@ -69,7 +69,8 @@ def env(tmp_path_factory):
     from dmwan_qdrant.server.service import SearchService
     from dmwan_qdrant.store import open_store
 
-    store = make_collection(tmp_path_factory.mktemp("rayserve"), photos_per_shape=4)["store"]
+    made = make_collection(tmp_path_factory.mktemp("rayserve"), photos_per_shape=4)
+    store = made["store"]
     sketches = {kind: png(shape(kind, 9, sketch=True)) for kind in SHAPES}
     calls = searches(sketches)
     st = open_store(path=store, read_only=True)
@@ -84,7 +85,7 @@ def env(tmp_path_factory):
             res = client.post(SEARCH, **call)
             assert res.status_code == 200, (name, res.text)
             answers[name] = res.json()
-    return {"store": store, "calls": calls, "answers": answers}
+    return {"store": store, "bundle": made["bundle"], "calls": calls, "answers": answers}
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +197,27 @@ def test_concurrent_searches_share_a_serve_batch(env, client):
     after_sum, after_count = batched()
     assert after_count - before_count == n
     assert after_sum - before_sum > n, "no two of the concurrent requests shared a forward pass"
+
+
+def test_an_onnx_replica_answers_as_the_torch_one(env, client, tmp_path_factory):
+    """The same app with ``runtime=onnx`` and a search-only bundle: the same answers (last of the
+    Ray tests: it replaces the deployment)."""
+    pytest.importorskip("onnxruntime")
+    from ray import serve
+
+    from dmwan_qdrant.runtime.export import export_onnx
+    from dmwan_qdrant.server.ray_app import build_app
+
+    slim = tmp_path_factory.mktemp("onnx") / "search-bundle"
+    export_onnx(env["bundle"], slim)
+    serve.delete("dmwan")  # the torch replica lets the store go before the new one opens it
+    serve.run(build_app({"collections": "pics", "store": str(env["store"]), "num_cpus": "0.5", "model": str(slim),
+                         "runtime": "onnx"}), name="dmwan", route_prefix="/")
+    assert client.get("/collections/pics").json()["runtime"] == "onnx"
+    for name in ("multipart", "json-base64", "text"):
+        res = client.post(SEARCH, **env["calls"][name])
+        assert res.status_code == 200, res.text
+        _same_answer(res.json(), env["answers"][name])
 
 
 # ---------------------------------------------------------------- options (no Ray started)
