@@ -13,7 +13,8 @@ import typer
 from dmwan_qdrant.errors import StoreServedError, UsageError
 
 from .app import app
-from .options import api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option
+from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
+                      warn_if_toy)
 
 EXIT_SOME_FAILED = 11
 """Exit code when the run finished but some files could not be read (the good ones are stored)."""
@@ -133,11 +134,7 @@ def ingest_command(
                              f"(a bundle comes from {MODEL_SOURCES})")
         else:
             net = load_bundle(model, device, runtime)
-        from dmwan_qdrant.encoder import model_warning
-
-        warning = model_warning(net)
-        if warning:
-            typer.echo(f"warning: {warning}", err=True)
+        warn_if_toy(net)
         common: dict[str, Any] = dict(label_from_folder=label_from_folder, prune=prune, batch_size=batch_size,
                                       include=include or (), exclude=exclude or (), export=export)
         with _ProgressDisplay() as bar:
@@ -184,13 +181,14 @@ def _through_server(served: StoreServedError, collection: str, paths: list[Path]
 
 
 def _print_summary(collection: str, report: Any) -> None:
+    if report.decoded:
+        read = f"{report.decoded} decoded in {report.seconds:.1f} s, {report.images_per_second:.1f} images/s"
+    else:  # a rerun with nothing new: no rate of 0 images/s
+        read = f"{'none decoded' if report.failed else 'none needed reading'}, {report.seconds:.1f} s"
     typer.echo(
         f"{collection}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.duplicates} duplicates, {report.pruned} pruned, {len(report.failed)} failed "
-        f"({report.found} images found, " + (
-            f"{report.decoded} decoded in {report.seconds:.1f} s, {report.images_per_second:.1f} images/s)"
-            if report.decoded else f"none decoded, {report.seconds:.1f} s)" if report.failed
-            else f"none needed reading, {report.seconds:.1f} s)")
+        f"({report.found} images found, {read})"
     )
     if report.missing:
         n = report.missing

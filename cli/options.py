@@ -74,6 +74,16 @@ def device_option() -> Any:
     return typer.Option(None, "--device", help="device for the model: cpu, cuda[:N] or mps (default: the best here)")
 
 
+def warn_if_toy(model: Any, where: str = "") -> None:
+    """One ``warning:`` line on stderr when ``model`` never saw a real photo
+    (`dmwan_qdrant.encoder.model_warning`)."""
+    from dmwan_qdrant.encoder import model_warning
+
+    warning = model_warning(model)
+    if warning:
+        typer.echo(f"warning: {where}{warning}", err=True)
+
+
 RUNTIME_HELP = ("encoder runtime: auto (ONNX when the bundle has exported graphs and onnxruntime is installed, "
                 "else torch), torch or onnx")
 

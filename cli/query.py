@@ -11,7 +11,8 @@ import typer
 from dmwan_qdrant.errors import StoreServedError, UsageError
 
 from .app import app, skip_teardown
-from .options import api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option
+from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
+                      warn_if_toy)
 
 
 @app.command("query")
@@ -178,11 +179,7 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
 
     flt = parse_filters(filters) or None
     net = load_collection_model(st, collection, model, device, runtime)
-    from dmwan_qdrant.encoder import model_warning
-
-    warning = model_warning(net)
-    if warning:
-        typer.echo(f"warning: {warning}", err=True)
+    warn_if_toy(net)
     rerank = resolve_rerank(rerank, net)[0]
     if text is not None:
         return search_text(st, collection, net, text, k=k, filter=flt, ef=ef), False

@@ -14,7 +14,7 @@ import typer
 from dmwan_qdrant.errors import UsageError
 
 from .app import app
-from .options import device_option, open_cli_store, runtime_option, store_option, url_option
+from .options import device_option, open_cli_store, runtime_option, store_option, url_option, warn_if_toy
 
 ENV_API_KEY = "DMWAN_API_KEY"
 
@@ -69,12 +69,8 @@ def serve_command(
             from dmwan_qdrant.server.service import SearchService
 
             service = SearchService(st, collections, {collections[0]: model} if model else None, device, runtime)
-            from dmwan_qdrant.encoder import model_warning
-
             for name, net in service.models.items():
-                warning = model_warning(net)
-                if warning:
-                    typer.echo(f"warning: collection {name}: {warning}", err=True)
+                warn_if_toy(net, f"collection {name}: ")
             _set_threads(threads, service)
             home = getattr(st, "path", None) if getattr(st, "backend", "") == "edge" and not getattr(st, "notice", None) else None
             token = secrets.token_urlsafe(24) if home is not None else None  # for `dmwan ingest` beside it
@@ -122,13 +118,4 @@ def _set_threads(threads: Optional[int], service: Any) -> None:
     with one thread fewer, on 2 cores, in benchmarks/serve_latency.py)."""
     from dmwan_qdrant.encoder import usable_cores
 
-    n = threads or max(1, usable_cores() - 1)
-    models = {id(m): m for m in service.models.values()}.values()
-    for m in models:
-        if getattr(m, "runtime", "torch") == "onnx":
-            m.threads = n
-            m.warm()  # its sessions open now, with these threads
-    if any(getattr(m, "runtime", "torch") != "onnx" for m in models):
-        import torch
-
-        torch.set_num_threads(n)
+    service.open_encoders(threads or max(1, usable_cores() - 1))

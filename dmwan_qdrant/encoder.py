@@ -25,16 +25,9 @@ DEVICES = ("cpu", "cuda", "mps")
 
 
 def default_device() -> str:
-    """The best device here: ``"cuda"`` when a GPU is visible, else ``"mps"`` (Apple), else ``"cpu"``
-    (without torch: ``"cuda"`` when onnxruntime's CUDA provider is installed)."""
-    try:
-        import torch
-    except ImportError:
-        try:
-            import onnxruntime
-        except ImportError:
-            return "cpu"
-        return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
+    """The best device for a torch model here: ``"cuda"`` when a GPU is visible, else ``"mps"``
+    (Apple), else ``"cpu"``."""
+    import torch
 
     if torch.cuda.is_available():
         return "cuda"
@@ -78,7 +71,7 @@ def encoder_threads(model: Any, leave: int) -> Iterator[None]:
     times over (measured 3x on 2 cores). A no-op on a GPU or when there are threads enough. An
     ONNX encoder whose sessions are not open yet opens them with that many threads."""
     want = max(1, usable_cores() - leave)
-    if getattr(model, "runtime", "torch") == "onnx":
+    if model.runtime == "onnx":
         if getattr(model.device, "type", "cpu") == "cpu" and want < usable_cores() and not model.threads:
             model.threads = want
         yield
@@ -127,7 +120,7 @@ def load_bundle(path: str | Path, device: str | None = None, runtime: str | None
         UsageError: a runtime that cannot run here or this bundle (`resolve_runtime`).
     """
     from .model.hub import is_hub_name
-    from .runtime import resolve_runtime
+    from .runtime import has_graphs, resolve_runtime
 
     name = str(path) if is_hub_name(str(path)) else None
     folder = bundle_folder(path)
@@ -137,7 +130,7 @@ def load_bundle(path: str | Path, device: str | None = None, runtime: str | None
 
         model: Any = OnnxEncoder(folder, device)
     else:
-        if not (folder / WEIGHTS_FILE).is_file() and (folder / "onnx").is_dir():
+        if not (folder / WEIGHTS_FILE).is_file() and has_graphs(folder):
             raise CheckpointError(f"{folder}: a search-only bundle (ONNX graphs, no {WEIGHTS_FILE}): "
                                   "use --runtime onnx, or the bundle it was exported from")
         from .model import load_model

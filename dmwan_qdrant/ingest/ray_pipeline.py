@@ -205,7 +205,7 @@ class PhotoEncoder:
     """
 
     def __init__(self, model: Any, use_gpu: bool = False) -> None:
-        if getattr(model, "runtime", "torch") == "onnx":
+        if model.runtime == "onnx":
             self.model = model.to(None if use_gpu else "cpu")  # None: CUDA when onnxruntime has it
         else:
             import torch
@@ -221,12 +221,7 @@ class PhotoEncoder:
         vectors = np.zeros((n, self.dim), np.float32)
         tokens = np.zeros((n, *self.tokens_shape), np.float32)
         if good.any():
-            images = np.ascontiguousarray(batch["image"][good])
-            if getattr(self.model, "runtime", "torch") != "onnx":
-                import torch
-
-                images = torch.from_numpy(images)
-            emb = self.model.embed_photos(images)
+            emb = self.model.embed_photos(np.ascontiguousarray(batch["image"][good]))
             vectors[good] = as_array(emb.global_)
             tokens[good] = as_array(emb.tokens)
         out = {k: v for k, v in batch.items() if k != "image"}

@@ -145,7 +145,7 @@ def _decode_and_write(plan: IngestPlan, model: Any, writer: BatchWriter, batch_s
 def _batches(files: PhotoFiles, model: Any, batch_size: int, workers: int) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
     """Decoded batches: a DataLoader's for a torch model, a process pool's for an ONNX one (no
     torch imported)."""
-    if getattr(model, "runtime", "torch") == "onnx":
+    if model.runtime == "onnx":
         from .pool import pool_batches
 
         yield from pool_batches(files, batch_size, workers)

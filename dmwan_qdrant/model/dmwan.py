@@ -6,6 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -45,7 +46,7 @@ def pooling_matrix(grid: tuple[int, int], side: int) -> torch.Tensor:
     """Adaptive average pooling of a ``grid`` (rows, columns) to ``side`` x ``side`` as a
     (side², rows*columns) matrix: each output cell averages the cells its window covers."""
 
-    import numpy as np  # built outside autograd and tracing: the export sees one constant
+    # Built in numpy, outside autograd and tracing: the export sees one constant.
 
     def windows(length: int) -> np.ndarray:
         m = np.zeros((side, length), dtype=np.float32)
@@ -63,6 +64,9 @@ class DMWAN(nn.Module):
     Calling the module on a batch of quadruplets returns the training loss and its parts; the
     ``embed_*`` methods are the inference API.
     """
+
+    runtime = "torch"
+    """Which engine runs it (an `OnnxEncoder` says ``"onnx"``)."""
 
     def __init__(self, config: ModelConfig, pretrained: str | None = None, text_pretrained: str | None = None) -> None:
         super().__init__()
@@ -257,7 +261,9 @@ class DMWAN(nn.Module):
         finally:
             self.train(was_training)
 
-    def _embed(self, images: torch.Tensor | Sequence[Image.Image], domain: str) -> Embeddings:
+    def _embed(self, images: torch.Tensor | np.ndarray | Sequence[Image.Image], domain: str) -> Embeddings:
+        if isinstance(images, np.ndarray):  # preprocessed arrays, as the ingest's decoders give them
+            images = torch.from_numpy(images)
         if not isinstance(images, torch.Tensor):
             tf = self.transform(domain)
             images = torch.stack([tf(im) for im in images])

@@ -77,7 +77,6 @@ def ingest_through_server(url: str, collection: str, paths: Sequence[str | Path]
                      timeout=httpx.Timeout(TIMEOUT_S, read=INGEST_TIMEOUT_S))
     data = response.json()
     failed = [(str(f["path"]), str(f["reason"])) for f in data.pop("failed", [])]
-    data.pop("images_per_second", None)
     return IngestReport(**{k: v for k, v in data.items() if k in IngestReport.__dataclass_fields__}, failed=failed)
 
 

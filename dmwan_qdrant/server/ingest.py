@@ -14,6 +14,7 @@ server's API key when it has one (checked by the `Guard` before this route).
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -50,8 +51,6 @@ def check_ingest_allowed(headers: Any, token: str | None, api_key: str | None) -
 def run_ingest(service: Any, name: str, body: IngestBody) -> dict[str, Any]:
     """The ingest of ``body`` into the served collection ``name``, on the calling (store) thread;
     the report as JSON."""
-    from pathlib import Path
-
     from dmwan_qdrant.ingest import ingest
 
     model = service.model(name)  # 404 for a collection this server does not serve

@@ -321,9 +321,7 @@ class SearchDeployment:
         try:
             models = {options.collections[0]: options.model} if options.model else None
             service = SearchService(store, options.collections, models, options.device, options.runtime)
-            for model in service.models.values():
-                if getattr(model, "runtime", "torch") == "onnx":
-                    model.warm()  # before the replica reports ready
+            service.open_encoders()  # before the replica reports ready
             return service
         except BaseException:
             store.close()

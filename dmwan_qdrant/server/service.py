@@ -179,8 +179,21 @@ class SearchService:
                       "segments": ci.segments, "status": ci.status},
             "backend": ci.backend,
             "text_search": has_text_tower(model),
-            "runtime": getattr(model, "runtime", "torch"),
+            "runtime": model.runtime,
         }
+
+    def open_encoders(self, threads: int | None = None) -> None:
+        """Make the encoders ready before the first request: an ONNX encoder opens its sessions
+        (with ``threads`` intra-op threads, when given); torch runs on ``threads`` threads."""
+        models = {id(m): m for m in self.models.values()}.values()  # collections may share one
+        for model in models:
+            if model.runtime == "onnx":
+                model.threads = threads or model.threads
+                model.warm()
+        if threads and any(model.runtime == "torch" for model in models):
+            import torch
+
+            torch.set_num_threads(threads)
 
     def check_ready(self) -> None:
         """Raise the store's error unless every served collection answers."""
