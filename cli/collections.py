@@ -128,7 +128,7 @@ def create(
     """Create an empty collection with chosen index settings (ingest creates one with the
     defaults when it is missing)."""
     from dmwan_qdrant.encoder import load_bundle, model_record
-    from dmwan_qdrant.store.index import IndexSettings, create_collection
+    from dmwan_qdrant.store import IndexSettings, create_collection
 
     index = IndexSettings(hnsw_m=hnsw_m, ef_construct=ef_construct, hnsw_ef=ef, tokens=tokens, rescore=rescore)
     record = model_record(load_bundle(model))

@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import StoreError
 from .store import PhotoPoint, Store
-from .store.base import StoredPoint
+from .store.records import StoredPoint
 
 NORM_TOLERANCE = 1e-3
 """How far from 1 a stored norm may be (float32 rounding stays far below it)."""

@@ -193,16 +193,22 @@ def describe_record(record: dict[str, Any]) -> str:
 
 
 def check_same_model(collection: str, stored: dict[str, Any], model: DMWAN) -> None:
-    """Raise `ModelMismatchError` unless ``model`` is the one recorded with the collection.
+    """Raise `ModelMismatchError` unless ``model`` is the one recorded with the collection
+    (`check_same_record` of its `model_record`)."""
+    check_same_record(collection, stored, model_record(model))
+
+
+def check_same_record(collection: str, stored: dict[str, Any], mine: dict[str, Any]) -> None:
+    """Raise `ModelMismatchError` unless the model record ``mine`` is the one recorded with the
+    collection as ``stored``: the one check before an encoder writes into or queries a collection.
 
     Fingerprints decide (the same weights may be saved under several paths); both models are
     named in the message so the user knows which bundle to pass.
     """
-    mine = model_record(model)
-    if stored.get("fingerprint") and stored["fingerprint"] == mine["fingerprint"]:
+    if stored.get("fingerprint") and stored["fingerprint"] == mine.get("fingerprint"):
         return
     if not stored.get("fingerprint") and (
-        stored.get("dim") in (None, mine["dim"]) and stored.get("token_dim") in (None, mine["token_dim"])
+        stored.get("dim") in (None, mine.get("dim")) and stored.get("token_dim") in (None, mine.get("token_dim"))
     ):
         return  # a collection created outside this tool without a fingerprint: sizes must agree
     raise ModelMismatchError(

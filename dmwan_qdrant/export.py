@@ -34,7 +34,7 @@ import numpy as np
 from .errors import DiskFullError, DmwanError, StoreError, UsageError
 from .ingest.records import ALIASES, alias_list
 from .store import Store
-from .store.base import StoredPoint
+from .store.records import StoredPoint
 
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
 """Export formats by file suffix."""

@@ -32,7 +32,7 @@ def resolve_point_id(spec: str | Path) -> str:
     Raises:
         UsageError: neither a UUID nor an existing file.
     """
-    from .store.base import canonical_id
+    from .store.checks import canonical_id
 
     path = Path(spec).expanduser()
     if path.is_file():

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from qdrant_stub import QdrantStub
 
+from dmwan_qdrant.encoder import check_same_record
 from dmwan_qdrant.errors import CollectionNotFoundError, ModelMismatchError, StoreError, UsageError
 from dmwan_qdrant.store import CollectionSpec, EdgeStore, MemoryStore, PhotoPoint, ServerStore
 from dmwan_qdrant.store import client as client_mod
@@ -128,9 +129,9 @@ def test_model_record_round_trip_and_check(store, name):
     }
     store.create_collection(name, CollectionSpec(4, 3, model))
     assert store.get_model_record(name) == model
-    store.check_model(name, {"fingerprint": "f" * 64, "preset": "renamed"})
-    with pytest.raises(ModelMismatchError, match="another model"):
-        store.check_model(name, {"fingerprint": "0" * 64})
+    check_same_record(name, store.get_model_record(name), {"fingerprint": "f" * 64, "preset": "renamed"})
+    with pytest.raises(ModelMismatchError, match="was filled by model vit_b16"):
+        check_same_record(name, store.get_model_record(name), {"fingerprint": "0" * 64})
     # The record is not a point: invisible to counts, scrolls and searches.
     assert store.count(name) == 0
     assert list(store.scroll_payloads(name)) == []

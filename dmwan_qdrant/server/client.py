@@ -22,7 +22,7 @@ from dmwan_qdrant.errors import (
 )
 from dmwan_qdrant.imageio import file_errors
 from dmwan_qdrant.results import Result
-from dmwan_qdrant.store.base import CollectionInfo
+from dmwan_qdrant.store.records import CollectionInfo
 
 TIMEOUT_S = 60.0
 

@@ -29,7 +29,7 @@ from dmwan_qdrant.search import (
 )
 from dmwan_qdrant.similar import search_like, search_photos
 from dmwan_qdrant.store import Store
-from dmwan_qdrant.store.base import canonical_id
+from dmwan_qdrant.store.checks import canonical_id
 
 MAX_K = 1000
 """Most results a request may ask for."""

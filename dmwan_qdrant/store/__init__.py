@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dmwan_qdrant.store.base import CollectionInfo, CollectionSpec, Hit, PhotoPoint, Store
-from dmwan_qdrant.store.factory import default_store_path, open_store
-from dmwan_qdrant.store.index import IndexSettings, create_collection
+from dmwan_qdrant.store.base import Store
+from dmwan_qdrant.store.factory import create_collection, default_store_path, open_store
+from dmwan_qdrant.store.index import IndexSettings
+from dmwan_qdrant.store.records import CollectionInfo, CollectionSpec, Hit, PhotoPoint, StoredPoint
 
 if TYPE_CHECKING:
     from dmwan_qdrant.store.edge import EdgeStore
@@ -27,6 +28,7 @@ __all__ = [
     "PhotoPoint",
     "ServerStore",
     "Store",
+    "StoredPoint",
     "create_collection",
     "default_store_path",
     "open_store",

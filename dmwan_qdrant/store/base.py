@@ -1,273 +1,73 @@
-"""The store interface: records, the abstract `Store`, and the checks every backend shares.
+"""The `Store` facade: every check and the request assembly once, over small engine hooks.
 
-Three backends implement `Store` with identical behaviour (the contract tests in
+Three backends implement the hooks with identical behaviour (the contract tests in
 ``tests/test_store_contract.py`` run the same assertions against each):
 
 - `EdgeStore`: embedded qdrant-edge shards in a local folder (the default);
 - `ServerStore`: a Qdrant server or cluster through qdrant-client;
 - `MemoryStore`: qdrant-client's in-process ``:memory:`` mode, the reference in tests.
 
-A collection holds one point per photo with two named vectors: ``global`` (the L2-normalised
-global embedding, cosine) and ``tokens`` (the local tokens as a multivector, compared with MaxSim,
-used only to re-rank the candidates that ``global`` found), plus a JSON payload.
+The public methods validate their arguments (`dmwan_qdrant.store.checks`), read the collection's
+manifest (dims, model record, index settings; cached per store) and hand the engine checked rows,
+ids or `SearchPlan`s. An engine only talks to its database: the hooks are the methods whose
+names start with one underscore and raise `NotImplementedError` here.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dmwan_qdrant.errors import ModelMismatchError, StoreError, UsageError
-from dmwan_qdrant.store.index import IndexSettings, check_ef
-
-GLOBAL = "global"
-"""Name of the dense global vector."""
-TOKENS = "tokens"
-"""Name of the multivector of local tokens."""
-INDEXED_FIELDS = ("label", "content_hash", "path")
-"""Payload fields that get a keyword index where the backend has payload indexes."""
-
-# Letters, digits, '_' and '-': safe as a folder name on every OS and as a Qdrant collection
-# name, and never clashes with the store's own dot-files (.lock, .deleting-*).
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class CollectionSpec:
-    """What a new collection holds.
-
-    Attributes:
-        dim: size of the global embedding.
-        token_dim: size of each local token.
-        model: JSON-able record of the model that fills the collection, e.g.
-            ``{"fingerprint": "...", "preset": "vit_b16", "dim": 512}``.
-        index: HNSW and token storage settings (default: int8 tokens; see
-            `dmwan_qdrant.store.index`). Fixed for the life of the collection.
-    """
-
-    dim: int
-    token_dim: int
-    model: dict[str, Any] = field(default_factory=dict)
-    index: IndexSettings = IndexSettings()
-
-
-@dataclass
-class PhotoPoint:
-    """One photo to store.
-
-    Attributes:
-        id: a UUID string (derived from the file's content hash by the caller).
-        vector: global embedding, shape ``(dim,)``.
-        tokens: local tokens, shape ``(n_tok, token_dim)``; ``n_tok`` may vary between points.
-        payload: JSON-able fields (path, content_hash, size, mtime, width, height, label...).
-    """
-
-    id: str
-    vector: np.ndarray
-    tokens: np.ndarray
-    payload: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StoredPoint:
-    """A point as stored, vectors included (see `Store.read_points`)."""
-
-    id: str
-    payload: dict[str, Any]
-    vector: np.ndarray
-    tokens: np.ndarray
-
-
-def stored_points(records: Iterable[Any], wanted: Sequence[str]) -> list[StoredPoint]:
-    """`StoredPoint`s from engine records (``.id``, ``.payload``, ``.vector`` as a dict of named
-    vectors), in the order of ``wanted``; ids not among the records are omitted."""
-    found = {}
-    for r in records:
-        vec = r.vector if isinstance(r.vector, dict) else {}
-        found[str(r.id)] = StoredPoint(
-            str(r.id),
-            dict(r.payload or {}),
-            np.asarray(vec.get(GLOBAL, []), dtype=np.float32),
-            np.asarray(vec.get(TOKENS, []), dtype=np.float32),
-        )
-    return [found[i] for i in wanted if i in found]
+from dmwan_qdrant.errors import CollectionNotFoundError, StoreError
+from dmwan_qdrant.store.checks import (
+    Row,
+    canonical_ids,
+    check_dims,
+    check_name,
+    check_points,
+    check_queries,
+    check_search,
+)
+from dmwan_qdrant.store.filters import Condition, check_filter
+from dmwan_qdrant.store.index import IndexSettings
+from dmwan_qdrant.store.records import (
+    CollectionInfo,
+    CollectionSpec,
+    EngineInfo,
+    Hit,
+    PhotoPoint,
+    StoredPoint,
+    index_state,
+    stored_points,
+)
 
 
 @dataclass(frozen=True)
-class Hit:
-    """One search result: point id (canonical UUID string), score (higher is better), payload."""
-
-    id: str
-    score: float
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    """State of a collection.
+class SearchPlan:
+    """How a batch of checked queries is searched, as the engines receive it.
 
     Attributes:
-        name: collection name.
-        backend: ``"edge"``, ``"server"`` or ``"memory"``.
-        points: number of points.
-        dim: size of the global vectors.
-        token_dim: size of the tokens.
-        model: the model record stored with the collection.
-        indexed_vectors: vectors that sit in an HNSW-indexed segment, as the engine reports it
-            (qdrant-edge and the server count every named vector, so up to ``2 * points``).
-        index_state: ``"indexed"`` (every point in indexed segments), ``"partial"``,
-            ``"exact"`` (nothing indexed yet: searches scan; fine below a few thousand points)
-            or ``"none"`` (the backend has no index: memory).
-        segments: number of segments where the engine tells it, else None.
-        status: engine status, e.g. ``"green"``; a server reports ``"yellow"`` while optimizing.
-        index: the settings the collection was created with (`IndexSettings.from_dict`: a
-            collection older than recorded settings reports its real float32 layout); None where
-            they are not known (a store described by `dmwan serve`).
+        k: results per query.
+        prefetch: candidates the ``global`` search hands to the token re-rank (at least ``k``).
+        ef: HNSW candidates of the ``global`` search.
+        rescore: re-score quantized token scores with the original tokens.
+        conditions: the payload filter, applied in both stages (`check_filter`).
     """
 
-    name: str
-    backend: str
-    points: int
-    dim: int
-    token_dim: int
-    model: dict[str, Any]
-    indexed_vectors: int
-    index_state: str
-    segments: int | None
-    status: str
-    index: IndexSettings | None = None
+    k: int
+    prefetch: int
+    ef: int
+    rescore: bool
+    conditions: tuple[Condition, ...]
 
-
-def index_state(points: int, indexed_vectors: int, vectors_per_point: int = 2) -> str:
-    """Summarise the engine's indexed-vector figure as one word (see `CollectionInfo`)."""
-    if indexed_vectors <= 0:
-        return "exact"
-    if indexed_vectors >= points * vectors_per_point:
-        return "indexed"
-    return "partial"
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` if it is a valid collection name, else raise `UsageError`."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise UsageError(
-            f"invalid collection name {name!r}: use 1-64 letters, digits, '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def canonical_id(point_id: str | uuid.UUID) -> str:
-    """The canonical form (lower-case, hyphenated) of a UUID point id; `StoreError` if not one."""
-    if isinstance(point_id, uuid.UUID):
-        return str(point_id)
-    try:
-        return str(uuid.UUID(str(point_id)))
-    except (ValueError, TypeError, AttributeError):
-        raise StoreError(f"invalid point id {point_id!r}: point ids are UUID strings") from None
-
-
-def canonical_ids(ids: Iterable[str | uuid.UUID]) -> list[str]:
-    """Canonical ids, duplicates removed, first-seen order kept."""
-    return list(dict.fromkeys(canonical_id(i) for i in ids))
-
-
-def model_record_mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str | None:
-    """Describe why ``expected`` is not the model recorded as ``stored``, or None if it is.
-
-    Compares fingerprints when both records have one (presets and paths may differ for the same
-    weights), else the whole records.
-    """
-    if "fingerprint" in stored and "fingerprint" in expected:
-        if stored["fingerprint"] == expected["fingerprint"]:
-            return None
-        return f"fingerprint {stored['fingerprint']} != {expected['fingerprint']}"
-    return None if stored == expected else f"{stored} != {expected}"
-
-
-def as_matrix(x: np.ndarray | Sequence[Sequence[float]], what: str) -> np.ndarray:
-    """``x`` as a finite float32 2-D array; `StoreError` on NaN/inf (no engine accepts them)."""
-    a = np.asarray(x, dtype=np.float32)
-    if a.ndim != 2:
-        raise StoreError(f"{what} must be a 2-D array, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise StoreError(f"{what} contains NaN or infinite values")
-    return a
-
-
-def _dim_error(name: str, what: str, want: int, got: tuple[int, ...]) -> ModelMismatchError:
-    return ModelMismatchError(
-        f"collection '{name}' holds {what} of size {want}, got shape {got}: "
-        "were these made by another model?"
-    )
-
-
-def check_points(
-    name: str, points: Sequence[PhotoPoint], dim: int, token_dim: int
-) -> list[tuple[str, np.ndarray, np.ndarray, dict[str, Any]]]:
-    """Validated ``(id, vector, tokens, payload)`` tuples, float32, later duplicates winning.
-
-    Checking here rather than in the engines gives the same error on every backend.
-    """
-    out: dict[str, tuple[str, np.ndarray, np.ndarray, dict[str, Any]]] = {}
-    for p in points:
-        pid = canonical_id(p.id)
-        vec = np.asarray(p.vector, dtype=np.float32)
-        if vec.shape != (dim,):
-            raise _dim_error(name, "global vectors", dim, vec.shape)
-        tok = as_matrix(p.tokens, f"tokens of point {pid}")
-        if tok.shape[1] != token_dim or tok.shape[0] == 0:
-            raise _dim_error(name, "tokens", token_dim, tok.shape)
-        if not np.isfinite(vec).all():
-            raise StoreError(f"vector of point {pid} contains NaN or infinite values")
-        try:  # each engine fails differently on, e.g., numpy scalars: refuse them the same way
-            json.dumps(p.payload, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise StoreError(f"payload of point {pid} is not plain JSON: {e}") from None
-        out[pid] = (pid, vec, tok, dict(p.payload))
-    return list(out.values())
-
-
-def check_queries(
-    name: str,
-    vectors: np.ndarray | Sequence[np.ndarray],
-    rerank_tokens: Sequence[np.ndarray] | None,
-    dim: int,
-    token_dim: int,
-) -> tuple[np.ndarray, list[np.ndarray] | None]:
-    """Validated query vectors ``(n, dim)`` and per-query token matrices (or None)."""
-    try:
-        q = np.asarray(vectors, dtype=np.float32)
-    except ValueError:  # ragged list of vectors
-        raise StoreError("query vectors must all have the same size") from None
-    if q.ndim != 2 or q.shape[1] != dim:
-        raise _dim_error(name, "global vectors", dim, q.shape)
-    q = as_matrix(q, "query vectors")
-    if rerank_tokens is None:
-        return q, None
-    toks = [as_matrix(t, "query tokens") for t in rerank_tokens]
-    if len(toks) != len(q):
-        raise StoreError(f"{len(q)} query vectors but {len(toks)} token sets")
-    for t in toks:
-        if t.shape[1] != token_dim or t.shape[0] == 0:
-            raise _dim_error(name, "tokens", token_dim, t.shape)
-    return q, toks
-
-
-def check_search(k: int, prefetch: int, hnsw_ef: int | None, default_ef: int) -> tuple[int, int, int]:
-    """``(k, prefetch, ef)`` validated: prefetch raised to at least k so the re-rank can fill
-    k, ``hnsw_ef`` (None: ``default_ef``, the collection's) a positive int."""
-    if int(k) < 1:
-        raise UsageError(f"k must be at least 1, got {k}")
-    ef = check_ef(hnsw_ef)
-    return int(k), max(int(prefetch), int(k)), default_ef if ef is None else ef
+    @property
+    def oversampling(self) -> float:
+        """Quantized candidates re-scored per result: all the prefetched ones."""
+        return self.prefetch / self.k
 
 
 class Store(ABC):
@@ -281,99 +81,159 @@ class Store(ABC):
     backend: str = "?"
     """Short backend name: ``"edge"``, ``"server"`` or ``"memory"``."""
 
+    def __init__(self, where: str, batch_size: int) -> None:
+        self._where = where
+        self.batch_size = max(1, int(batch_size))
+        """Points per engine write in `upsert`."""
+        self._manifests: dict[str, dict[str, Any]] = {}
+        self._closed = False
+
+    # -- engine hooks --------------------------------------------------------------------------
+
+    @abstractmethod
+    def _read_manifest(self, name: str) -> dict[str, Any]:
+        """The collection's record: ``dim``, ``token_dim``, ``model`` and ``index`` (None before
+        settings were recorded); `CollectionNotFoundError` when there is no such collection."""
+
+    @abstractmethod
+    def _exists(self, name: str) -> bool:
+        """Whether the engine has collection ``name``."""
+
+    @abstractmethod
+    def _create(self, name: str, spec: CollectionSpec) -> None:
+        """Make the checked, new collection ``name``."""
+
+    @abstractmethod
+    def _drop(self, name: str) -> None:
+        """Delete the existing collection ``name``."""
+
+    @abstractmethod
+    def _engine_info(self, name: str) -> EngineInfo:
+        """The engine's figures for `collection_info`."""
+
+    @abstractmethod
+    def _write(self, name: str, rows: list[Row]) -> None:
+        """Upsert one batch of checked rows (at most `batch_size`), acknowledged when it returns."""
+
+    @abstractmethod
+    def _fetch(self, name: str, ids: list[str], vectors: bool) -> list[Any]:
+        """Engine records (``.id``, ``.payload``, ``.vector``) of these canonical ids."""
+
+    @abstractmethod
+    def _scroll(self, name: str, offset: Any, with_payload: bool | list[str]) -> tuple[list[Any], Any]:
+        """One page of engine records from ``offset`` (None: the start), and the next offset
+        (None: that was the last page)."""
+
+    @abstractmethod
+    def _delete(self, name: str, ids: list[str]) -> None:
+        """Delete these canonical ids (possibly none) from an existing collection."""
+
+    @abstractmethod
+    def _count(self, name: str, key: str | None) -> int:
+        """Exact number of points; with ``key``, of those whose payload holds it non-empty."""
+
+    @abstractmethod
+    def _query(self, name: str, queries: list[tuple[np.ndarray, np.ndarray | None]], plan: SearchPlan) -> list[list[Any]]:
+        """Scored engine points (``.id``, ``.score``, ``.payload``) for each ``(vector, tokens or
+        None)``, best first."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Close the engine: files, locks, connections (`close` calls it once)."""
+
+    def _index_state(self, points: int, indexed: int) -> str:
+        return index_state(points, indexed)
+
+    def _check_writable(self) -> None:
+        """`StoreError` where the store may not be written (closed; the embedded store opened
+        read-only)."""
+        self._check_open()
+
+    # -- shared internals ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self._where} is closed")
+
+    def _manifest(self, name: str) -> dict[str, Any]:
+        """The collection's record (see `_read_manifest`), cached."""
+        self._check_open()
+        check_name(name)
+        if name not in self._manifests:
+            self._manifests[name] = self._read_manifest(name)
+        return self._manifests[name]
+
+    def _not_found(self, name: str) -> CollectionNotFoundError:
+        self._manifests.pop(name, None)
+        try:
+            names = ", ".join(self.list_collections()) or "none"
+        except StoreError:
+            names = "unknown"
+        return CollectionNotFoundError(f"no collection named '{name}' (collections: {names})")
+
+    def _batches(self, rows: list[Row]) -> Iterator[list[Row]]:
+        for start in range(0, len(rows), self.batch_size):
+            yield rows[start : start + self.batch_size]
+
     # -- collections ---------------------------------------------------------------------------
 
-    @abstractmethod
     def create_collection(self, name: str, spec: CollectionSpec) -> None:
         """Create an empty collection; `StoreError` if one of that name exists."""
+        self._check_writable()
+        check_name(name)
+        check_dims(name, spec.dim, spec.token_dim)
+        if self.collection_exists(name):
+            raise StoreError(f"collection '{name}' already exists")
+        self._manifests.pop(name, None)
+        self._create(name, spec)
 
-    @abstractmethod
     def collection_exists(self, name: str) -> bool:
         """Whether a collection of that name exists."""
+        self._check_open()
+        check_name(name)
+        return self._exists(name)
 
     @abstractmethod
     def list_collections(self) -> list[str]:
         """Names of all collections, sorted."""
 
-    @abstractmethod
     def delete_collection(self, name: str) -> None:
         """Delete a collection and all its points."""
+        self._check_writable()
+        check_name(name)
+        self._manifests.pop(name, None)
+        if not self._exists(name):
+            raise self._not_found(name)
+        self._drop(name)
+        self._manifests.pop(name, None)
 
-    @abstractmethod
     def collection_info(self, name: str) -> CollectionInfo:
         """Point count, dims, model record and index state of a collection."""
+        manifest = self._manifest(name)
+        engine = self._engine_info(name)
+        return CollectionInfo(
+            name=name,
+            backend=self.backend,
+            points=engine.points,
+            dim=int(manifest["dim"]),
+            token_dim=int(manifest["token_dim"]),
+            model=dict(manifest["model"]),
+            indexed_vectors=engine.indexed_vectors,
+            index_state=self._index_state(engine.points, engine.indexed_vectors),
+            segments=engine.segments,
+            status=engine.status,
+            index=IndexSettings.from_dict(manifest.get("index")),
+        )
 
-    @abstractmethod
     def get_model_record(self, name: str) -> dict[str, Any]:
-        """The model record given at `create_collection`."""
-
-    def check_model(self, name: str, model: dict[str, Any]) -> None:
-        """Raise `ModelMismatchError` unless ``model`` is the model recorded with the collection.
-
-        Call before writing or querying with an encoder, so that another model's vectors never
-        mix in silently.
-        """
-        stored = self.get_model_record(name)
-        why = model_record_mismatch(stored, model)
-        if why is not None:
-            raise ModelMismatchError(
-                f"collection '{name}' was filled by another model ({why}); "
-                "use the model it was built with, or a new collection"
-            )
-
-    # -- points --------------------------------------------------------------------------------
-
-    @abstractmethod
-    def upsert(self, name: str, points: Sequence[PhotoPoint]) -> None:
-        """Insert or replace points by id, in batches. Returns once the engine acknowledged them."""
-
-    @abstractmethod
-    def retrieve(self, name: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Payloads of the points with these ids, in the order asked; missing ids are omitted."""
-
-    @abstractmethod
-    def scroll_payloads(
-        self, name: str, fields: list[str] | None = None
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every point as ``(id, payload)``, in pages; ``fields`` limits the payload keys."""
-
-    @abstractmethod
-    def delete_points(self, name: str, ids: Sequence[str]) -> None:
-        """Delete points by id; unknown ids are ignored."""
-
-    @abstractmethod
-    def count(self, name: str) -> int:
-        """Exact number of points."""
-
-    def count_with_key(self, name: str, key: str) -> int:
-        """Exact number of points whose payload holds ``key`` with a value that is not null or
-        an empty list (Qdrant's ``is_empty`` negated). This default scans the payloads; the
-        backends ask the engine."""
-        held = 0
-        for _, payload in self.scroll_payloads(name, [key]):
-            value: Any = payload
-            for part in key.split("."):  # a dotted key is a path into nested objects
-                value = value.get(part) if isinstance(value, dict) else None
-            held += value not in (None, [])
-        return held
-
-    @abstractmethod
-    def read_points(self, name: str, ids: Sequence[str]) -> list[StoredPoint]:
-        """The points with these ids, vectors included; missing ids are omitted. An engine that
-        cannot read a point's vectors raises `StoreError` (see ``dmwan collections check``)."""
-
-    def update_payload(self, name: str, point_id: str, fields: dict[str, Any]) -> None:
-        """Set ``fields`` in the payload of one point (other fields kept); unknown ids ignored.
-
-        Written as read-and-upsert, so every backend gets the same one-point atomicity.
-        """
-        for p in self.read_points(name, [point_id]):
-            self.upsert(name, [PhotoPoint(p.id, p.vector, p.tokens, {**p.payload, **fields})])
+        """The model record given at `create_collection` (compare it with
+        `dmwan_qdrant.encoder.check_same_record` before writing or querying with an encoder)."""
+        return dict(self._manifest(name)["model"])
 
     def ingest_record(self, name: str) -> dict[str, Any] | None:
         """What the last finished ingest left in the collection (points, roots, options), where
         the backend keeps such a record (the embedded store), else None."""
-        self.get_model_record(name)
+        self._manifest(name)
         return None
 
     def set_ingest_record(self, name: str, record: dict[str, Any]) -> None:  # noqa: B027
@@ -383,6 +243,77 @@ class Store(ABC):
         """Collections that cannot be opened, with one line each on what is wrong and how to
         recover (the embedded store: a folder that lost its manifest). Empty elsewhere."""
         return {}
+
+    # -- points --------------------------------------------------------------------------------
+
+    def upsert(self, name: str, points: Sequence[PhotoPoint]) -> None:
+        """Insert or replace points by id, in batches. Returns once the engine acknowledged them."""
+        self._check_writable()
+        manifest = self._manifest(name)
+        rows = check_points(name, points, manifest["dim"], manifest["token_dim"])
+        for batch in self._batches(rows):
+            self._write(name, batch)
+
+    def retrieve(self, name: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Payloads of the points with these ids, in the order asked; missing ids are omitted."""
+        wanted = canonical_ids(ids)
+        self._manifest(name)
+        if not wanted:
+            return []
+        found = {str(r.id): dict(r.payload or {}) for r in self._fetch(name, wanted, False)}
+        return [found[i] for i in wanted if i in found]
+
+    def read_points(self, name: str, ids: Sequence[str]) -> list[StoredPoint]:
+        """The points with these ids, vectors included; missing ids are omitted. An engine that
+        cannot read a point's vectors raises `StoreError` (see ``dmwan collections check``)."""
+        wanted = canonical_ids(ids)
+        self._manifest(name)
+        if not wanted:
+            return []
+        return stored_points(self._fetch(name, wanted, True), wanted)
+
+    def scroll_payloads(
+        self, name: str, fields: list[str] | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point as ``(id, payload)``, in pages; ``fields`` limits the payload keys."""
+        self._check_open()
+        check_name(name)
+        with_payload: bool | list[str] = True if fields is None else (list(fields) or False)
+        offset = None
+        while True:
+            records, offset = self._scroll(name, offset, with_payload)
+            for r in records:
+                yield str(r.id), dict(r.payload or {})
+            if offset is None:
+                return
+
+    def delete_points(self, name: str, ids: Sequence[str]) -> None:
+        """Delete points by id; unknown ids are ignored."""
+        self._check_writable()
+        check_name(name)
+        self._delete(name, canonical_ids(ids))
+
+    def count(self, name: str) -> int:
+        """Exact number of points."""
+        self._check_open()
+        check_name(name)
+        return self._count(name, None)
+
+    def count_with_key(self, name: str, key: str) -> int:
+        """Exact number of points whose payload holds ``key`` with a value that is not null or
+        an empty list (Qdrant's ``is_empty`` negated); a dotted key is a path into nested
+        objects."""
+        self._check_open()
+        check_name(name)
+        return self._count(name, key)
+
+    def update_payload(self, name: str, point_id: str, fields: dict[str, Any]) -> None:
+        """Set ``fields`` in the payload of one point (other fields kept); unknown ids ignored.
+
+        Written as read-and-upsert, so every backend gets the same one-point atomicity.
+        """
+        for p in self.read_points(name, [point_id]):
+            self.upsert(name, [PhotoPoint(p.id, p.vector, p.tokens, {**p.payload, **fields})])
 
     # -- search --------------------------------------------------------------------------------
 
@@ -416,7 +347,6 @@ class Store(ABC):
         toks = None if rerank_tokens is None else [rerank_tokens]
         return self.search_batch(name, [vector], k, filter, toks, prefetch, hnsw_ef)[0]
 
-    @abstractmethod
     def search_batch(
         self,
         name: str,
@@ -429,6 +359,16 @@ class Store(ABC):
     ) -> list[list[Hit]]:
         """`search` for several queries in one engine call; ``rerank_tokens[i]`` goes with
         ``vectors[i]``. Equal to looping `search`."""
+        manifest = self._manifest(name)
+        index = IndexSettings.from_dict(manifest.get("index"))
+        k, prefetch, ef = check_search(k, prefetch, hnsw_ef, index.hnsw_ef)
+        q, toks = check_queries(name, vectors, rerank_tokens, manifest["dim"], manifest["token_dim"])
+        plan = SearchPlan(k, prefetch, ef, index.rescore, tuple(check_filter(filter)))
+        queries = [(q[i], None if toks is None else toks[i]) for i in range(len(q))]
+        return [
+            [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in res]
+            for res in self._query(name, queries, plan)
+        ]
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -439,12 +379,18 @@ class Store(ABC):
     def flush(self) -> None:  # noqa: B027 - optional: only the embedded store needs it
         """Persist everything acknowledged so far (a no-op where writes are already durable)."""
 
-    @abstractmethod
     def close(self) -> None:
         """Release the store (files, locks, connections). Idempotent."""
+        if self._closed:
+            return
+        try:
+            self._release()
+        finally:
+            self._closed = True
 
     def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+

@@ -2,13 +2,13 @@
 
 The model record and the `IndexSettings` live in the collection's own ``metadata`` (Qdrant >=
 1.16; qdrant-client 1.20 sends it on create and reads it back in ``get_collection``, and its local
-mode keeps it too), under the key ``dmwan_qdrant``. So it is created and deleted with the collection, is never a point, and
-cannot show up in searches, scrolls or counts.
+mode keeps it too), under the key ``dmwan_qdrant``. So it is created and deleted with the
+collection, is never a point, and cannot show up in searches, scrolls or counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -18,34 +18,12 @@ from qdrant_client import models as qm
 from qdrant_client.common.client_exceptions import QdrantException
 from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
-from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError
-from dmwan_qdrant.store.base import (
-    GLOBAL,
-    INDEXED_FIELDS,
-    TOKENS,
-    CollectionInfo,
-    CollectionSpec,
-    Hit,
-    PhotoPoint,
-    Store,
-    StoredPoint,
-    stored_points,
-    canonical_ids,
-    check_name,
-    check_points,
-    check_queries,
-    check_search,
-    index_state,
-)
-from dmwan_qdrant.store.index import INT8_QUANTILE, IndexSettings
-from dmwan_qdrant.store.filters import (
-    Condition,
-    Match,
-    MatchAny,
-    Prefix,
-    Range,
-    check_filter,
-)
+from dmwan_qdrant.errors import DmwanError, StoreError
+from dmwan_qdrant.store.base import SearchPlan, Store
+from dmwan_qdrant.store.checks import Row
+from dmwan_qdrant.store.filters import engine_filter
+from dmwan_qdrant.store.index import INT8_QUANTILE
+from dmwan_qdrant.store.records import GLOBAL, INDEXED_FIELDS, TOKENS, CollectionSpec, EngineInfo
 from dmwan_qdrant.store.retry import RetryPolicy, call_with_retries, server_message
 
 T = TypeVar("T")
@@ -106,21 +84,17 @@ class ClientStore(Store):
         payload_indexes: bool = True,
         batch_size: int = 256,
     ) -> None:
+        super().__init__(where, batch_size)
         self._client = client
-        self._where = where
         self._policy = policy or RetryPolicy(retries=0)
         self._timeout = timeout
         self._payload_indexes = payload_indexes
-        self.batch_size = max(1, int(batch_size))
-        self._meta: dict[str, dict[str, Any]] = {}
-        self._closed = False
 
     # -- internals -----------------------------------------------------------------------------
 
     def _call(self, name: str | None, what: str, fn: Callable[[], T]) -> T:
         """Run one client call with retries, translating every engine error."""
-        if self._closed:
-            raise StoreError(f"store {self._where} is closed")
+        self._check_open()
         try:
             return call_with_retries(fn, self._policy, self._where, self._timeout)
         except DmwanError:
@@ -142,37 +116,25 @@ class ClientStore(Store):
         except (ApiException, QdrantException) as e:
             raise StoreError(f"Qdrant at {self._where} failed {what}: {e}") from None
 
-    def _not_found(self, name: str) -> CollectionNotFoundError:
-        self._meta.pop(name, None)
-        try:
-            names = ", ".join(self.list_collections()) or "none"
-        except StoreError:
-            names = "unknown"
-        return CollectionNotFoundError(f"no collection named '{name}' (collections: {names})")
-
     def _info(self, name: str) -> qm.CollectionInfo:
-        check_name(name)
         return self._call(name, "reading the collection", lambda: self._client.get_collection(name))
 
-    def _record(self, name: str) -> dict[str, Any]:
-        """The collection's ``dmwan_qdrant`` metadata: dims and model, cached per store."""
-        if name not in self._meta:
-            info = self._info(name)
-            meta = (info.config.metadata or {}).get(META_KEY)
-            if not isinstance(meta, dict) or "model" not in meta:
-                raise StoreError(
-                    f"collection '{name}' has no model record: it was not created by dmwan-qdrant, "
-                    "or the server is older than Qdrant 1.16 (no collection metadata)"
-                )
-            self._meta[name] = meta
-        return self._meta[name]
+    # -- engine hooks --------------------------------------------------------------------------
 
-    # -- collections ---------------------------------------------------------------------------
+    def _read_manifest(self, name: str) -> dict[str, Any]:
+        """The collection's ``dmwan_qdrant`` metadata: dims, model and index settings."""
+        meta = (self._info(name).config.metadata or {}).get(META_KEY)
+        if not isinstance(meta, dict) or "model" not in meta:
+            raise StoreError(
+                f"collection '{name}' has no model record: it was not created by dmwan-qdrant, "
+                "or the server is older than Qdrant 1.16 (no collection metadata)"
+            )
+        return meta
 
-    def create_collection(self, name: str, spec: CollectionSpec) -> None:
-        check_name(name)
-        if spec.dim < 1 or spec.token_dim < 1:
-            raise StoreError(f"invalid dims {spec.dim}/{spec.token_dim} for collection '{name}'")
+    def _exists(self, name: str) -> bool:
+        return bool(self._call(None, "checking a collection", lambda: self._client.collection_exists(name)))
+
+    def _create(self, name: str, spec: CollectionSpec) -> None:
         meta = {
             "format": META_FORMAT,
             "dim": int(spec.dim),
@@ -180,8 +142,6 @@ class ClientStore(Store):
             "model": spec.model,
             "index": spec.index.to_dict(),
         }
-        if self.collection_exists(name):
-            raise StoreError(f"collection '{name}' already exists")
         self._call(
             name,
             "creating the collection",
@@ -207,250 +167,103 @@ class ClientStore(Store):
                 )
         # A server older than 1.16 drops the metadata silently; a collection without its model
         # record would let any model write into it, so refuse now rather than later.
-        self._meta.pop(name, None)
         try:
-            self._record(name)
+            self._manifest(name)
         except StoreError:
-            self._call(
-                name, "removing the collection", lambda: self._client.delete_collection(name)
-            )
+            self._call(name, "removing the collection", lambda: self._client.delete_collection(name))
             raise StoreError(
                 f"Qdrant at {self._where} did not keep the collection metadata; "
                 "dmwan-qdrant needs Qdrant >= 1.16"
             ) from None
 
-    def collection_exists(self, name: str) -> bool:
-        check_name(name)
-        return bool(
-            self._call(None, "checking a collection", lambda: self._client.collection_exists(name))
+    def _drop(self, name: str) -> None:
+        self._call(name, "deleting the collection", lambda: self._client.delete_collection(name))
+
+    def _engine_info(self, name: str) -> EngineInfo:
+        info = self._info(name)
+        return EngineInfo(
+            points=int(info.points_count or 0),
+            indexed_vectors=int(info.indexed_vectors_count or 0),
+            segments=None if self.backend == "memory" else int(info.segments_count or 0),
+            status=getattr(info.status, "value", str(info.status)),
         )
+
+    def _write(self, name: str, rows: list[Row]) -> None:
+        batch = [
+            qm.PointStruct(id=pid, vector={GLOBAL: vec.tolist(), TOKENS: tok.tolist()}, payload=payload)
+            for pid, vec, tok, payload in rows
+        ]
+        # wait=True: acknowledged means applied, so a search right after sees the points.
+        self._call(name, "upserting points", partial(self._client.upsert, name, batch, wait=True))
+
+    def _fetch(self, name: str, ids: list[str], vectors: bool) -> list[Any]:
+        return self._call(
+            name,
+            "reading vectors" if vectors else "retrieving points",
+            lambda: self._client.retrieve(
+                name, cast(list[qm.ExtendedPointId], ids), with_payload=True, with_vectors=vectors
+            ),
+        )
+
+    def _scroll(self, name: str, offset: Any, with_payload: bool | list[str]) -> tuple[list[Any], Any]:
+        return self._call(
+            name,
+            "scrolling points",
+            partial(
+                self._client.scroll, name, limit=_PAGE, offset=offset, with_payload=with_payload, with_vectors=False
+            ),
+        )
+
+    def _delete(self, name: str, ids: list[str]) -> None:
+        selector = qm.PointIdsList(points=cast(list[qm.ExtendedPointId], ids))
+        self._call(name, "deleting points", lambda: self._client.delete(name, selector, wait=True))
+
+    def _count(self, name: str, key: str | None) -> int:
+        flt = None if key is None else qm.Filter(must_not=[qm.IsEmptyCondition(is_empty=qm.PayloadField(key=key))])
+        return int(
+            self._call(name, "counting points", lambda: self._client.count(name, count_filter=flt, exact=True)).count
+        )
+
+    def _query(self, name: str, queries: list[tuple[np.ndarray, np.ndarray | None]], plan: SearchPlan) -> list[list[Any]]:
+        flt = engine_filter(plan.conditions, qm, qm.Range)
+        params = rescore = None
+        if not self.brute_force:  # the same parameters as the embedded store's (edge._query)
+            params = qm.SearchParams(hnsw_ef=plan.ef)
+            quant = qm.QuantizationSearchParams(rescore=plan.rescore, oversampling=plan.oversampling)
+            rescore = qm.SearchParams(quantization=quant)
+        reqs = []
+        for vec, tok in queries:
+            if tok is None:
+                reqs.append(qm.QueryRequest(
+                    query=vec.tolist(), using=GLOBAL, filter=flt, params=params, limit=plan.k, with_payload=True
+                ))
+                continue
+            pre = qm.Prefetch(query=vec.tolist(), using=GLOBAL, filter=flt, params=params, limit=plan.prefetch)
+            reqs.append(qm.QueryRequest(
+                prefetch=pre, query=tok.tolist(), using=TOKENS, filter=flt, params=rescore, limit=plan.k,
+                with_payload=True,
+            ))
+        if len(reqs) == 1:
+            r = reqs[0]
+            res = [self._call(name, "searching", lambda: self._client.query_points(
+                name, query=r.query, using=r.using, prefetch=r.prefetch, query_filter=r.filter,
+                search_params=r.params, limit=plan.k, with_payload=True,
+            ))]
+        else:
+            res = self._call(name, "searching", lambda: self._client.query_batch_points(name, reqs))
+        return [r.points for r in res]
+
+    def _release(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # closing a dead connection must not mask the caller's error
+            pass
+
+    # -- collections and maintenance -----------------------------------------------------------
 
     def list_collections(self) -> list[str]:
         res = self._call(None, "listing collections", self._client.get_collections)
         return sorted(c.name for c in res.collections)
 
-    def delete_collection(self, name: str) -> None:
-        check_name(name)
-        self._meta.pop(name, None)
-        if not self.collection_exists(name):  # the local mode's delete ignores missing names
-            raise self._not_found(name)
-        self._call(name, "deleting the collection", lambda: self._client.delete_collection(name))
-
-    def collection_info(self, name: str) -> CollectionInfo:
-        meta = self._record(name)
-        info = self._info(name)
-        points = int(info.points_count or 0)
-        indexed = int(info.indexed_vectors_count or 0)
-        return CollectionInfo(
-            name=name,
-            backend=self.backend,
-            points=points,
-            dim=int(meta["dim"]),
-            token_dim=int(meta["token_dim"]),
-            model=dict(meta["model"]),
-            indexed_vectors=indexed,
-            index_state=self._index_state(points, indexed),
-            segments=None if self.backend == "memory" else int(info.segments_count or 0),
-            status=getattr(info.status, "value", str(info.status)),
-            index=IndexSettings.from_dict(meta.get("index")),
-        )
-
-    def _index_state(self, points: int, indexed: int) -> str:
-        return index_state(points, indexed)
-
-    def get_model_record(self, name: str) -> dict[str, Any]:
-        check_name(name)
-        return dict(self._record(name)["model"])
-
-    # -- points --------------------------------------------------------------------------------
-
-    def upsert(self, name: str, points: Sequence[PhotoPoint]) -> None:
-        meta = self._record(name)
-        rows = check_points(name, points, meta["dim"], meta["token_dim"])
-        for start in range(0, len(rows), self.batch_size):
-            batch = [
-                qm.PointStruct(
-                    id=pid, vector={GLOBAL: vec.tolist(), TOKENS: tok.tolist()}, payload=payload
-                )
-                for pid, vec, tok, payload in rows[start : start + self.batch_size]
-            ]
-            # wait=True: acknowledged means applied, so a search right after sees the points.
-            self._call(
-                name, "upserting points", partial(self._client.upsert, name, batch, wait=True)
-            )
-
-    def retrieve(self, name: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        check_name(name)
-        wanted = canonical_ids(ids)
-        records = self._call(
-            name,
-            "retrieving points",
-            lambda: self._client.retrieve(
-                name, cast(list[qm.ExtendedPointId], wanted), with_payload=True, with_vectors=False
-            ),
-        )
-        found = {str(r.id): dict(r.payload or {}) for r in records}
-        return [found[i] for i in wanted if i in found]
-
-    def read_points(self, name: str, ids: Sequence[str]) -> list[StoredPoint]:
-        check_name(name)
-        wanted = canonical_ids(ids)
-        if not wanted:
-            self._record(name)
-            return []
-        records = self._call(
-            name,
-            "reading vectors",
-            lambda: self._client.retrieve(
-                name, cast(list[qm.ExtendedPointId], wanted), with_payload=True, with_vectors=True
-            ),
-        )
-        return stored_points(records, wanted)
-
-    def scroll_payloads(
-        self, name: str, fields: list[str] | None = None
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        check_name(name)
-        with_payload: bool | list[str] = True if fields is None else (list(fields) or False)
-        offset = None
-        while True:
-            records, offset = self._call(
-                name,
-                "scrolling points",
-                partial(
-                    self._client.scroll,
-                    name,
-                    limit=_PAGE,
-                    offset=offset,
-                    with_payload=with_payload,
-                    with_vectors=False,
-                ),
-            )
-            for r in records:
-                yield str(r.id), dict(r.payload or {})
-            if offset is None:
-                return
-
-    def delete_points(self, name: str, ids: Sequence[str]) -> None:
-        check_name(name)
-        wanted = canonical_ids(ids)
-        selector = qm.PointIdsList(points=cast(list[qm.ExtendedPointId], wanted))
-        self._call(name, "deleting points", lambda: self._client.delete(name, selector, wait=True))
-
-    def count(self, name: str) -> int:
-        check_name(name)
-        return int(
-            self._call(name, "counting points", lambda: self._client.count(name, exact=True)).count
-        )
-
-    def count_with_key(self, name: str, key: str) -> int:
-        check_name(name)
-        flt = qm.Filter(must_not=[qm.IsEmptyCondition(is_empty=qm.PayloadField(key=key))])
-        return int(
-            self._call(
-                name,
-                "counting points",
-                lambda: self._client.count(name, count_filter=flt, exact=True),
-            ).count
-        )
-
-    # -- search --------------------------------------------------------------------------------
-
-    def search_batch(
-        self,
-        name: str,
-        vectors: np.ndarray | Sequence[np.ndarray],
-        k: int,
-        filter: Mapping[str, Any] | None = None,
-        rerank_tokens: Sequence[np.ndarray] | None = None,
-        prefetch: int = 100,
-        hnsw_ef: int | None = None,
-    ) -> list[list[Hit]]:
-        meta = self._record(name)
-        index = IndexSettings.from_dict(meta.get("index"))
-        k, prefetch, ef = check_search(k, prefetch, hnsw_ef, index.hnsw_ef)
-        q, toks = check_queries(name, vectors, rerank_tokens, meta["dim"], meta["token_dim"])
-        conds = check_filter(filter)
-        flt = qm.Filter(must=[_condition(c) for c in conds]) if conds else None
-        params = rescore = None
-        if not self.brute_force:  # as the embedded store: see EdgeStore._request
-            params = qm.SearchParams(hnsw_ef=ef)
-            quant = qm.QuantizationSearchParams(rescore=index.rescore, oversampling=prefetch / k)
-            rescore = qm.SearchParams(quantization=quant)
-        reqs = []
-        for i, vec in enumerate(q):
-            if toks is None:
-                reqs.append(
-                    qm.QueryRequest(
-                        query=vec.tolist(),
-                        using=GLOBAL,
-                        filter=flt,
-                        params=params,
-                        limit=k,
-                        with_payload=True,
-                    )
-                )
-            else:
-                pre = qm.Prefetch(
-                    query=vec.tolist(), using=GLOBAL, filter=flt, params=params, limit=prefetch
-                )
-                reqs.append(
-                    qm.QueryRequest(
-                        prefetch=pre,
-                        query=toks[i].tolist(),
-                        using=TOKENS,
-                        filter=flt,
-                        params=rescore,
-                        limit=k,
-                        with_payload=True,
-                    )
-                )
-        if len(reqs) == 1:
-            r = reqs[0]
-            res = [
-                self._call(
-                    name,
-                    "searching",
-                    lambda: self._client.query_points(
-                        name,
-                        query=r.query,
-                        using=r.using,
-                        prefetch=r.prefetch,
-                        query_filter=r.filter,
-                        search_params=r.params,
-                        limit=k,
-                        with_payload=True,
-                    ),
-                )
-            ]
-        else:
-            res = self._call(name, "searching", lambda: self._client.query_batch_points(name, reqs))
-        return [
-            [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in res
-        ]
-
-    # -- maintenance ---------------------------------------------------------------------------
-
     def optimize(self, name: str) -> None:
-        self._record(name)  # raises for a missing collection, like every backend
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            try:
-                self._client.close()
-            except Exception:  # closing a dead connection must not mask the caller's error
-                pass
-
-
-def _condition(c: Condition) -> qm.FieldCondition:
-    """A checked filter condition (`dmwan_qdrant.store.filters`) as qdrant-client's."""
-    if isinstance(c, Match):
-        return qm.FieldCondition(key=c.key, match=qm.MatchValue(value=c.value))
-    if isinstance(c, MatchAny):
-        return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=list(c.values)))
-    if isinstance(c, Range):
-        return qm.FieldCondition(key=c.key, range=qm.Range(gte=c.gte, gt=c.gt, lte=c.lte, lt=c.lt))
-    if isinstance(c, Prefix):
-        return qm.FieldCondition(key=c.key, match=qm.MatchPrefix(prefix=c.prefix))
-    raise TypeError(f"not a filter condition: {c!r}")
+        self._manifest(name)  # raises for a missing collection, like every backend

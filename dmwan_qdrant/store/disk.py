@@ -1,4 +1,4 @@
-"""The disk under an embedded store: free space, writability, and sparse copies.
+"""The disk under an embedded store: free space, writability, atomic writes and sparse copies.
 
 qdrant-edge keeps its vectors, payloads and write-ahead log in memory-mapped files that it
 creates at full length but sparse (32 MiB each, mostly holes). Writing into a hole needs a free
@@ -96,6 +96,16 @@ def space_needed(data_bytes: int) -> int:
 def is_disk_full_message(msg: str) -> bool:
     """Whether an engine error message says the disk is full."""
     return "No space left" in msg or "os error 28" in msg or "Disk quota exceeded" in msg
+
+
+def write_atomic(file: Path, text: str) -> None:
+    """Write ``text`` to ``file`` so that readers see the old or the new content, never half."""
+    tmp = file.with_name(file.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, file)
 
 
 def sparse_copytree(src: Path, dst: Path) -> None:

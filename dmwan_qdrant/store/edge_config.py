@@ -1,13 +1,10 @@
-"""The shard configuration of an embedded collection, and atomic small-file writes."""
+"""The shard configuration of an embedded collection."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import qdrant_edge as qe
 
-from dmwan_qdrant.store.base import GLOBAL, TOKENS
+from dmwan_qdrant.store.records import GLOBAL, TOKENS
 from dmwan_qdrant.store.index import INT8_QUANTILE, IndexSettings
 
 FULL_SCAN_KB = 10_000
@@ -56,12 +53,3 @@ def _token_storage(tokens: str) -> dict[str, object]:
         ),
     }
 
-
-def write_atomic(file: Path, text: str) -> None:
-    """Write ``text`` to ``file`` so that readers see the old or the new content, never half."""
-    tmp = file.with_name(file.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, file)

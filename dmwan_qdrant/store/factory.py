@@ -1,14 +1,18 @@
-"""`open_store`: pick the backend from arguments and the environment."""
+"""`open_store`: pick the backend from arguments and the environment; `create_collection` for a
+model."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.store.base import Store
+from dmwan_qdrant.store.index import IndexSettings
+from dmwan_qdrant.store.records import CollectionSpec
 
 ENV_URL = "QDRANT_URL"
 ENV_API_KEY = "QDRANT_API_KEY"
@@ -76,3 +80,12 @@ def store_choice(url: str | None = None, path: str | Path | None = None) -> tupl
     if os.environ.get(ENV_STORE):
         return "embedded", str(default_store_path().resolve()), f"${ENV_STORE}"
     return "embedded", str(default_store_path().resolve()), f"the default (set ${ENV_STORE} or --store to change it)"
+
+
+def create_collection(
+    store: Store, name: str, model: dict[str, Any], index: IndexSettings | None = None
+) -> None:
+    """Create collection ``name`` for the model whose record is ``model`` (`model_record` of a
+    bundle: its ``dim`` and ``token_dim`` size the vectors), with ``index`` (None: defaults)."""
+    spec = CollectionSpec(int(model["dim"]), int(model["token_dim"]), model, index or IndexSettings())
+    store.create_collection(name, spec)

@@ -15,15 +15,15 @@ Floats are refused as exact values (Qdrant's ``match`` would silently match noth
 they are fine. Booleans are refused everywhere: qdrant-edge 0.9 turns ``MatchValue(True)`` into
 the integer 1 (matching ``n == 1``, never a boolean payload), so no backend could answer alike.
 Keys may be dotted paths into nested payloads (``exif.camera``).
-`check_filter` turns a filter into `Condition`s, which each backend translates with one function
-(``edge._condition``, ``client._condition``). The CLI syntax that builds this structure is
+`check_filter` turns a filter into `Condition`s, which `engine_filter` translates for either
+engine. The CLI syntax that builds this structure is
 `dmwan_qdrant.search.parse_filters`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,3 +140,27 @@ def check_filter(filter: Mapping[str, Any] | None) -> list[Condition]:
     if not isinstance(filter, Mapping):
         raise UsageError(f"a filter is an object {{key: condition}}, got {filter!r}")
     return [check_condition(key, value) for key, value in filter.items()]
+
+
+def engine_filter(conditions: Sequence[Condition], models: Any, range_type: Any) -> Any:
+    """Checked conditions as an engine's ``Filter`` (None for none).
+
+    ``models`` is the engine's model module, ``qdrant_edge`` or ``qdrant_client.models``: both
+    name the classes alike and take the same keywords, except the float range, ``range_type``
+    (``qdrant_edge.RangeFloat``, ``qdrant_client.models.Range``).
+    """
+    if not conditions:
+        return None
+    return models.Filter(must=[_field_condition(c, models, range_type) for c in conditions])
+
+
+def _field_condition(c: Condition, models: Any, range_type: Any) -> Any:
+    if isinstance(c, Match):
+        return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
+    if isinstance(c, MatchAny):
+        return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))
+    if isinstance(c, Range):
+        return models.FieldCondition(key=c.key, range=range_type(gte=c.gte, gt=c.gt, lte=c.lte, lt=c.lt))
+    if isinstance(c, Prefix):
+        return models.FieldCondition(key=c.key, match=models.MatchPrefix(prefix=c.prefix))
+    raise TypeError(f"not a filter condition: {c!r}")

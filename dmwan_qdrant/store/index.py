@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dmwan_qdrant.errors import UsageError
-
-if TYPE_CHECKING:
-    from dmwan_qdrant.store.base import Store
 
 TOKEN_STORAGE = ("int8", "float16", "float32")
 """Ways to store the token multivector (see the module docstring)."""
@@ -97,13 +94,3 @@ LEGACY = IndexSettings(hnsw_m=16, ef_construct=100, tokens="float32")
 """What collections made before settings were recorded hold: float32 tokens, m=16 and
 ef_construct=100. They are searched with the current default ``hnsw_ef`` (a query-time choice)."""
 
-
-def create_collection(
-    store: Store, name: str, model: dict[str, Any], index: IndexSettings | None = None
-) -> None:
-    """Create collection ``name`` for the model whose record is ``model`` (`model_record` of a
-    bundle: its ``dim`` and ``token_dim`` size the vectors), with ``index`` (None: defaults)."""
-    from dmwan_qdrant.store.base import CollectionSpec
-
-    spec = CollectionSpec(int(model["dim"]), int(model["token_dim"]), model, index or IndexSettings())
-    store.create_collection(name, spec)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from dmwan_qdrant.errors import CollectionNotFoundError, StoreDamagedError, StoreError
-from dmwan_qdrant.store.base import GLOBAL, TOKENS
-from dmwan_qdrant.store.edge_config import write_atomic
+from dmwan_qdrant.store.disk import write_atomic
 from dmwan_qdrant.store.index import IndexSettings
+from dmwan_qdrant.store.records import GLOBAL, TOKENS
 
 MANIFEST = "collection.json"
 SHARD_DIR = "shard"

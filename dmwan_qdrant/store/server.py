@@ -78,7 +78,7 @@ class ServerStore(ClientStore):
         (status ``grey``). The server indexes in the background; the collection stays
         searchable meanwhile.
         """
-        self._record(name)
+        self._manifest(name)
         self._call(
             name,
             "starting the optimizers",
