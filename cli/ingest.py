@@ -101,7 +101,7 @@ def ingest_command(
     if ray and workers is not None:
         raise UsageError("--decode-workers does not apply with --ray: decoding runs in Ray tasks")
     if export is not None:  # before the store and the model: a typo must fail at once
-        from dmwan_qdrant.export import export_format
+        from dmwan_qdrant.ingest.export import export_format
 
         export_format(export)
     for p in paths:  # before the store's lock (or a server's): a wrong path is the first thing to say
