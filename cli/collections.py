@@ -11,7 +11,7 @@ import typer
 
 from dmwan_qdrant.errors import CollectionNotFoundError, StoreServedError, UsageError
 
-from .app import app
+from .root import app
 from .options import api_key_option, open_cli_store, store_option, url_option
 
 collections_app = typer.Typer(

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from .app import app
+from .root import app
 
 COLLECTION = "demo-unseen"
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import app
+from .root import app
 from .options import device_option
 
 

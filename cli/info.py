@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from .app import app, versions
+from .root import app, versions
 from .options import store_option, url_option
 
 

@@ -12,7 +12,7 @@ import typer
 
 from dmwan_qdrant.errors import StoreServedError, UsageError
 
-from .app import app
+from .root import app
 from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
                       warn_if_toy)
 

@@ -10,7 +10,7 @@ import typer
 
 from dmwan_qdrant.errors import StoreServedError, UsageError
 
-from .app import app, skip_teardown
+from .root import app, skip_teardown
 from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
                       warn_if_toy)
 

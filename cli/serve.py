@@ -13,7 +13,7 @@ import typer
 
 from dmwan_qdrant.errors import UsageError
 
-from .app import app
+from .root import app
 from .options import device_option, open_cli_store, runtime_option, store_option, url_option, warn_if_toy
 
 ENV_API_KEY = "DMWAN_API_KEY"
