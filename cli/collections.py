@@ -10,9 +10,10 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import CollectionNotFoundError, StoreServedError, UsageError
+from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 
-from .root import app
 from .options import api_key_option, open_cli_store, store_option, url_option
+from .root import app
 
 collections_app = typer.Typer(
     name="collections",
@@ -101,12 +102,33 @@ _TOKEN_WORDS = {
     "float16": "float16",
     "float32": "float32",
 }
-# `IndexSettings`' defaults and `TOKEN_STORAGE`, written out: importing them would load the store
-# package, and numpy with it, for every `dmwan --help`. tests/test_cli_imports.py holds them equal.
-INDEX_DEFAULTS: dict[str, Any] = {
-    "hnsw_m": 16, "ef_construct": 100, "hnsw_ef": 128, "tokens": "int8", "rescore": True,
-}
-TOKEN_CHOICES = tuple(_TOKEN_WORDS)
+
+
+def _index_defaults() -> tuple[dict[str, Any], tuple[str, ...]]:
+    """`IndexSettings`' defaults and `TOKEN_STORAGE`, for the options of `create`.
+
+    Read from the module that defines them, run on its own: imported as
+    `dmwan_qdrant.store.index`, it would run the store package's ``__init__``, which loads numpy,
+    and every `dmwan --help` with it (tests/test_cli_imports.py). The module imports nothing of
+    the store."""
+    import importlib.util
+    from dataclasses import asdict
+
+    import dmwan_qdrant
+
+    source = Path(dmwan_qdrant.__file__).parent / "store" / "index.py"
+    spec = importlib.util.spec_from_file_location("dmwan_qdrant.cli._index_settings", source)
+    assert spec is not None and spec.loader is not None, source
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # the dataclass looks its module up while it is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return asdict(module.IndexSettings()), tuple(module.TOKEN_STORAGE)
+
+
+INDEX_DEFAULTS, TOKEN_CHOICES = _index_defaults()
 
 
 @collections_app.command("create")
@@ -327,4 +349,4 @@ def _served_collections(served: StoreServedError) -> list[Any]:
     from dmwan_qdrant.server.client import collections_through_server
 
     typer.echo(f"note: the store is held by `dmwan serve` at {served.url}; showing the collections it serves", err=True)
-    return collections_through_server(served.url, os.environ.get("DMWAN_API_KEY") or None)
+    return collections_through_server(served.url, os.environ.get(ENV_DMWAN_API_KEY) or None)
