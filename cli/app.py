@@ -1,23 +1,27 @@
 """The `dmwan` command: thin commands over library functions.
 
-Every command module registers itself on the one Typer app here. Errors the library raises on
-purpose (``DmwanError``) become one line on stderr and the error's exit code, never a traceback;
-so do Ctrl-C (exit 130) and SIGTERM (exit 143), as `Interrupted`.
+This module assembles the program: every command module registers itself on the one Typer app
+of `dmwan_qdrant.cli.root` and is imported here (`_register_commands`), and `main` runs it.
+Errors the library raises on purpose (``DmwanError``) become one line on stderr and the error's
+exit code, never a traceback; so do Ctrl-C (exit 130) and SIGTERM (exit 143), as `Interrupted`.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
-import re
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
 try:
     import typer
 
-    from dmwan_qdrant import __version__, interrupts
+    from dmwan_qdrant import interrupts
     from dmwan_qdrant.errors import DmwanError, Interrupted
+
+    from .helptext import plain_help
+    from .root import app, teardown_skippable
 except KeyboardInterrupt:
     # Ctrl-C while the CLI itself loads, before `main` has installed its handlers.
     sys.stderr.write("error: interrupted by SIGINT\n")
@@ -28,125 +32,14 @@ STOP_DEADLINE_S = 2.0
 
 A clean stop takes well under a second; the deadline is for one lost in third-party code."""
 
-_teardown_skippable = False
-
-
-def skip_teardown() -> None:
-    """Say that the running command has closed everything it opened: when it ends well, the
-    program exits without the interpreter's teardown (see `_exit_fast`).
-
-    For commands a user waits on in a fresh process, such as `dmwan query`: with torch and a
-    model loaded, the teardown takes about a second on two cores (BENCHMARKS.md) and only frees
-    memory that the exit frees anyway. Not for a command whose threads or open files outlive it.
-    """
-    global _teardown_skippable
-    _teardown_skippable = True
-
-app = typer.Typer(
-    name="dmwan",
-    help="Search a photo collection with a drawing: DMWAN zero-shot sketch-based image retrieval on Qdrant.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"dmwan-qdrant {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                  help="print the version and exit"),
-) -> None:
-    """Search a photo collection with a drawing: DMWAN zero-shot sketch-based image retrieval on Qdrant."""
-
-
-DISTRIBUTIONS = ("torch", "open_clip_torch", "timm", "onnxruntime", "qdrant-client", "qdrant-edge-py", "ray", "fastapi",
-                 "uvicorn")
-
-
-def versions() -> dict[str, str | None]:
-    """The installed version of each library dmwan-qdrant runs on (None: not installed)."""
-    from dmwan_qdrant.versions import installed_versions
-
-    return installed_versions(DISTRIBUTIONS)
-
-
-@app.command()
-def version(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Print the versions of dmwan-qdrant and the libraries it runs on."""
-    if as_json:
-        import json
-
-        typer.echo(json.dumps({"dmwan-qdrant": __version__, "libraries": versions()}, indent=2))
-        return
-    typer.echo(f"dmwan-qdrant {__version__}")
-    for dist, v in versions().items():
-        typer.echo(f"  {dist} {v or '(not installed)'}")
+COMMAND_MODULES = ("collections", "configs", "demo", "evaluate", "info", "ingest", "model", "query", "serve", "train")
+"""The modules of `dmwan_qdrant.cli` that add commands to `app` when imported."""
 
 
 def _register_commands() -> None:
     # Each module adds its commands to `app`; imported here so `dmwan --help` lists them all.
-    from . import collections, configs, demo, evaluate, info, ingest, model, query, serve, train  # noqa: F401
-
-
-LIST_ITEM = re.compile(r"^(?:[-*] |\.\w+: )")
-"""A help line that starts a list item: a bullet, or a file suffix's entry (``.npy: ...``)."""
-
-
-def reflow(text: str) -> str:
-    """A docstring's paragraphs as one line each, so that the terminal wraps them, not the
-    source's line breaks (which left "fused global and local-token / score" on two lines). A line
-    that starts a list item (`LIST_ITEM`) keeps its own line."""
-    paragraphs = []
-    for block in text.strip().split("\n\n"):
-        lines = [line.strip() for line in block.splitlines() if line.strip()]
-        out: list[str] = []
-        for line in lines:
-            if out and not LIST_ITEM.match(line):
-                out[-1] += " " + line
-            else:
-                out.append(line)
-        paragraphs.append("\n".join(out))
-    return "\n\n".join(paragraphs)
-
-
-def plain_help(command: Any) -> Any:
-    """``command`` (a Click command tree) with help that names values as users write them.
-
-    Typer shows a Python type beside every option (``<bool>``, ``<str>``, ``<list[Path]>``); the
-    tools these users know show nothing after a flag and a word in capitals after an option that
-    takes a value (``--collection COLLECTION``). Metavars given by a command stay as they are.
-    """
-    from typer.core import TyperArgument, TyperOption
-
-    if command.help:
-        command.help = reflow(command.help)
-    for param in command.params:
-        if isinstance(param, TyperOption):
-            if param.is_flag or param.count:
-                param.metavar = ""
-            elif param.metavar is None:
-                longest = max(param.opts, key=len).lstrip("-")
-                param.metavar = longest.replace("-", "_").upper()
-        elif isinstance(param, TyperArgument):
-            param.display_type_rich = lambda ctx: None  # the argument's name says it
-    make_help_option = command.get_help_option
-
-    def get_help_option(ctx: Any) -> Any:  # made per context, after the params above
-        option = make_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
-    command.get_help_option = get_help_option
-    for sub in getattr(command, "commands", {}).values():
-        plain_help(sub)
-    return command
+    for name in COMMAND_MODULES:
+        importlib.import_module(f".{name}", __package__)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         interrupts.finishing()  # the run is over: a late Ctrl-C must not cut its report short
         error = _user_error(exc)
         if error is None:
-            if argv is None and _teardown_skippable and isinstance(exc, SystemExit) and exc.code in (0, None):
+            if argv is None and teardown_skippable() and isinstance(exc, SystemExit) and exc.code in (0, None):
                 _exit_fast(0)
             raise
         typer.echo(f"error: {error}", err=True)

@@ -10,9 +10,10 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import CollectionNotFoundError, StoreServedError, UsageError
+from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 
-from .app import app
 from .options import api_key_option, open_cli_store, store_option, url_option
+from .root import app
 
 collections_app = typer.Typer(
     name="collections",
@@ -101,12 +102,17 @@ _TOKEN_WORDS = {
     "float16": "float16",
     "float32": "float32",
 }
-# `IndexSettings`' defaults and `TOKEN_STORAGE`, written out: importing them would load the store
-# package, and numpy with it, for every `dmwan --help`. tests/test_cli_imports.py holds them equal.
-INDEX_DEFAULTS: dict[str, Any] = {
-    "hnsw_m": 16, "ef_construct": 100, "hnsw_ef": 128, "tokens": "int8", "rescore": True,
-}
-TOKEN_CHOICES = tuple(_TOKEN_WORDS)
+
+
+def _index_defaults() -> tuple[dict[str, Any], tuple[str, ...]]:
+    """`IndexSettings`' defaults and `TOKEN_STORAGE`, for the options of `create` (the module
+    loads nothing else of the store, so `--help` stays fast)."""
+    from dmwan_qdrant.store.index import TOKEN_STORAGE, IndexSettings
+
+    return IndexSettings().to_dict(), tuple(TOKEN_STORAGE)
+
+
+INDEX_DEFAULTS, TOKEN_CHOICES = _index_defaults()
 
 
 @collections_app.command("create")
@@ -327,4 +333,4 @@ def _served_collections(served: StoreServedError) -> list[Any]:
     from dmwan_qdrant.server.client import collections_through_server
 
     typer.echo(f"note: the store is held by `dmwan serve` at {served.url}; showing the collections it serves", err=True)
-    return collections_through_server(served.url, os.environ.get("DMWAN_API_KEY") or None)
+    return collections_through_server(served.url, os.environ.get(ENV_DMWAN_API_KEY) or None)

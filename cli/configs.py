@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from .app import app
+from .root import app
 
 
 @app.command("configs")

@@ -15,7 +15,9 @@ from typing import Optional
 
 import typer
 
-from .app import app
+from dmwan_qdrant.settings import DEFAULT_HOST, DEFAULT_PORT
+
+from .root import app
 
 COLLECTION = "demo-unseen"
 
@@ -109,7 +111,7 @@ def demo(
     say(f"   contact sheet: {sheet}")
     say(f"done in {time.perf_counter() - t0:.0f} s. Next:")
     say(f"   dmwan serve --collection {COLLECTION} --store {workdir / 'store'}   "
-               "then open http://127.0.0.1:8000/ and draw")
+               f"then open http://{DEFAULT_HOST}:{DEFAULT_PORT}/ and draw")
     say(f"   dmwan query {sketches[picks[0]]} --collection {COLLECTION} --store {workdir / 'store'}")
     # The demo's model knows only drawn shapes: real photos want one that has seen photos.
     say("   dmwan model create --preset efficientnet_lite0 -o effnet-lite0 && "

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from .app import app
 from .options import device_option
+from .root import app
 
 
 @app.command("eval")

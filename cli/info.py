@@ -11,8 +11,10 @@ from typing import Any, Optional
 
 import typer
 
-from .app import app, versions
+from dmwan_qdrant.settings import ENV_QDRANT_URL, ENV_STORE
+
 from .options import store_option, url_option
+from .root import app, versions
 
 
 @app.command("info")
@@ -56,5 +58,5 @@ def info_command(
     typer.echo(f"server   {'`dmwan serve` at ' + srv['url'] + ' (pid ' + str(srv['pid']) + ') holds the store' if srv else 'none'}")
     gpu = f", {report['device']['gpu']}" if "gpu" in report["device"] else ""
     typer.echo(f"device   {report['device']['name']}{gpu} ({usable_cores()} CPU cores)")
-    typer.echo("order    --url, then --store, then $QDRANT_URL, then $DMWAN_STORE, then the default folder")
+    typer.echo(f"order    --url, then --store, then ${ENV_QDRANT_URL}, then ${ENV_STORE}, then the default folder")
     typer.echo("versions " + ", ".join(f"{d} {v or '(not installed)'}" for d, v in report["versions"].items()))

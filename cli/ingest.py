@@ -11,10 +11,11 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import StoreServedError, UsageError
+from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 
-from .app import app
 from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
                       warn_if_toy)
+from .root import app
 
 EXIT_SOME_FAILED = 11
 """Exit code when the run finished but some files could not be read (the good ones are stored)."""
@@ -101,7 +102,7 @@ def ingest_command(
     if ray and workers is not None:
         raise UsageError("--decode-workers does not apply with --ray: decoding runs in Ray tasks")
     if export is not None:  # before the store and the model: a typo must fail at once
-        from dmwan_qdrant.export import export_format
+        from dmwan_qdrant.ingest.export import export_format
 
         export_format(export)
     for p in paths:  # before the store's lock (or a server's): a wrong path is the first thing to say
@@ -168,13 +169,13 @@ def _through_server(served: StoreServedError, collection: str, paths: list[Path]
 
     from dmwan_qdrant.server.client import ingest_through_server
 
-    key = os.environ.get("DMWAN_API_KEY") or None
+    key = os.environ.get(ENV_DMWAN_API_KEY) or None
     if served.auth and key is None:
         raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
-                         "an API key: set $DMWAN_API_KEY")
+                         f"an API key: set ${ENV_DMWAN_API_KEY}")
     if served.ingest_token is None and key is None:
         raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which takes "
-                         "ingests only with its API key: set $DMWAN_API_KEY, or stop the server")
+                         f"ingests only with its API key: set ${ENV_DMWAN_API_KEY}, or stop the server")
     typer.echo(f"note: ingesting through `dmwan serve` at {served.url} (it holds the store; searches wait "
                "while it runs)", err=True)
     return ingest_through_server(served.url, collection, paths, options, key, served.ingest_token)

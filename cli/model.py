@@ -11,7 +11,7 @@ import typer
 
 from dmwan_qdrant.errors import UsageError
 
-from .app import app
+from .root import app
 
 model_app = typer.Typer(
     name="model",

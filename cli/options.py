@@ -8,10 +8,11 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import StoreError, StoreInUseError, StoreServedError, UsageError
+from dmwan_qdrant.settings import ENV_QDRANT_API_KEY, ENV_QDRANT_URL, ENV_STORE
 
-STORE_HELP = "embedded store folder (default: $DMWAN_STORE, else the user data folder)"
-URL_HELP = "Qdrant server URL, e.g. http://localhost:6333 (default: $QDRANT_URL)"
-API_KEY_HELP = "Qdrant API key (default: $QDRANT_API_KEY)"
+STORE_HELP = f"embedded store folder (default: ${ENV_STORE}, else the user data folder)"
+URL_HELP = f"Qdrant server URL, e.g. http://localhost:6333 (default: ${ENV_QDRANT_URL})"
+API_KEY_HELP = f"Qdrant API key (default: ${ENV_QDRANT_API_KEY})"
 
 
 def store_option() -> Any:

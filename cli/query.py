@@ -9,10 +9,11 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import StoreServedError, UsageError
+from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 
-from .app import app, skip_teardown
 from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
                       warn_if_toy)
+from .root import app, skip_teardown
 
 
 @app.command("query")
@@ -203,10 +204,10 @@ def _through_server(served: StoreServedError, collection: str, sources: list[Any
     if model is not None:
         raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which searches "
                          "with the collection's own model: leave out --model, or stop the server")
-    key = os.environ.get("DMWAN_API_KEY") or None
+    key = os.environ.get(ENV_DMWAN_API_KEY) or None
     if served.auth and key is None:
         raise UsageError(f"the store is served by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
-                         "an API key: set $DMWAN_API_KEY")
+                         f"an API key: set ${ENV_DMWAN_API_KEY}")
     typer.echo(f"note: searching through `dmwan serve` at {served.url} (it holds the store)", err=True)
     answer = search_through_server(served.url, collection, [] if as_photos else sources, text, k, filters, rerank,
                                    prefetch, key, photos=sources if as_photos else [], like=ids, ef=ef)

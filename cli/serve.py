@@ -12,11 +12,12 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.settings import (DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT,
+                                   DEFAULT_WAIT_S, ENV_DMWAN_API_KEY)
 
-from .app import app
-from .options import device_option, open_cli_store, runtime_option, store_option, url_option, warn_if_toy
-
-ENV_API_KEY = "DMWAN_API_KEY"
+from .options import (API_KEY_HELP, device_option, open_cli_store, runtime_option, store_option, url_option,
+                      warn_if_toy)
+from .root import app
 
 
 def _is_loopback(host: str) -> bool:
@@ -33,11 +34,11 @@ def serve_command(
     collections: list[str] = typer.Option(..., "--collection", "-c", help="collection to serve (repeat for several)"),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
-    qdrant_api_key: Optional[str] = typer.Option(None, "--qdrant-api-key", help="Qdrant API key (default: $QDRANT_API_KEY)"),
-    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="port (0: any free one)"),
+    qdrant_api_key: Optional[str] = typer.Option(None, "--qdrant-api-key", help=API_KEY_HELP),
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(DEFAULT_PORT, "--port", "-p", min=0, max=65535, help="port (0: any free one)"),
     api_key: Optional[str] = typer.Option(
-        None, "--api-key", help=f"require Authorization: Bearer KEY on the API (default: ${ENV_API_KEY})"
+        None, "--api-key", help=f"require Authorization: Bearer KEY on the API (default: ${ENV_DMWAN_API_KEY})"
     ),
     cors_origins: Optional[list[str]] = typer.Option(
         None, "--cors-origin", help="allow browser calls from this origin, e.g. https://app.example.com (repeat)"
@@ -46,9 +47,12 @@ def serve_command(
                                         help="model bundle, a folder or hf-hub:ORG/NAME (one collection only; default: the collection's)"),
     device: Optional[str] = device_option(),
     runtime: str = runtime_option(),
-    max_upload_mb: float = typer.Option(4.0, "--max-upload-mb", min=0.01, help="largest request body, MB"),
-    max_batch: int = typer.Option(16, "--max-batch", min=1, help="most requests per forward pass (1: no micro-batching)"),
-    batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0, help="how long a request waits to share a forward pass"),
+    max_upload_mb: float = typer.Option(DEFAULT_MAX_UPLOAD_MB, "--max-upload-mb", min=0.01,
+                                        help="largest request body, MB"),
+    max_batch: int = typer.Option(DEFAULT_MAX_BATCH, "--max-batch", min=1,
+                                  help="most requests per forward pass (1: no micro-batching)"),
+    batch_wait_ms: float = typer.Option(DEFAULT_WAIT_S * 1000, "--batch-wait-ms", min=0.0,
+                                        help="how long a request waits to share a forward pass"),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="encoder threads on CPU (default: cores - 1, leaving one to HTTP)"
     ),
@@ -59,7 +63,7 @@ def serve_command(
 
     if model is not None and len(set(collections)) > 1:
         raise UsageError("--model goes with a single --collection (each collection loads its own model)")
-    key = api_key or os.environ.get(ENV_API_KEY) or None
+    key = api_key or os.environ.get(ENV_DMWAN_API_KEY) or None
     with open_cli_store(store, url, qdrant_api_key, read_only=not _writable_store(store, url)) as st:
         from dmwan_qdrant.server.runner import bind, serve, url_of
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .app import app
+from .root import app
 
 
 @app.command()

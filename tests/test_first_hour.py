@@ -56,7 +56,7 @@ def test_every_give_model_message_says_where_a_model_comes_from(served, capsys):
 
 
 def test_help_paragraphs_are_one_line_each_for_the_terminal_to_wrap():
-    from dmwan_qdrant.cli.app import reflow
+    from dmwan_qdrant.cli.helptext import reflow
 
     text = "Summary.\n\n    Scores are cosines, or the fused global and local-token\n    score; more.\n\n" \
            "    --export FILE is written:\n    .npy: the vectors,\n    and ids;\n    .parquet: columns."

@@ -14,10 +14,10 @@ from PIL import Image
 import dmwan_qdrant.cli.collections  # noqa: F401 - registers the commands on `app`
 import dmwan_qdrant.cli.ingest  # noqa: F401
 from cli_helpers import dmwan, one_line_error
-from dmwan_qdrant import export as export_mod
 from dmwan_qdrant.errors import StoreError
+from dmwan_qdrant.ingest import export as export_mod
+from dmwan_qdrant.ingest.selection import Selection
 from dmwan_qdrant.model import create_model, save_model
-from dmwan_qdrant.selection import Selection
 from dmwan_qdrant.store import open_store
 
 TREE = ("a/000.jpg", "a/001.png", "b/keep.jpg", "b/tmp/x.jpg", "b/deep/tmp/y.jpg", "thumbs/t.jpg", "thumbs/s/u.jpg")

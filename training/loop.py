@@ -32,7 +32,7 @@ from dmwan_qdrant.eval.rerank import choose_rerank
 from dmwan_qdrant.model import DMWAN, ModelConfig, create_model, get_preset, load_model, save_model
 from dmwan_qdrant.model.factory import resolve_pretrained
 
-from .cards import VAL, epoch_card, run_card, selection_rule, selection_score  # noqa: F401  (re-exported)
+from .cards import VAL, epoch_card, run_card, selection_score
 from .config import TrainConfig
 from .data import prepare_split
 

@@ -1,7 +1,7 @@
 """Ingest: embed a photo folder into a collection, incrementally, idempotently, robustly.
 
 1. Walk the paths (recursively, sorted, hidden entries skipped, include/exclude globs applied:
-   see `dmwan_qdrant.selection`) and ``stat`` each image file. A file whose path, size and mtime
+   see `dmwan_qdrant.ingest.selection`) and ``stat`` each image file. A file whose path, size and mtime
    are stored is *unchanged*: neither read nor decoded (`plan`).
 2. The other files are hashed (SHA-256), decoded and preprocessed (`decode`): in DataLoader
    workers that overlap the encoder (`run`), or in Ray Data CPU tasks feeding an actor pool of
@@ -11,7 +11,7 @@
    point, an exact duplicate of a file still in place adds nothing (`write`).
 4. At the end, stale versions of changed files are deleted, and with ``prune`` the points under
    the given paths whose file is gone (points the globs exclude are left alone). With ``export``
-   the points of the files found are then written to a file (`dmwan_qdrant.export`).
+   the points of the files found are then written to a file (`dmwan_qdrant.ingest.export`).
 
 Crash safety: a point's vectors and payload are written in one upsert, so a point that exists is
 complete and the *unchanged* skip (which trusts stored payloads) only ever trusts whole points.
@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..point_ids import point_id, sha256_file
-from ..selection import walk_images
+from .selection import walk_images
 from .report import IngestProgress, IngestReport
 from .run import default_workers, ingest
 

@@ -19,7 +19,7 @@ from typing import Any
 from ..encoder import check_same_model, model_record
 from ..errors import UsageError
 from ..imageio import IMAGE_SUFFIXES
-from ..selection import Selection, walk_images
+from .selection import Selection, walk_images
 from ..store import CollectionSpec, Store
 from .decode import FileEntry
 from .records import ALIASES, alias_list, record_ingest
@@ -186,7 +186,7 @@ def finish_ingest(
     record_ingest(store, collection, roots, label_from_folder,
                   [g.pattern for g in selection.include], [g.pattern for g in selection.exclude])
     if export is not None:
-        from ..export import export_points, exported_ids
+        from .export import export_points, exported_ids
 
         ids = [i for i, _ in exported_ids(store, collection, plan.walked)]
         report.export = export_points(store, collection, ids, export).to_dict()

@@ -37,7 +37,7 @@ class IngestReport:
         failed: ``(path, reason)`` for every file that could not be read.
         decoded: files read, hashed and decoded in this run.
         seconds: wall time of the run.
-        export: what ``export`` wrote (`dmwan_qdrant.export.ExportSummary` as a dict), or None.
+        export: what ``export`` wrote (`dmwan_qdrant.ingest.export.ExportSummary` as a dict), or None.
     """
 
     found: int = 0

@@ -15,7 +15,7 @@ from ..encoder import encoder_threads, usable_cores
 from ..errors import DiskFullError, DmwanError, Interrupted, UsageError
 from ..imageio import MAX_IMAGE_PIXELS
 from ..runtime import as_array
-from ..selection import Selection
+from .selection import Selection
 from ..store import Store
 from .decode import PhotoFiles, collate
 from .plan import IngestPlan, create_if_missing, finish_ingest, plan_ingest
@@ -32,7 +32,7 @@ def default_workers() -> int:
 def check_export(export: str | Path | None) -> None:
     """Refuse a bad export file name before the run (not after it)."""
     if export is not None:
-        from ..export import export_format
+        from .export import export_format
 
         export_format(export)
 
@@ -68,9 +68,9 @@ def ingest(
         max_pixels: larger images are refused as decompression bombs.
         include: globs; when given, only the files matching one of them are taken.
         exclude: globs; the files matching one are skipped: neither embedded nor pruned. Both
-            match the path relative to the PATH a file was found under (`dmwan_qdrant.selection`).
+            match the path relative to the PATH a file was found under (`dmwan_qdrant.ingest.selection`).
         export: write the points of the files found (new and unchanged) to this ``.npy`` or
-            ``.parquet`` file at the end (`dmwan_qdrant.export`).
+            ``.parquet`` file at the end (`dmwan_qdrant.ingest.export`).
 
     Raises:
         UsageError: a path that does not exist, a bad batch size, a bad export file name.

@@ -27,7 +27,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from dmwan_qdrant import __version__
 from dmwan_qdrant.errors import DmwanError
-from dmwan_qdrant.server.batching import DEFAULT_MAX_BATCH, DEFAULT_WAIT_S, MicroBatcher
+from dmwan_qdrant.server.batching import MicroBatcher
 from dmwan_qdrant.server.guard import Guard
 from dmwan_qdrant.server.http_errors import error_response, one_line
 from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, run_ingest
@@ -36,8 +36,7 @@ from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_ty
 from dmwan_qdrant.server.requests import read_search
 from dmwan_qdrant.reranking import DEFAULT_PREFETCH, bundle_rerank
 from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH, SearchAnswer, SearchRequest, SearchService
-
-DEFAULT_MAX_UPLOAD_MB = 4.0
+from dmwan_qdrant.settings import DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB, DEFAULT_WAIT_S
 
 BatchSearch = Callable[[SearchRequest], Awaitable[SearchAnswer]]
 

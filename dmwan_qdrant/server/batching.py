@@ -15,11 +15,10 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from dmwan_qdrant.settings import DEFAULT_MAX_BATCH, DEFAULT_WAIT_S
+
 T = TypeVar("T")
 R = TypeVar("R")
-
-DEFAULT_MAX_BATCH = 16
-DEFAULT_WAIT_S = 0.002
 
 
 class MicroBatcher(Generic[T, R]):

@@ -22,6 +22,7 @@ from dmwan_qdrant.errors import (
 )
 from dmwan_qdrant.imageio import file_errors
 from dmwan_qdrant.results import Result
+from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 from dmwan_qdrant.store.records import CollectionInfo
 
 TIMEOUT_S = 60.0
@@ -38,7 +39,7 @@ def _error(response: httpx.Response, url: str) -> DmwanError:
     except (ValueError, KeyError, TypeError):
         message = f"HTTP {response.status_code}"
     if response.status_code == 401:
-        message += " (set $DMWAN_API_KEY to the server's --api-key)"
+        message += f" (set ${ENV_DMWAN_API_KEY} to the server's --api-key)"
     return _BY_STATUS.get(response.status_code, ServerUnavailableError)(f"{message} [server {url}]")
 
 

@@ -42,7 +42,7 @@ from ray.serve import Application
 
 from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.runtime import RUNTIMES
-from dmwan_qdrant.server.batching import DEFAULT_MAX_BATCH, DEFAULT_WAIT_S
+from dmwan_qdrant.settings import DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB, DEFAULT_WAIT_S, ENV_DMWAN_API_KEY
 
 if TYPE_CHECKING:  # the replica imports these (and torch with them) in __init__
     from fastapi import FastAPI
@@ -53,10 +53,6 @@ if TYPE_CHECKING:  # the replica imports these (and torch with them) in __init__
 __all__ = ["OPTIONS", "RayServeOptions", "SearchDeployment", "build_app", "parse_options"]
 
 log = logging.getLogger("ray.serve")
-
-ENV_API_KEY = "DMWAN_API_KEY"
-"""The API key a replica requires when ``api_key`` is not given (as `dmwan serve`)."""
-DEFAULT_MAX_UPLOAD_MB = 4.0
 
 OPTIONS = (
     "collections", "store", "url", "qdrant_api_key", "model", "api_key", "cors_origins", "max_upload_mb",
@@ -124,7 +120,7 @@ class RayServeOptions:
         """The app's `ServeSettings` (imports the app: call it in the replica)."""
         from dmwan_qdrant.server.app import ServeSettings
 
-        key = self.api_key or os.environ.get(ENV_API_KEY) or None
+        key = self.api_key or os.environ.get(ENV_DMWAN_API_KEY) or None
         return ServeSettings(api_key=key, cors_origins=self.cors_origins, max_upload_mb=self.max_upload_mb,
                              max_batch=self.max_batch_size, batch_wait_s=self.batch_wait_timeout_s)
 

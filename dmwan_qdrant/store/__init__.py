@@ -3,20 +3,39 @@
 >>> from dmwan_qdrant.store import open_store, CollectionSpec
 >>> with open_store(memory=True) as store:
 ...     store.create_collection("shoes", CollectionSpec(dim=512, token_dim=128, model={}))
+
+The package loads its parts on first use: importing `dmwan_qdrant.store.index` for the index
+defaults (the CLI's help does) loads neither numpy nor an engine.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from dmwan_qdrant.store.base import Store
-from dmwan_qdrant.store.factory import create_collection, default_store_path, open_store
-from dmwan_qdrant.store.index import IndexSettings
-from dmwan_qdrant.store.records import CollectionInfo, CollectionSpec, Hit, PhotoPoint, StoredPoint
-
 if TYPE_CHECKING:
+    from dmwan_qdrant.store.base import Store
     from dmwan_qdrant.store.edge import EdgeStore
+    from dmwan_qdrant.store.factory import create_collection, default_store_path, open_store
+    from dmwan_qdrant.store.index import IndexSettings
+    from dmwan_qdrant.store.records import CollectionInfo, CollectionSpec, Hit, PhotoPoint, StoredPoint
     from dmwan_qdrant.store.server import MemoryStore, ServerStore
+
+_HOMES = {
+    "Store": "base",
+    "EdgeStore": "edge",
+    "create_collection": "factory",
+    "default_store_path": "factory",
+    "open_store": "factory",
+    "IndexSettings": "index",
+    "CollectionInfo": "records",
+    "CollectionSpec": "records",
+    "Hit": "records",
+    "PhotoPoint": "records",
+    "StoredPoint": "records",
+    "MemoryStore": "server",
+    "ServerStore": "server",
+}
 
 __all__ = [
     "CollectionInfo",
@@ -36,14 +55,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The engines load lazily: importing the package for its dataclasses should not load the
-    # Rust extension or httpx.
-    if name == "EdgeStore":
-        from dmwan_qdrant.store.edge import EdgeStore
-
-        return EdgeStore
-    if name in ("ServerStore", "MemoryStore"):
-        from dmwan_qdrant.store import server
-
-        return getattr(server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

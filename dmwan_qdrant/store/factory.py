@@ -10,13 +10,13 @@ from typing import Any
 import platformdirs
 
 from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.settings import ENV_QDRANT_API_KEY as ENV_API_KEY
+from dmwan_qdrant.settings import ENV_QDRANT_URL as ENV_URL
+from dmwan_qdrant.settings import ENV_STORE
 from dmwan_qdrant.store.base import Store
 from dmwan_qdrant.store.index import IndexSettings
 from dmwan_qdrant.store.records import CollectionSpec
 
-ENV_URL = "QDRANT_URL"
-ENV_API_KEY = "QDRANT_API_KEY"
-ENV_STORE = "DMWAN_STORE"
 
 
 def default_store_path() -> Path:

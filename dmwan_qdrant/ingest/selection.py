@@ -25,8 +25,8 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import UsageError
-from .imageio import is_image_path
+from ..errors import UsageError
+from ..imageio import is_image_path
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:

@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DiskFullError, DmwanError, StoreError, UsageError
-from .ingest.records import ALIASES, alias_list
-from .store import Store
-from .store.records import StoredPoint
+from ..errors import DiskFullError, DmwanError, StoreError, UsageError
+from ..store import Store, StoredPoint
+from .records import ALIASES, alias_list
 
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
 """Export formats by file suffix."""
