@@ -8,7 +8,7 @@ These augmentations make each view a plausible other drawing, or another photo, 
 - photos: a random crop, a flip, colour jitter (brightness, contrast, saturation), and sometimes
   greyscale or an edge map (the photo's outlines as dark lines on white: what a sketch keeps).
 
-Everything draws from torch's global generator, like `preprocess.random_resized_crop`, so a
+Everything draws from torch's global generator, like `random_resized_crop`, so a
 dataset that seeds it per item stays reproducible with any number of loader workers.
 """
 
@@ -19,7 +19,7 @@ import math
 import torch
 from PIL import Image, ImageChops, ImageEnhance, ImageFilter, ImageOps
 
-from .preprocess import random_resized_crop
+from .imageprep import RESAMPLE
 
 #: Chances and ranges (the probability of each step, and how far it goes).
 SKETCH_CROP = (0.6, 1.0)
@@ -31,6 +31,37 @@ PHOTO_CROP = (0.5, 1.0)
 PHOTO_JITTER = 0.35
 PHOTO_GREY_P = 0.15
 PHOTO_EDGES_P = 0.15
+
+
+def random_resized_crop(
+    image: Image.Image, size: int, scale: tuple[float, float] = (0.75, 1.0), ratio: tuple[float, float] = (0.9, 1.1)
+) -> Image.Image:
+    """A random box of ``scale`` of the area and ``ratio`` aspect, resized to ``size``.
+
+    Draws from torch's global generator, so a caller can make it reproducible with
+    ``torch.manual_seed``. Falls back to the largest central box when no draw fits.
+    """
+    w, h = image.size
+    area = w * h
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * float(torch.empty(1).uniform_(scale[0], scale[1]))
+        aspect = math.exp(float(torch.empty(1).uniform_(*log_ratio)))
+        cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            left = int(torch.randint(0, w - cw + 1, (1,)))
+            top = int(torch.randint(0, h - ch + 1, (1,)))
+            break
+    else:
+        aspect = w / h
+        if aspect < ratio[0]:
+            cw, ch = w, int(round(w / ratio[0]))
+        elif aspect > ratio[1]:
+            cw, ch = int(round(h * ratio[1])), h
+        else:
+            cw, ch = w, h
+        left, top = (w - cw) // 2, (h - ch) // 2
+    return image.resize((size, size), RESAMPLE, box=(left, top, left + cw, top + ch))
 
 
 def _uniform(low: float, high: float) -> float:

@@ -2,49 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 from PIL import Image
 
+from .augment import random_resized_crop, strong_photo, strong_sketch
 from .config import ModelConfig
-from .imageprep import RESAMPLE, channel_array, normalized_array, pad_to_square, resize_center_crop
+from .imageprep import channel_array, normalized_array, pad_to_square, resize_center_crop
 
 PHOTO = 0
 SKETCH = 1
 DOMAINS = {"photo": PHOTO, "sketch": SKETCH}
-
-def random_resized_crop(
-    image: Image.Image, size: int, scale: tuple[float, float] = (0.75, 1.0), ratio: tuple[float, float] = (0.9, 1.1)
-) -> Image.Image:
-    """A random box of ``scale`` of the area and ``ratio`` aspect, resized to ``size``.
-
-    Draws from torch's global generator, so a caller can make it reproducible with
-    ``torch.manual_seed``. Falls back to the largest central box when no draw fits.
-    """
-    w, h = image.size
-    area = w * h
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        target = area * float(torch.empty(1).uniform_(scale[0], scale[1]))
-        aspect = math.exp(float(torch.empty(1).uniform_(*log_ratio)))
-        cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
-        if 0 < cw <= w and 0 < ch <= h:
-            left = int(torch.randint(0, w - cw + 1, (1,)))
-            top = int(torch.randint(0, h - ch + 1, (1,)))
-            break
-    else:
-        aspect = w / h
-        if aspect < ratio[0]:
-            cw, ch = w, int(round(w / ratio[0]))
-        elif aspect > ratio[1]:
-            cw, ch = int(round(h * ratio[1])), h
-        else:
-            cw, ch = w, h
-        left, top = (w - cw) // 2, (h - ch) // 2
-    return image.resize((size, size), RESAMPLE, box=(left, top, left + cw, top + ch))
-
 
 class ToNormalizedTensor:
     """PIL RGB image -> float tensor (3, H, W), scaled to [0, 1] then normalised by mean and std
@@ -68,8 +37,6 @@ class Preprocess:
         if self.domain == "sketch":
             image = pad_to_square(image)
         if self.train and self.augment == "strong":
-            from .augment import strong_photo, strong_sketch
-
             image = (strong_sketch if self.domain == "sketch" else strong_photo)(image.convert("RGB"), self.size)
         elif self.train:
             image = random_resized_crop(image, self.size)
