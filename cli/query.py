@@ -82,7 +82,7 @@ def query_command(
     mode = {"sketches": "sketch", "--text": "text", "--photo": "photo", "--like": "like"}[kinds[0]]
     # The images first: a missing file fails before any store or model is opened.
     from dmwan_qdrant.point_ids import resolve_point_id
-    from dmwan_qdrant.queries import read_query_sources
+    from dmwan_qdrant.search.queries import read_query_sources
 
     sources = read_query_sources(sketches or photos or [])
     ids = [resolve_point_id(spec) for spec in like or []]  # a photo file is hashed once, here
@@ -174,8 +174,8 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
         search_sketch_embeddings,
         search_text,
     )
-    from dmwan_qdrant.reranking import resolve_rerank
-    from dmwan_qdrant.similar import search_like, search_photos
+    from dmwan_qdrant.search.reranking import resolve_rerank
+    from dmwan_qdrant.search.similar import search_like, search_photos
 
     flt = parse_filters(filters) or None
     net = load_collection_model(st, collection, model, device, runtime)

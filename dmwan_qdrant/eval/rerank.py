@@ -8,7 +8,7 @@ MaxSim re-rank alone. Photos past the prefetch keep their cosine order behind th
 so P@K for K <= prefetch is what a user sees.
 
 `choose_rerank` decides, on a run's validation classes, whether the bundle it exports re-ranks
-by default (its card's ``rerank``; `dmwan_qdrant.reranking.bundle_rerank` reads it).
+by default (its card's ``rerank``; `dmwan_qdrant.search.reranking.bundle_rerank` reads it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from ..data.layout import BenchmarkSplit
-from ..reranking import DEFAULT_PREFETCH, RERANK_WEIGHT
+from ..search.reranking import DEFAULT_PREFETCH, RERANK_WEIGHT
 from .evaluate import EmbeddedClasses, embed_classes
 from .metrics import average_precision, precision_at_k
 

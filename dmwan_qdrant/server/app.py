@@ -34,7 +34,7 @@ from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, run_ing
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
-from dmwan_qdrant.reranking import DEFAULT_PREFETCH, bundle_rerank
+from dmwan_qdrant.search.reranking import DEFAULT_PREFETCH, bundle_rerank
 from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH, SearchAnswer, SearchRequest, SearchService
 
 DEFAULT_MAX_UPLOAD_MB = 4.0

@@ -27,7 +27,7 @@ from dmwan_qdrant.search import (
     search_sketch_embeddings,
     search_text,
 )
-from dmwan_qdrant.similar import search_like, search_photos
+from dmwan_qdrant.search.similar import search_like, search_photos
 from dmwan_qdrant.store import Store
 from dmwan_qdrant.store.base import canonical_id
 

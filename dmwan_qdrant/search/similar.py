@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
+from ..runtime import as_array
+from ..store import Store
+from ..store.index import check_ef
+from .core import search_sketch_embeddings
+from .reranking import DEFAULT_PREFETCH
 from .results import Result
-from .runtime import as_array
-from .search import DEFAULT_PREFETCH, search_sketch_embeddings
-from .store import Store
-from .store.index import check_ef
 
 
 def embed_photo_images(model: Any, images: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
