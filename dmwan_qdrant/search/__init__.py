@@ -38,6 +38,7 @@ _HOMES = {
     "DEFAULT_RERANK": "reranking",
     "RERANK_WEIGHT": "reranking",
     "bundle_rerank": "reranking",
+    "fuse": "reranking",
     "fuse_hits": "reranking",
     "resolve_rerank": "reranking",
     "Result": "results",
