@@ -167,13 +167,8 @@ def _search_here(st: Any, collection: str, model: Optional[str], device: Optiona
     sketches, or photos when ``as_photos``), the ``text``, or the stored points ``ids``; ``ef``
     HNSW candidates (None: the collection's default). Returns the results and whether they were
     re-ranked (``rerank``, or None: the model's choice)."""
-    from dmwan_qdrant.search import (
-        embed_sketch_images,
-        load_collection_model,
-        parse_filters,
-        search_sketch_embeddings,
-        search_text,
-    )
+    from dmwan_qdrant.encoder import load_collection_model
+    from dmwan_qdrant.search import embed_sketch_images, parse_filters, search_sketch_embeddings, search_text
     from dmwan_qdrant.search.reranking import resolve_rerank
     from dmwan_qdrant.search.similar import search_like, search_photos
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from dmwan_qdrant.encoder import load_bundle
+from dmwan_qdrant.encoder import load_bundle, load_collection_model
 from dmwan_qdrant.errors import CheckpointError, CollectionNotFoundError, ImageError, ModelMismatchError, UsageError
 from dmwan_qdrant.imageio import load_image
 from dmwan_qdrant.ingest import ingest
 from dmwan_qdrant.model import create_model, save_model
-from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
-from dmwan_qdrant.sheet import contact_sheet
+from dmwan_qdrant.search import parse_filters, search_sketches, search_text
 from dmwan_qdrant.search.similar import search_like, search_photos
+from dmwan_qdrant.sheet import contact_sheet
 from dmwan_qdrant.store import open_store
 
 SHAPES = ("circle", "square", "triangle")

@@ -23,7 +23,6 @@ from typing import Any
 _HOMES = {
     "embed_sketch_files": "core",
     "embed_sketch_images": "core",
-    "load_collection_model": "core",
     "search_sketch_embeddings": "core",
     "search_sketches": "core",
     "search_text": "core",

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..encoder import check_same_model, has_text_tower, resolve_collection_model
+from ..encoder import check_same_model, has_text_tower
 from ..errors import CollectionNotFoundError, StoreDamagedError, UsageError
 from ..imageio import load_image
 from ..runtime import as_array
@@ -40,22 +40,14 @@ def _check_empty(store: Store, collection: str, filter: Mapping[str, Any] | None
         check_filter_keys(store, collection, filter)
 
 
-def load_collection_model(
-    store: Store, collection: str, model_path: str | Path | None = None, device: str | None = None,
-    runtime: str | None = "auto",
-) -> Any:
-    """The encoder of ``collection``: its recorded bundle, or ``model_path`` checked against it,
-    on ``runtime`` (``auto``, ``torch`` or ``onnx``: `dmwan_qdrant.encoder.load_bundle`).
+def check_collection(store: Store, collection: str, model: Any) -> None:
+    """The check every search makes once, before its work: ``collection`` exists, and ``model``
+    is the one that filled it (`dmwan_qdrant.encoder.check_same_model`).
 
     Raises:
-        CollectionNotFoundError: no such collection.
-        CheckpointError: no bundle recorded and none given, or a missing/corrupted bundle.
-        ModelMismatchError: the bundle holds other weights than the ones that filled the collection.
+        CollectionNotFoundError: no such collection (the message lists the others).
+        ModelMismatchError: ``model`` holds other weights than the collection's.
     """
-    return resolve_collection_model(collection, store.get_model_record(collection), model_path, device, runtime)
-
-
-def _check(store: Store, collection: str, model: Any) -> None:
     if not store.collection_exists(collection):
         names = ", ".join(store.list_collections()) or "none"
         raise CollectionNotFoundError(f"no collection named '{collection}' (collections: {names})")
@@ -110,7 +102,7 @@ def search_sketches(
     Args:
         store: an open store.
         collection: the collection to search.
-        model: its encoder (see `load_collection_model`).
+        model: its encoder (see `dmwan_qdrant.encoder.load_collection_model`).
         sketch_paths: sketch image files.
         k: results per sketch.
         filter: payload conditions, all required: ``{key: value}`` exact (str or int),
@@ -131,9 +123,9 @@ def search_sketches(
     if not sketch_paths:
         raise UsageError("give at least one sketch")
     check_ef(ef)
-    _check(store, collection, model)  # before the embedding work, so a wrong name fails fast
+    check_collection(store, collection, model)  # before the embedding work, so a wrong name fails fast
     vectors, tokens = embed_sketch_files(model, sketch_paths)
-    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
+    return _search_embedded(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
 
 
 def search_sketch_embeddings(
@@ -156,7 +148,25 @@ def search_sketch_embeddings(
         no point holds: see `check_filter_keys`).
     """
     check_ef(ef)
-    _check(store, collection, model)
+    check_collection(store, collection, model)
+    return _search_embedded(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
+
+
+def _search_embedded(
+    store: Store,
+    collection: str,
+    model: Any,
+    vectors: np.ndarray,
+    tokens: np.ndarray,
+    k: int,
+    filter: dict[str, Any] | None,
+    rerank: bool | None,
+    prefetch: int,
+    ef: int | None,
+) -> list[list[Result]]:
+    """`search_sketch_embeddings` after its caller's `check_collection` and `check_ef`: the search
+    of embedded queries that every sketch, photo and point query ends in (within this package:
+    a caller outside it searches through a function that checks)."""
     vectors, tokens = as_array(vectors), as_array(tokens)
     rerank, weight = resolve_rerank(rerank, model)
     if not rerank:
@@ -198,7 +208,7 @@ def search_text(
     if not texts or not all(t.strip() for t in texts):
         raise UsageError("the text query is empty")
     check_ef(ef)
-    _check(store, collection, model)
+    check_collection(store, collection, model)
     if not has_text_tower(model):
         raise UsageError("this model has no text tower, so it cannot search by text")
     vectors = as_array(model.embed_texts(texts))

@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from dmwan_qdrant.encoder import check_same_model, has_text_tower
+from dmwan_qdrant.encoder import check_same_model, has_text_tower, load_collection_model
 from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError, UsageError
 from dmwan_qdrant.search import (
     DEFAULT_PREFETCH,
     Result,
     embed_sketch_images,
-    load_collection_model,
     search_sketch_embeddings,
     search_text,
 )
