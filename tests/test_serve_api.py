@@ -15,10 +15,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from dmwan_qdrant.cli.app import main
-from dmwan_qdrant.search.reranking import DEFAULT_RERANK
 from dmwan_qdrant.search import search_sketches, search_text
+from dmwan_qdrant.search.request import SearchRequest
+from dmwan_qdrant.search.reranking import DEFAULT_RERANK
 from dmwan_qdrant.server.app import ServeSettings, create_app
-from dmwan_qdrant.server.service import SearchRequest, SearchService
+from dmwan_qdrant.server.service import SearchService
 from dmwan_qdrant.store import open_store
 
 from serve_helpers import make_collection

@@ -21,9 +21,11 @@ import importlib
 from typing import Any
 
 _HOMES = {
+    "check_collection": "core",
     "embed_sketch_files": "core",
     "embed_sketch_images": "core",
     "search_sketch_embeddings": "core",
+    "search_sketch_images": "core",
     "search_sketches": "core",
     "search_text": "core",
     "embed_photo_images": "similar",
@@ -43,6 +45,9 @@ _HOMES = {
     "Result": "results",
     "QuerySource": "queries",
     "read_query_sources": "queries",
+    "MODES": "request",
+    "SearchRequest": "request",
+    "run_search": "request",
 }
 
 __all__ = sorted(_HOMES)

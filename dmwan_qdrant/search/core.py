@@ -128,6 +128,32 @@ def search_sketches(
     return _search_embedded(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
 
 
+def search_sketch_images(
+    store: Store,
+    collection: str,
+    model: Any,
+    images: Sequence[Any],
+    k: int = 10,
+    filter: dict[str, Any] | None = None,
+    rerank: bool | None = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    ef: int | None = None,
+) -> list[list[Result]]:
+    """`search_sketches` for decoded RGB images (PIL), e.g. uploads or query sources, embedded
+    in one batch; the options are `search_sketches`'s.
+
+    Raises:
+        CollectionNotFoundError, ModelMismatchError, UsageError (no images, a bad filter, an
+        ``ef`` that is not a positive int).
+    """
+    if not images:
+        raise UsageError("give at least one sketch")
+    check_ef(ef)
+    check_collection(store, collection, model)  # before the embedding work
+    vectors, tokens = embed_sketch_images(model, images)
+    return _search_embedded(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
+
+
 def search_sketch_embeddings(
     store: Store,
     collection: str,
