@@ -44,9 +44,10 @@ PROBE = """
 import time, json, sys; t0 = time.perf_counter()
 from dmwan_qdrant.cli import app; app._register_commands()
 import torch
-from dmwan_qdrant.queries import read_query_sources
-from dmwan_qdrant.search import embed_sketch_images, load_collection_model, search_sketch_embeddings
-from dmwan_qdrant.similar import search_like
+from dmwan_qdrant.search.queries import read_query_sources
+from dmwan_qdrant.encoder import load_collection_model
+from dmwan_qdrant.search import embed_sketch_images, search_sketch_embeddings
+from dmwan_qdrant.search.similar import search_like
 from dmwan_qdrant.store import open_store
 t1 = time.perf_counter()
 st = open_store(path=STORE, read_only=True); st.count("bench"); t2 = time.perf_counter()

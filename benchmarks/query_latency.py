@@ -175,7 +175,8 @@ def cli_split(work: Path, model, g, t, sketch: Path) -> dict:
     probe = f"""
 import time, json; t0 = time.perf_counter()
 import dmwan_qdrant.cli.query, dmwan_qdrant.cli.collections
-from dmwan_qdrant.search import load_collection_model, embed_sketch_files
+from dmwan_qdrant.encoder import load_collection_model
+from dmwan_qdrant.search import embed_sketch_files
 from dmwan_qdrant.store import open_store
 import torch, typer
 t1 = time.perf_counter()

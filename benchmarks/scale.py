@@ -249,7 +249,7 @@ def recall(got: list[list[int]], want: list[list[int]], k: int = 10) -> float:
 def rerank_scores(emb: dict[str, np.ndarray], n: int, noise: float, top: np.ndarray, served: dict[str, Any]) -> dict[str, float]:
     """Re-rank recall against the exact float32 re-rank, and the agreement of the engine's
     re-rank with the float32 re-rank of its own candidates (MaxSim alone and fused)."""
-    from dmwan_qdrant.reranking import RERANK_WEIGHT
+    from dmwan_qdrant.search.reranking import RERANK_WEIGHT
 
     qg, qt = emb["qg"], emb["qt"]
     w, n_tok = RERANK_WEIGHT, qt.shape[1]

@@ -245,9 +245,9 @@ def check(
         report = check_collection(st, name)
         fixed = None
         if repair and not report.ok:
-            from dmwan_qdrant.search import load_collection_model
+            from dmwan_qdrant.encoder import collection_bundle, load_bundle
 
-            net = load_collection_model(st, name, model)
+            net = load_bundle(collection_bundle(name, st.get_model_record(name), model))  # the repair checks it
             fixed = repair_collection(st, name, net, report)
             after = check_collection(st, name)
     if as_json:

@@ -33,7 +33,7 @@ def demo(
     from dmwan_qdrant.encoder import load_bundle
     from dmwan_qdrant.eval.evaluate import evaluate_split
     from dmwan_qdrant.eval.rerank import rerank_metrics
-    from dmwan_qdrant.reranking import bundle_rerank
+    from dmwan_qdrant.search.reranking import bundle_rerank
     from dmwan_qdrant.eval.through_store import evaluate_through_store
     from dmwan_qdrant.ingest import ingest
     from dmwan_qdrant.sheet import contact_sheets

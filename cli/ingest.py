@@ -122,12 +122,11 @@ def ingest_command(
         _report(report, collection, store, url, as_json)
         return
     with opened as st:
-        from dmwan_qdrant.encoder import load_bundle
+        from dmwan_qdrant.encoder import collection_bundle, load_bundle
         from dmwan_qdrant.ingest import ingest
-        from dmwan_qdrant.search import load_collection_model
 
-        if st.collection_exists(collection):
-            net = load_collection_model(st, collection, model, device, runtime)
+        if st.collection_exists(collection):  # the ingest checks the model against the collection
+            net = load_bundle(collection_bundle(collection, st.get_model_record(collection), model), device, runtime)
         elif model is None:
             from dmwan_qdrant.model.card import MODEL_SOURCES
 

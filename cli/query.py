@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -14,6 +14,9 @@ from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
                       warn_if_toy)
 from .root import app, skip_teardown
+
+if TYPE_CHECKING:
+    from dmwan_qdrant.search.request import SearchRequest
 
 
 @app.command("query")
@@ -83,7 +86,7 @@ def query_command(
     mode = {"sketches": "sketch", "--text": "text", "--photo": "photo", "--like": "like"}[kinds[0]]
     # The images first: a missing file fails before any store or model is opened.
     from dmwan_qdrant.point_ids import resolve_point_id
-    from dmwan_qdrant.queries import read_query_sources
+    from dmwan_qdrant.search.queries import read_query_sources
 
     sources = read_query_sources(sketches or photos or [])
     ids = [resolve_point_id(spec) for spec in like or []]  # a photo file is hashed once, here
@@ -98,9 +101,13 @@ def query_command(
                                             bool(photos), ids, ef)
     else:
         with st:
+            from dmwan_qdrant.search.filters import parse_filters
+            from dmwan_qdrant.search.request import SearchRequest
+
             images = [s.decode() for s in sources]
-            results, reranked = _search_here(st, collection, model, device, images, text, bool(photos), ids, k,
-                                             filters, rerank, prefetch, ef, runtime)
+            request = SearchRequest(collection, [] if photos else images, text, k, parse_filters(filters) or None,
+                                    rerank, prefetch, images if photos else [], ids, ef)
+            results, reranked = _search_here(st, request, model, device, runtime)
             if ids and sheet is not None:  # the stored photos the queries stand for
                 like_paths = dict(zip(like or [], (p.get("path") for p in st.retrieve(collection, ids))))
 
@@ -160,37 +167,21 @@ def _print_table(query: str, results: list[Any], is_text: bool) -> None:
         typer.echo(f"{r.rank:>4}  {r.score:>8.4f}  {label:<{lw}}  {r.path}")
 
 
-def _search_here(st: Any, collection: str, model: Optional[str], device: Optional[str], images: list[Any],
-                 text: Optional[str], as_photos: bool, ids: list[str], k: int,
-                 filters: list[str], rerank: Optional[bool], prefetch: int,
-                 ef: Optional[int] = None, runtime: str = "auto") -> tuple[list[Any], bool]:
-    """The search on the open store ``st`` with the collection's encoder: ``images`` (decoded
-    sketches, or photos when ``as_photos``), the ``text``, or the stored points ``ids``; ``ef``
-    HNSW candidates (None: the collection's default). Returns the results and whether they were
-    re-ranked (``rerank``, or None: the model's choice)."""
-    from dmwan_qdrant.search import (
-        embed_sketch_images,
-        load_collection_model,
-        parse_filters,
-        search_sketch_embeddings,
-        search_text,
-    )
-    from dmwan_qdrant.reranking import resolve_rerank
-    from dmwan_qdrant.similar import search_like, search_photos
+def _search_here(st: Any, request: SearchRequest, model: Optional[str], device: Optional[str],
+                 runtime: str = "auto") -> tuple[list[Any], bool]:
+    """``request`` answered on the open store ``st`` by the collection's
+    encoder, or the bundle ``model``: `run_search`, as the server answers it. Returns the results
+    and whether they were re-ranked (``request.rerank``, or None: the model's choice)."""
+    from dmwan_qdrant.encoder import collection_bundle, load_bundle
+    from dmwan_qdrant.search.request import run_search
+    from dmwan_qdrant.search.reranking import resolve_rerank
 
-    flt = parse_filters(filters) or None
-    net = load_collection_model(st, collection, model, device, runtime)
+    bundle = collection_bundle(request.collection, st.get_model_record(request.collection), model)
+    net = load_bundle(bundle, device, runtime)  # the search checks it against the collection
+    request.rerank = request.mode != "text" and resolve_rerank(request.rerank, net)[0]
+    results = run_search(st, net, request)
     warn_if_toy(net)
-    rerank = resolve_rerank(rerank, net)[0]
-    if text is not None:
-        return search_text(st, collection, net, text, k=k, filter=flt, ef=ef), False
-    if ids:
-        return search_like(st, collection, net, ids, k=k, filter=flt, rerank=rerank, prefetch=prefetch, ef=ef), rerank
-    if as_photos:
-        return (search_photos(st, collection, net, images, k=k, filter=flt, rerank=rerank, prefetch=prefetch, ef=ef),
-                rerank)
-    vectors, tokens = embed_sketch_images(net, images)
-    return search_sketch_embeddings(st, collection, net, vectors, tokens, k, flt, rerank, prefetch, ef), rerank
+    return results, request.rerank
 
 
 def _through_server(served: StoreServedError, collection: str, sources: list[Any], text: Optional[str], k: int,

@@ -17,8 +17,9 @@ from .errors import CheckpointError, ModelMismatchError, UsageError
 from .model.bundle import WEIGHTS_FILE, read_bundle_record
 from .model.card import MODEL_SOURCES, card_of, card_summary, toy_warning
 
-if TYPE_CHECKING:  # torch loads only with a torch model
+if TYPE_CHECKING:  # annotations only: torch loads only with a torch model
     from .model import DMWAN
+    from .store import Store
 
 
 DEVICES = ("cpu", "cuda", "mps")
@@ -217,33 +218,48 @@ def check_same_record(collection: str, stored: dict[str, Any], mine: dict[str, A
     )
 
 
-def resolve_collection_model(
-    collection: str, stored: dict[str, Any], model_path: str | Path | None = None, device: str | None = None,
-    runtime: str | None = "auto",
-) -> Any:
-    """Load the encoder of a collection from its record, or from ``model_path`` (checked), on
-    ``runtime`` (see `load_bundle`).
+def collection_bundle(collection: str, stored: dict[str, Any], model_path: str | Path | None = None) -> str | Path:
+    """The bundle that encodes for ``collection`` (whose model record is ``stored``):
+    ``model_path`` when given, else the recorded bundle folder, else the recorded hub name.
 
     Raises:
         CheckpointError: no bundle recorded and none given, or the recorded bundle is gone.
-        ModelMismatchError: the given (or recorded) bundle holds other weights than the record.
     """
-    if model_path is None:
-        recorded = stored.get("bundle")
-        if recorded and Path(recorded).is_dir():
-            model_path = recorded
-        elif stored.get("name"):
-            model_path = stored["name"]  # fetched (or found in the hub's cache) by name
-        elif not recorded:
-            raise CheckpointError(
-                f"collection '{collection}' records no model bundle; pass one with --model (a bundle comes from "
-                f"{MODEL_SOURCES})"
-            )
-        else:
-            raise CheckpointError(
-                f"collection '{collection}' was filled by bundle {recorded}, which is gone; "
-                "pass the same model with --model"
-            )
-    model = load_bundle(model_path, device, runtime)
+    if model_path is not None:
+        return model_path
+    recorded = stored.get("bundle")
+    if recorded and Path(recorded).is_dir():
+        return recorded
+    if stored.get("name"):
+        return stored["name"]  # fetched (or found in the hub's cache) by name
+    if not recorded:
+        raise CheckpointError(
+            f"collection '{collection}' records no model bundle; pass one with --model (a bundle comes from "
+            f"{MODEL_SOURCES})"
+        )
+    raise CheckpointError(
+        f"collection '{collection}' was filled by bundle {recorded}, which is gone; "
+        "pass the same model with --model"
+    )
+
+
+def load_collection_model(
+    store: Store, collection: str, model_path: str | Path | None = None, device: str | None = None,
+    runtime: str | None = "auto",
+) -> Any:
+    """The encoder of ``collection``: its recorded bundle, or ``model_path`` checked against it,
+    on ``runtime`` (see `load_bundle`).
+
+    This is the check for a caller that keeps the model (the server, at start-up). A caller
+    about to search or ingest may load `collection_bundle` with `load_bundle` instead: the
+    searches (`dmwan_qdrant.search`) and the ingest check the model themselves, once.
+
+    Raises:
+        CollectionNotFoundError: no such collection.
+        CheckpointError: no bundle recorded and none given, or a missing/corrupted bundle.
+        ModelMismatchError: the bundle holds other weights than the ones that filled the collection.
+    """
+    stored = store.get_model_record(collection)
+    model = load_bundle(collection_bundle(collection, stored, model_path), device, runtime)
     check_same_model(collection, stored, model)
     return model

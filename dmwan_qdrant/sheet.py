@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .errors import ImageError
 from .imageio import load_image
-from .search import Result
+from .search.results import Result
 
 BACKGROUND = (255, 255, 255)
 PANEL = (236, 238, 242)

@@ -15,9 +15,10 @@ from test_store_contract import make_store, pid
 
 from dmwan_qdrant.errors import UsageError
 from dmwan_qdrant.search import check_filter_keys, parse_filters, search_text
+from dmwan_qdrant.search.request import SearchRequest
 from dmwan_qdrant.server.app import create_app
 from dmwan_qdrant.server.requests import _filters
-from dmwan_qdrant.server.service import SearchRequest, SearchService, _filter_key
+from dmwan_qdrant.server.service import SearchService, _filter_key
 from dmwan_qdrant.store import CollectionSpec, PhotoPoint, Store, open_store
 from dmwan_qdrant.store.filters import Match, MatchAny, Prefix, Range, check_filter
 

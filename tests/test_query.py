@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from dmwan_qdrant.encoder import load_bundle
+from dmwan_qdrant.encoder import load_bundle, load_collection_model
 from dmwan_qdrant.errors import CheckpointError, CollectionNotFoundError, ImageError, ModelMismatchError, UsageError
 from dmwan_qdrant.imageio import load_image
 from dmwan_qdrant.ingest import ingest
 from dmwan_qdrant.model import create_model, save_model
-from dmwan_qdrant.search import load_collection_model, parse_filters, search_sketches, search_text
+from dmwan_qdrant.search import parse_filters, search_sketches, search_text
+from dmwan_qdrant.search.similar import search_like, search_photos
 from dmwan_qdrant.sheet import contact_sheet
-from dmwan_qdrant.similar import search_like, search_photos
 from dmwan_qdrant.store import open_store
 
 SHAPES = ("circle", "square", "triangle")
@@ -84,7 +84,7 @@ def test_several_sketches_in_one_call_ranked_best_first(setup, store):
 
 
 def test_rerank_fuses_the_global_cosine_and_the_mean_maxsim_on_one_scale(setup, store):
-    from dmwan_qdrant.reranking import RERANK_WEIGHT
+    from dmwan_qdrant.search.reranking import RERANK_WEIGHT
     from dmwan_qdrant.search import embed_sketch_files
 
     _, _, model, sketches = setup
@@ -130,7 +130,7 @@ def test_without_rerank_given_the_bundles_choice_decides(setup, store, monkeypat
 def test_bundle_rerank_reads_the_card_and_falls_back_to_the_default():
     from types import SimpleNamespace
 
-    from dmwan_qdrant.reranking import DEFAULT_RERANK, RERANK_WEIGHT, bundle_rerank, resolve_rerank
+    from dmwan_qdrant.search.reranking import DEFAULT_RERANK, RERANK_WEIGHT, bundle_rerank, resolve_rerank
 
     def model(choice):
         return SimpleNamespace(metadata={"card": {"rerank": choice}})
@@ -146,7 +146,7 @@ def test_bundle_rerank_reads_the_card_and_falls_back_to_the_default():
 
 
 def test_fuse_hits_orders_by_the_fused_score_and_keeps_ties_in_cosine_order():
-    from dmwan_qdrant.reranking import fuse_hits
+    from dmwan_qdrant.search.reranking import fuse_hits
     from dmwan_qdrant.store import Hit
 
     cosine = [Hit("a", 0.9, {}), Hit("b", 0.8, {}), Hit("c", 0.7, {}), Hit("d", 0.6, {})]

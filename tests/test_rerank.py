@@ -9,8 +9,9 @@ import torch
 
 from dmwan_qdrant.data import ProceduralConfig, generate_benchmark, load_benchmark
 from dmwan_qdrant.eval.evaluate import evaluate_split
-from dmwan_qdrant.eval.rerank import choose_rerank, fuse, mean_maxsim, rerank_decision, rerank_metrics
+from dmwan_qdrant.eval.rerank import choose_rerank, mean_maxsim, rerank_decision, rerank_metrics
 from dmwan_qdrant.model import create_model
+from dmwan_qdrant.search.reranking import fuse
 
 
 def test_mean_maxsim_and_fusion_by_hand():

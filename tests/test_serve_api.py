@@ -15,10 +15,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from dmwan_qdrant.cli.app import main
-from dmwan_qdrant.reranking import DEFAULT_RERANK
 from dmwan_qdrant.search import search_sketches, search_text
+from dmwan_qdrant.search.request import SearchRequest
+from dmwan_qdrant.search.reranking import DEFAULT_RERANK
 from dmwan_qdrant.server.app import ServeSettings, create_app
-from dmwan_qdrant.server.service import SearchRequest, SearchService
+from dmwan_qdrant.server.service import SearchService
 from dmwan_qdrant.store import open_store
 
 from serve_helpers import make_collection
@@ -358,7 +359,7 @@ def test_under_a_path_prefix_the_open_routes_stay_open(served):
 
 
 def test_more_like_a_photo_or_a_stored_point_equals_the_library(served):
-    from dmwan_qdrant.similar import search_like, search_photos
+    from dmwan_qdrant.search.similar import search_like, search_photos
 
     service, client = served["service"], served["client"]
     photo = served["root"] / "photos" / "circle" / "circle0.png"

@@ -4,11 +4,12 @@ Retrieval takes the top ``prefetch`` photos by the cosine of global embeddings; 
 reorders them by a score that adds the local level: the mean MaxSim of the sketch's tokens over
 the photo's tokens (Qdrant's multivector MAX_SIM divided by the query's token count). The fused
 score ``(cos + beta * maxsim) / (1 + beta)`` stays on the cosine's scale; ``beta = inf`` is the
-MaxSim re-rank alone. Photos past the prefetch keep their cosine order behind the re-ranked ones,
-so P@K for K <= prefetch is what a user sees.
+MaxSim re-rank alone. It is `dmwan_qdrant.search.reranking.fuse`, the formula the search uses.
+Photos past the prefetch keep their cosine order behind the re-ranked ones, so P@K for
+K <= prefetch is what a user sees.
 
 `choose_rerank` decides, on a run's validation classes, whether the bundle it exports re-ranks
-by default (its card's ``rerank``; `dmwan_qdrant.reranking.bundle_rerank` reads it).
+by default (its card's ``rerank``; `dmwan_qdrant.search.reranking.bundle_rerank` reads it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from ..data.layout import BenchmarkSplit
-from ..reranking import DEFAULT_PREFETCH, RERANK_WEIGHT
+from ..search.reranking import DEFAULT_PREFETCH, RERANK_WEIGHT, fuse
 from .evaluate import EmbeddedClasses, embed_classes
 from .metrics import average_precision, precision_at_k
 
@@ -34,13 +35,6 @@ def mean_maxsim(query_tokens: torch.Tensor, doc_tokens: torch.Tensor) -> torch.T
     against (Q, C, m, d) candidates per query -> (Q, C)."""
     sim = torch.einsum("qnd,qcmd->qcnm", query_tokens, doc_tokens)
     return sim.max(dim=3).values.mean(dim=2)
-
-
-def fuse(cosine: torch.Tensor, maxsim: torch.Tensor, beta: float) -> torch.Tensor:
-    """The fused multi-level score on the cosine's scale (``beta = inf``: MaxSim alone)."""
-    if math.isinf(beta):
-        return maxsim
-    return (cosine + beta * maxsim) / (1.0 + beta)
 
 
 def rerank_per_query(

@@ -50,7 +50,7 @@ def evaluate_through_store(
     after the token re-rank of the top 100 (a re-rank only reorders those 100, so P@100 cannot
     move), the number of queries, and the re-ranked top 100 of each query.
     """
-    from ..search import embed_sketch_files, search_sketch_embeddings
+    from ..search.core import embed_sketch_files, search_sketch_embeddings
 
     gallery = store.count(collection)
     counts = Counter(s.label for s in split.test_photos)

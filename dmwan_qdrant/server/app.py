@@ -27,6 +27,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from dmwan_qdrant import __version__
 from dmwan_qdrant.errors import DmwanError
+from dmwan_qdrant.search.request import SearchRequest
+from dmwan_qdrant.search.reranking import DEFAULT_PREFETCH, bundle_rerank
 from dmwan_qdrant.server.batching import MicroBatcher
 from dmwan_qdrant.server.guard import Guard
 from dmwan_qdrant.server.http_errors import error_response, one_line
@@ -34,8 +36,7 @@ from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, run_ing
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
-from dmwan_qdrant.reranking import DEFAULT_PREFETCH, bundle_rerank
-from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH, SearchAnswer, SearchRequest, SearchService
+from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH, SearchAnswer, SearchService
 from dmwan_qdrant.settings import DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB, DEFAULT_WAIT_S
 
 BatchSearch = Callable[[SearchRequest], Awaitable[SearchAnswer]]

@@ -21,7 +21,7 @@ from dmwan_qdrant.errors import (
     UsageError,
 )
 from dmwan_qdrant.imageio import file_errors
-from dmwan_qdrant.results import Result
+from dmwan_qdrant.search.results import Result
 from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 from dmwan_qdrant.store.records import CollectionInfo
 
@@ -105,7 +105,7 @@ def search_through_server(
     like: Sequence[str] = (),
     ef: int | None = None,
 ) -> ServerResults:
-    """`dmwan_qdrant.search.search_sketches` (or `search_text`, or `dmwan_qdrant.similar`'s
+    """`dmwan_qdrant.search.search_sketches` (or `search_text`, or `dmwan_qdrant.search.similar`'s
     ``search_photos`` / ``search_like`` for ``photos`` / ``like``) answered by a server at ``url``.
     ``rerank`` None leaves the re-rank to the collection's model (its bundle's choice); ``ef``
     None leaves the HNSW search candidates to the collection's default.
@@ -129,7 +129,7 @@ def search_through_server(
     else:
         field, given = ("photo", photos) if photos else ("sketch", sketches)
         files = []
-        for p in given:  # files, or sources already read (`dmwan_qdrant.queries.QuerySource`)
+        for p in given:  # files, or sources already read (`dmwan_qdrant.search.queries.QuerySource`)
             if hasattr(p, "data"):
                 files.append((field, (p.name, p.data, "application/octet-stream")))
                 continue

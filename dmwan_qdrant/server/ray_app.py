@@ -48,7 +48,8 @@ if TYPE_CHECKING:  # the replica imports these (and torch with them) in __init__
     from fastapi import FastAPI
 
     from dmwan_qdrant.server.app import BatchSearch, ServeSettings
-    from dmwan_qdrant.server.service import SearchAnswer, SearchRequest, SearchService
+    from dmwan_qdrant.search.request import SearchRequest
+    from dmwan_qdrant.server.service import SearchAnswer, SearchService
 
 __all__ = ["OPTIONS", "RayServeOptions", "SearchDeployment", "build_app", "parse_options"]
 

@@ -18,9 +18,10 @@ from starlette.requests import Request
 
 from dmwan_qdrant.errors import StoreError
 from dmwan_qdrant.imageio import MAX_IMAGE_PIXELS, decode_image
-from dmwan_qdrant.search import INTEGER_FIELDS, parse_filters
+from dmwan_qdrant.search.filters import INTEGER_FIELDS, parse_filters
+from dmwan_qdrant.search.request import SearchRequest
 from dmwan_qdrant.server.http_errors import HTTPError
-from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH, SearchRequest
+from dmwan_qdrant.server.service import MAX_EF, MAX_K, MAX_PREFETCH
 from dmwan_qdrant.store.checks import canonical_id
 from dmwan_qdrant.store.filters import check_filter
 

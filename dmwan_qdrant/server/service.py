@@ -2,8 +2,8 @@
 a batch search that embeds the sketches of many requests in one forward pass.
 
 Nothing here knows HTTP: `dmwan serve` (FastAPI on uvicorn) and the Ray Serve deployment both
-call `SearchService.search_batch` from one worker thread at a time. The search itself is
-`dmwan_qdrant.search`, the code path of `dmwan query`.
+call `SearchService.search_batch` from one worker thread at a time. Each request is a
+`dmwan_qdrant.search.request.SearchRequest` answered by `run_search`, the code path of `dmwan query`.
 """
 
 from __future__ import annotations
@@ -11,23 +11,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dmwan_qdrant.encoder import check_same_model, has_text_tower
+from dmwan_qdrant.encoder import check_same_model, has_text_tower, load_collection_model
 from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError, UsageError
-from dmwan_qdrant.search import (
-    DEFAULT_PREFETCH,
-    Result,
-    embed_sketch_images,
-    load_collection_model,
-    search_sketch_embeddings,
-    search_text,
-)
-from dmwan_qdrant.similar import search_like, search_photos
+from dmwan_qdrant.search.core import embed_sketch_images
+from dmwan_qdrant.search.request import SearchRequest, run_search
+from dmwan_qdrant.search.results import Result
 from dmwan_qdrant.store import Store
 from dmwan_qdrant.store.checks import canonical_id
 
@@ -39,43 +33,6 @@ MAX_EF = 4096
 """Largest HNSW ``ef`` a request may ask for. Recall@10 is 1.000 from ef=128 at 100k and 1M points
 (BENCHMARKS.md); the bound leaves room for k up to `MAX_K` while keeping one request from asking
 for a search that visits most of a large collection."""
-
-
-@dataclass
-class SearchRequest:
-    """One search: decoded sketches (PIL RGB images) or a text, and the options of `dmwan query`.
-
-    Attributes:
-        collection: a served collection.
-        sketches: RGB images, searched each on its own (empty for a text search).
-        text: the text query, or None for a sketch search.
-        photos: RGB images embedded as photos ("more like this photo"), each on its own.
-        like: stored point ids ("more like this point"), each on its own.
-        k: results per query.
-        filter: payload conditions in the store's structure (exact values, any-of lists,
-            ranges, prefixes: see `dmwan_qdrant.store.filters`), e.g. from
-            `dmwan_qdrant.search.parse_filters`.
-        rerank: re-rank the top ``prefetch`` by the fused global and local-token score
-            (sketches only; None: as the collection's model's bundle chose, `bundle_rerank`).
-        prefetch: candidates for the re-rank.
-        ef: HNSW search candidates (None: the collection's default, see `IndexSettings`).
-    """
-
-    collection: str
-    sketches: list[Any] = field(default_factory=list)
-    text: str | None = None
-    k: int = 10
-    filter: dict[str, Any] | None = None
-    rerank: bool | None = None
-    prefetch: int = DEFAULT_PREFETCH
-    photos: list[Any] = field(default_factory=list)
-    like: list[str] = field(default_factory=list)
-    ef: int | None = None
-
-    @property
-    def mode(self) -> str:
-        """What the request searches with: "text", "photo", "like" or "sketch"."""
-        return "text" if self.text is not None else "photo" if self.photos else "like" if self.like else "sketch"
 
 
 @dataclass
@@ -227,8 +184,7 @@ class SearchService:
         for i, req in enumerate(requests):
             try:
                 self.model(req.collection)
-                if req.text is None and not (req.sketches or req.photos or req.like):
-                    raise UsageError("give at least one sketch, or a text, a photo or a point id")
+                req.check()
             except DmwanError as e:
                 answers[i].error = e
                 continue
@@ -261,30 +217,21 @@ class SearchService:
                 r = requests[i]
                 groups.setdefault((r.k, _filter_key(r.filter), r.rerank, r.prefetch, r.ef), []).append(i)
             for members in groups.values():
-                first = requests[members[0]]
                 pick = np.concatenate([np.arange(rows[i].start, rows[i].stop) for i in members])
-                self._search_group(
-                    [answers[i] for i in members], [rows[i].stop - rows[i].start for i in members],
-                    search_sketch_embeddings, self.store, name, model, vectors[pick], tokens[pick], first.k,
-                    first.filter, first.rerank, first.prefetch, first.ef,
-                )
+                self._search_group([answers[i] for i in members], [requests[i].queries for i in members], model,
+                                   requests[members[0]], (vectors[pick], tokens[pick]))
         for i, req in enumerate(requests):  # the others one by one, as `dmwan query` runs them
-            if req.mode == "text":
-                self._search_group([answers[i]], [1], search_text, self.store, name, model, req.text, req.k, req.filter,
-                                   req.ef)
-            elif req.mode == "photo":
-                self._search_group([answers[i]], [len(req.photos)], search_photos, self.store, name, model,
-                                   req.photos, req.k, req.filter, req.rerank, req.prefetch, req.ef)
-            elif req.mode == "like":
-                self._search_group([answers[i]], [len(req.like)], search_like, self.store, name, model,
-                                   req.like, req.k, req.filter, req.rerank, req.prefetch, req.ef)
+            if req.mode != "sketch":
+                self._search_group([answers[i]], [req.queries], model, req)
 
-    @staticmethod
-    def _search_group(answers: list[SearchAnswer], counts: list[int], run: Any, *args: Any) -> None:
-        """``run(*args)`` once for several requests; each gets its ``counts[j]`` result lists."""
+    def _search_group(self, answers: list[SearchAnswer], counts: list[int], model: Any, request: SearchRequest,
+                      embedded: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """`run_search` once for several requests (``request`` stands for them all: their
+        options are the same, ``embedded`` holds the rows of all their sketches); each gets its
+        ``counts[j]`` result lists."""
         t0 = time.perf_counter()
         try:
-            results = run(*args)
+            results = run_search(self.store, model, request, embedded)
         except Exception as e:  # noqa: BLE001 - reported to the requests, not raised in the worker
             for a in answers:
                 a.error = e

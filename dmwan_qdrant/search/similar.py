@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
+from ..runtime import as_array
+from ..store import Store
+from ..store.index import check_ef
+from .core import _search_embedded, check_collection
+from .reranking import DEFAULT_PREFETCH
 from .results import Result
-from .runtime import as_array
-from .search import DEFAULT_PREFETCH, search_sketch_embeddings
-from .store import Store
-from .store.index import check_ef
 
 
 def embed_photo_images(model: Any, images: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -42,9 +43,10 @@ def search_photos(
     """
     if not images:
         raise UsageError("give at least one photo")
-    check_ef(ef)  # before the embedding work
+    check_ef(ef)
+    check_collection(store, collection, model)  # before the embedding work, as a sketch search
     vectors, tokens = embed_photo_images(model, images)
-    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
+    return _search_embedded(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
 
 
 def search_like(
@@ -57,11 +59,12 @@ def search_like(
 
     Raises:
         UsageError: an id that is not in the collection, an ``ef`` that is not a positive int.
-        CollectionNotFoundError.
+        CollectionNotFoundError, ModelMismatchError.
     """
     if not ids:
         raise UsageError("give at least one point id")
     check_ef(ef)
+    check_collection(store, collection, model)
     found = {p.id: p for p in store.read_points(collection, list(ids))}
     missing = [i for i in ids if i not in found]
     if missing:
@@ -70,8 +73,7 @@ def search_like(
     points = [found[i] for i in ids]
     vectors = np.stack([p.vector for p in points]).astype(np.float32)
     tokens = np.stack([p.tokens for p in points]).astype(np.float32)
-    results = search_sketch_embeddings(store, collection, model, vectors, tokens, k + 1, filter, rerank, prefetch,
-                                       ef)
+    results = _search_embedded(store, collection, model, vectors, tokens, k + 1, filter, rerank, prefetch, ef)
     out = []
     for point, res in zip(points, results):
         kept = [r for r in res if r.id != point.id][:k]

@@ -1,6 +1,7 @@
 """The token re-rank's settings and its fused score, without torch (the CLI reads them for its
 help): the top ``prefetch`` candidates by global cosine are re-ordered by
-``(cos + w * maxsim / n_tokens) / (1 + w)``, on the cosine's scale."""
+``(cos + w * maxsim / n_tokens) / (1 + w)``, on the cosine's scale. `fuse` is that formula, for
+the search and for the offline evaluation of the re-rank alike."""
 
 from __future__ import annotations
 
@@ -43,17 +44,21 @@ def resolve_rerank(rerank: bool | None, model: Any) -> tuple[bool, float]:
     return (on if rerank is None else bool(rerank)), weight
 
 
+def fuse(cosine: Any, mean_maxsim: Any, weight: float) -> Any:
+    """The fused multi-level score ``(cosine + weight * mean_maxsim) / (1 + weight)``, on the
+    cosine's scale; ``weight = inf`` is the mean MaxSim alone. Plain arithmetic, so it takes
+    floats, numpy arrays or torch tensors alike: the search fuses one hit at a time
+    (`fuse_hits`), the offline evaluation whole score matrices (`dmwan_qdrant.eval.rerank`)."""
+    if math.isinf(weight):
+        return mean_maxsim
+    return (cosine + weight * mean_maxsim) / (1.0 + weight)
+
+
 def fuse_hits(cosine: Sequence[Any], maxsim: Sequence[Any], n_tokens: float, weight: float) -> list[Any]:
     """The candidates of ``cosine`` (by global cosine) re-ranked by the fused multi-level score
-    ``(cos + weight * maxsim / n_tokens) / (1 + weight)``, best first; ``maxsim`` holds the same
-    candidates with their MaxSim sums; ``weight = inf`` is the mean MaxSim alone. Ties keep the
-    cosine order."""
+    (`fuse`), best first; ``maxsim`` holds the same candidates with their MaxSim sums over
+    ``n_tokens`` query tokens. Ties keep the cosine order."""
     sums = {h.id: h.score for h in maxsim}
-
-    def score(cos: float, mean_maxsim: float) -> float:
-        return mean_maxsim if math.isinf(weight) else (cos + weight * mean_maxsim) / (1.0 + weight)
-
-    fused = [(h, score(h.score, sums[h.id] / n_tokens)) for h in cosine if h.id in sums]
+    fused = [(h, fuse(h.score, sums[h.id] / n_tokens, weight)) for h in cosine if h.id in sums]
     fused.sort(key=lambda pair: -pair[1])  # stable
     return [dataclasses.replace(h, score=score) for h, score in fused]
-

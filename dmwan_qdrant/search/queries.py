@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ImageError, UsageError
-from .imageio import IMAGE_SUFFIXES, decode_image, file_errors, is_image_path
+from ..errors import ImageError, UsageError
+from ..imageio import IMAGE_SUFFIXES, decode_image, file_errors, is_image_path
 
 #: Largest query image read from standard input or a URL (files are limited in pixels only).
 MAX_QUERY_BYTES = 32 * 1024 * 1024

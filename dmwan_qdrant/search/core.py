@@ -1,4 +1,5 @@
-"""Search a collection with sketches or text, using the encoder recorded with the collection.
+"""The search core: a collection searched with sketches or text, using the encoder recorded with
+the collection.
 
 Retrieval is the cosine of global embeddings, served by the store's index. With ``rerank`` the
 top ``prefetch`` candidates are re-ranked by the multi-level score: the database computes MaxSim
@@ -14,126 +15,22 @@ the exact top ``k`` and costs time; None uses the collection's default (``collec
 
 from __future__ import annotations
 
-import itertools
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .encoder import check_same_model, has_text_tower, resolve_collection_model
-from .errors import CollectionNotFoundError, StoreDamagedError, UsageError
-from .imageio import load_image
+from ..encoder import check_same_model, has_text_tower
+from ..errors import CollectionNotFoundError, StoreDamagedError, UsageError
+from ..imageio import load_image
+from ..runtime import as_array
+from ..store import Hit, Store
+from ..store.index import check_ef
+from .filters import check_filter_keys
 from .reranking import DEFAULT_PREFETCH, fuse_hits, resolve_rerank
 from .results import Result
-from .runtime import as_array
-from .store import Hit, Store
-from .store.index import check_ef
-
-#: Payload fields compared as integers in ``--filter key=value``; every other key is a string.
-INTEGER_FIELDS = frozenset({"size", "width", "height", "mtime_ns"})
-_FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-_FILTER_SPEC = re.compile(r"^([^=<>^]*)(>=|<=|\^=|>|<|=)(.*)$", re.DOTALL)
-_RANGE_OPS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
-FILTER_SYNTAX = "expected key=value, key=a,b, key>=N, key<=N, key>N, key<N or key^=prefix"
-"""The ``--filter`` syntax, as error messages name it."""
-KEY_SAMPLE = 500
-"""Payloads `check_filter_keys` reads to list the keys a collection has."""
-
-
-def _filter_value(spec: str, key: str, text: str) -> str | int:
-    if key not in INTEGER_FIELDS:
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"bad filter {spec!r}: {key} takes an integer ({FILTER_SYNTAX})") from None
-
-
-def _parse_filter(spec: str) -> tuple[str, Any]:
-    """One ``--filter`` item as ``(key, condition)`` in the structure of
-    `dmwan_qdrant.store.filters`."""
-    m = _FILTER_SPEC.match(spec)
-    key = m.group(1).strip() if m else ""
-    if not m or not _FILTER_KEY.match(key):
-        raise UsageError(f"bad filter {spec!r}: {FILTER_SYNTAX}, e.g. label=shoe")
-    op, text = m.group(2), m.group(3)
-    if op == "^=":
-        if not text:
-            raise UsageError(f"bad filter {spec!r}: the prefix is empty ({FILTER_SYNTAX})")
-        return key, {"prefix": text}
-    if op in _RANGE_OPS:
-        try:
-            return key, {_RANGE_OPS[op]: int(text)}
-        except ValueError:
-            raise UsageError(f"bad filter {spec!r}: {key}{op} takes an integer ({FILTER_SYNTAX})") from None
-    if "," in text:
-        items = text.split(",")
-        if not all(items):
-            raise UsageError(f"bad filter {spec!r}: an empty value in the list ({FILTER_SYNTAX})")
-        return key, [_filter_value(spec, key, t) for t in items]
-    return key, _filter_value(spec, key, text)
-
-
-def parse_filters(specs: Sequence[str]) -> dict[str, Any]:
-    """``--filter`` items (ANDed) as a store filter (see `dmwan_qdrant.store.filters`).
-
-    - ``label=shoe`` exact match; ``label=shoe,boot`` any of the comma-separated values;
-    - ``width>=640``, ``width<=1920``, ``width>640``, ``width<640`` an integer range (any key:
-      a range is numeric); ranges on one key merge: ``["width>=640", "width<=1920"]`` ->
-      ``{"width": {"gte": 640, "lte": 1920}}``;
-    - ``path^=/photos/shoes/`` a keyword prefix.
-
-    Values of ``=`` are strings except for the integer fields (`INTEGER_FIELDS`), so that a
-    folder named ``2024`` still matches its string label. E.g. ``["label=cat", "width=640"]`` ->
-    ``{"label": "cat", "width": 640}``.
-
-    Raises:
-        UsageError: (one line) an item in none of these forms, an empty or odd key, a key given
-            twice (other than two bounds of a range), or a non-integer where one is needed.
-    """
-    out: dict[str, Any] = {}
-    for spec in specs:
-        key, cond = _parse_filter(spec)
-        old = out.get(key)
-        if old is None:
-            out[key] = cond
-            continue
-        if _is_range(old) and _is_range(cond) and not set(old) & set(cond):
-            out[key] = {**old, **cond}
-            continue
-        raise UsageError(
-            f"bad filter {spec!r}: {key} is given twice (conditions are ANDed; only range bounds "
-            f"merge) ({FILTER_SYNTAX})"
-        )
-    return out
-
-
-def _is_range(cond: Any) -> bool:
-    return isinstance(cond, dict) and "prefix" not in cond
-
-
-def check_filter_keys(store: Store, collection: str, filter: Mapping[str, Any] | None) -> None:
-    """Raise `UsageError` if a key of ``filter`` is held by no point of ``collection`` (a typo
-    such as ``lable`` would otherwise give an empty result and no reason). A known key whose
-    value matches nothing, or an empty collection, is no error. Costs one count per key; the
-    searches call it only when a filtered query found nothing.
-    """
-    for key in filter or {}:
-        if store.count_with_key(collection, key) > 0:
-            continue
-        keys: set[str] = set()
-        for _, payload in itertools.islice(store.scroll_payloads(collection), KEY_SAMPLE):
-            keys.update(payload)
-        if not keys:
-            return
-        hint = "; ingest with --label-from-folder to label photos by folder" if key == "label" else ""
-        raise UsageError(
-            f"collection '{collection}' has no point with payload key '{key}' "
-            f"(keys: {', '.join(sorted(keys))}){hint}"
-        )
 
 
 def _check_empty(store: Store, collection: str, filter: Mapping[str, Any] | None, hits: list[list[Hit]]) -> None:
@@ -143,22 +40,14 @@ def _check_empty(store: Store, collection: str, filter: Mapping[str, Any] | None
         check_filter_keys(store, collection, filter)
 
 
-def load_collection_model(
-    store: Store, collection: str, model_path: str | Path | None = None, device: str | None = None,
-    runtime: str | None = "auto",
-) -> Any:
-    """The encoder of ``collection``: its recorded bundle, or ``model_path`` checked against it,
-    on ``runtime`` (``auto``, ``torch`` or ``onnx``: `dmwan_qdrant.encoder.load_bundle`).
+def check_collection(store: Store, collection: str, model: Any) -> None:
+    """The check every search makes once, before its work: ``collection`` exists, and ``model``
+    is the one that filled it (`dmwan_qdrant.encoder.check_same_model`).
 
     Raises:
-        CollectionNotFoundError: no such collection.
-        CheckpointError: no bundle recorded and none given, or a missing/corrupted bundle.
-        ModelMismatchError: the bundle holds other weights than the ones that filled the collection.
+        CollectionNotFoundError: no such collection (the message lists the others).
+        ModelMismatchError: ``model`` holds other weights than the collection's.
     """
-    return resolve_collection_model(collection, store.get_model_record(collection), model_path, device, runtime)
-
-
-def _check(store: Store, collection: str, model: Any) -> None:
     if not store.collection_exists(collection):
         names = ", ".join(store.list_collections()) or "none"
         raise CollectionNotFoundError(f"no collection named '{collection}' (collections: {names})")
@@ -213,14 +102,15 @@ def search_sketches(
     Args:
         store: an open store.
         collection: the collection to search.
-        model: its encoder (see `load_collection_model`).
+        model: its encoder (see `dmwan_qdrant.encoder.load_collection_model`).
         sketch_paths: sketch image files.
         k: results per sketch.
         filter: payload conditions, all required: ``{key: value}`` exact (str or int),
             ``{key: [v1, v2]}`` any of (all str or all int), ``{key: {"gte": 640, "lt": 1920}}``
             a numeric range (any of gte/gt/lte/lt), ``{key: {"prefix": "/photos/shoes/"}}`` a
             keyword prefix; e.g. ``{"label": ["shoe", "boot"], "width": {"gte": 640}}``. See
-            `dmwan_qdrant.store.filters`, and `parse_filters` for the ``--filter`` syntax.
+            `dmwan_qdrant.store.filters`, and `dmwan_qdrant.search.parse_filters` for the
+            ``--filter`` syntax.
         rerank: re-rank the top ``prefetch`` by the fused global and local score (None: as
             the model's bundle chose on its validation classes, see `bundle_rerank`).
         prefetch: candidates for the re-rank.
@@ -233,9 +123,35 @@ def search_sketches(
     if not sketch_paths:
         raise UsageError("give at least one sketch")
     check_ef(ef)
-    _check(store, collection, model)  # before the embedding work, so a wrong name fails fast
+    check_collection(store, collection, model)  # before the embedding work, so a wrong name fails fast
     vectors, tokens = embed_sketch_files(model, sketch_paths)
-    return search_sketch_embeddings(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
+    return _search_embedded(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
+
+
+def search_sketch_images(
+    store: Store,
+    collection: str,
+    model: Any,
+    images: Sequence[Any],
+    k: int = 10,
+    filter: dict[str, Any] | None = None,
+    rerank: bool | None = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    ef: int | None = None,
+) -> list[list[Result]]:
+    """`search_sketches` for decoded RGB images (PIL), e.g. uploads or query sources, embedded
+    in one batch; the options are `search_sketches`'s.
+
+    Raises:
+        CollectionNotFoundError, ModelMismatchError, UsageError (no images, a bad filter, an
+        ``ef`` that is not a positive int).
+    """
+    if not images:
+        raise UsageError("give at least one sketch")
+    check_ef(ef)
+    check_collection(store, collection, model)  # before the embedding work
+    vectors, tokens = embed_sketch_images(model, images)
+    return _search_embedded(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
 
 
 def search_sketch_embeddings(
@@ -258,7 +174,25 @@ def search_sketch_embeddings(
         no point holds: see `check_filter_keys`).
     """
     check_ef(ef)
-    _check(store, collection, model)
+    check_collection(store, collection, model)
+    return _search_embedded(store, collection, model, vectors, tokens, k, filter, rerank, prefetch, ef)
+
+
+def _search_embedded(
+    store: Store,
+    collection: str,
+    model: Any,
+    vectors: np.ndarray,
+    tokens: np.ndarray,
+    k: int,
+    filter: dict[str, Any] | None,
+    rerank: bool | None,
+    prefetch: int,
+    ef: int | None,
+) -> list[list[Result]]:
+    """`search_sketch_embeddings` after its caller's `check_collection` and `check_ef`: the search
+    of embedded queries that every sketch, photo and point query ends in (within this package:
+    a caller outside it searches through a function that checks)."""
     vectors, tokens = as_array(vectors), as_array(tokens)
     rerank, weight = resolve_rerank(rerank, model)
     if not rerank:
@@ -300,7 +234,7 @@ def search_text(
     if not texts or not all(t.strip() for t in texts):
         raise UsageError("the text query is empty")
     check_ef(ef)
-    _check(store, collection, model)
+    check_collection(store, collection, model)
     if not has_text_tower(model):
         raise UsageError("this model has no text tower, so it cannot search by text")
     vectors = as_array(model.embed_texts(texts))

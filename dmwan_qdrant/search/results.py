@@ -16,7 +16,7 @@ class Result:
     Attributes:
         rank: 1 for the best match.
         score: cosine of the global embeddings, or the fused global and local-token score when
-            re-ranked (same scale: `dmwan_qdrant.reranking`).
+            re-ranked (same scale: `dmwan_qdrant.search.reranking`).
         path: the photo file.
         label: the stored label (folder name when ingested with it), or None.
         id: the point id (a UUID derived from the file's content hash).
