@@ -166,14 +166,17 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None, quantize: str
     """
     import torch
 
-    from ..encoder import load_bundle
+    from ..model import load_model
     from ..model.checkpoint import _make_temp_dir
 
     if quantize is not None and quantize not in QUANTIZE:
         raise UsageError(f"unknown quantization {quantize!r}: use {', '.join(QUANTIZE)}")
-    bundle = Path(bundle).expanduser()
-    model = load_bundle(bundle, device="cpu", runtime="torch")
+    bundle = Path(bundle).expanduser().resolve()
     record = read_bundle_record(bundle)
+    if not (bundle / WEIGHTS_FILE).is_file() and graph_folder(bundle).is_dir():
+        raise CheckpointError(f"{bundle}: a search-only bundle (ONNX graphs, no {WEIGHTS_FILE}): "
+                              "export from the bundle it was exported from")
+    model = load_model(bundle, device="cpu")
     target = _check_target(bundle, Path(out).expanduser() if out is not None else None, record)
     visual, text = _modules(model)
     size = model.config.image_size
