@@ -117,6 +117,25 @@ def test_cli_commands_import_the_root_not_the_assembly():
     assert {m for m, deps in graph.items() if "dmwan_qdrant.cli.app" in deps} <= {"dmwan_qdrant.cli.__main__"}
 
 
+LAYERS = [  # README, "Architecture": bottom first
+    {"dmwan_qdrant", "errors", "settings", "interrupts", "imageio", "ray_runtime", "versions"},
+    {"model", "runtime", "store", "data"},
+    {"encoder"},
+    {"search", "ingest", "eval", "check", "sheet", "point_ids"},
+    {"cli", "server", "training"},
+]
+
+
+def layer(module: str) -> int:
+    part = module.split(".")[1] if "." in module else module
+    return next(i for i, names in enumerate(LAYERS) if part in names)
+
+
+def test_imports_never_point_up_a_layer():
+    up = {(m, d) for m, deps in import_graph().items() for d in deps if layer(d) > layer(m)}
+    assert up == set()
+
+
 @pytest.mark.parametrize("package", sorted(PACKAGES))
 def test_no_module_over_400_lines(package):
     long = {name: n for name, file in modules().items() if name.startswith(package)
