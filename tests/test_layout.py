@@ -141,3 +141,11 @@ def test_no_module_over_400_lines(package):
     long = {name: n for name, file in modules().items() if name.startswith(package)
             if (n := len(file.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_every_package_is_installed():
+    """A wheel holds only the packages pyproject lists (an editable install finds the rest)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert {name for name, file in modules().items() if file.name == "__init__.py"} == listed
