@@ -169,9 +169,9 @@ def _stop_hint(collection: str, last: Any) -> str:
 
 def _finished_line(collection: str, report: Any, points: Optional[int]) -> str:
     """The line for a signal that came after the ingest had finished: what is stored."""
-    held = f"{points} points are stored in '{collection}'" if points is not None else f"its points are stored in '{collection}'"
+    held = f"{points} points are" if points is not None else "its points are"
     return (f"the ingest had finished ({report.added} added, {report.updated} updated, {len(report.failed)} failed), "
-            f"{held}; nothing is left to run")
+            f"{held} stored in '{collection}'; nothing is left to run")
 
 
 def _report(report: Any, collection: str, store: Optional[Path], url: Optional[str], as_json: bool) -> None:
