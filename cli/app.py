@@ -9,10 +9,13 @@ exit code, never a traceback; so do Ctrl-C (exit 130) and SIGTERM (exit 143), as
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import os
 import sys
 from typing import NoReturn
+
+from .startup import STARTUP_HINTS, command_name
 
 try:
     import typer
@@ -24,7 +27,8 @@ try:
     from .root import app, teardown_skippable
 except KeyboardInterrupt:
     # Ctrl-C while the CLI itself loads, before `main` has installed its handlers.
-    sys.stderr.write("error: interrupted by SIGINT\n")
+    _hint = STARTUP_HINTS.get(command_name(None) or "")
+    sys.stderr.write(f"error: interrupted (Ctrl-C): {_hint}\n" if _hint else "error: interrupted by SIGINT\n")
     raise SystemExit(130) from None
 
 STOP_DEADLINE_S = 2.0
@@ -46,15 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` defaults to ``sys.argv[1:]``.
 
     Without ``argv`` (the program itself, not a caller in a longer-lived process), a run stopped
-    by a signal, or a `skip_teardown` command that ended well, exits at once: see `_exit_fast`.
+    by a signal, or a `skip_teardown` command that ended well, exits at once: see `_exit_fast`;
+    and a signal during the interpreter's exit ends it with a line (`interrupts.exiting`).
     """
     # First of all: the commands import torch lazily, which takes seconds, and a Ctrl-C then
     # must be as clean as one later on.
     restore_signals = interrupts.install_signal_handlers(deadline=STOP_DEADLINE_S if argv is None else None)
+    startup = STARTUP_HINTS.get(command_name(argv) or "")
+    said = False
     try:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        _register_commands()
-        plain_help(typer.main.get_command(app))(args=argv, prog_name="dmwan")
+        with interrupts.stop_hint(lambda: startup) if startup else contextlib.nullcontext():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            _register_commands()
+            plain_help(typer.main.get_command(app))(args=argv, prog_name="dmwan")
     except BaseException as exc:
         interrupts.finishing()  # the run is over: a late Ctrl-C must not cut its report short
         error = _user_error(exc)
@@ -63,11 +71,15 @@ def main(argv: list[str] | None = None) -> None:
                 _exit_fast(0)
             raise
         typer.echo(f"error: {error}", err=True)
+        said = True
         if isinstance(error, Interrupted) and argv is None:
             _exit_fast(error.exit_code)
         sys.exit(error.exit_code)
     finally:
-        restore_signals()
+        if argv is None:
+            interrupts.exiting(said)  # the handlers stay: the default action would end it with no word
+        else:
+            restore_signals()
 
 
 def _user_error(exc: BaseException) -> DmwanError | None:
@@ -81,10 +93,14 @@ def _user_error(exc: BaseException) -> DmwanError | None:
     chose) keep their outcome.
     """
     if isinstance(exc, Interrupted):
-        return exc  # with the message of the code that caught it and made its work durable
+        # With the message of the code that caught it and made its work durable; raised where
+        # nothing did (during start-up), with the stop hint of that moment.
+        return (interrupts.pending() or exc) if interrupts.is_plain(exc) else exc
     stopped = interrupts.pending()
     if isinstance(exc, SystemExit):
-        return stopped if exc.code == 130 else None
+        # 130: Typer's exit for a KeyboardInterrupt. Any other code after a signal that came
+        # once the work was done (`interrupts.work_done`): the report is out, now the stop's line.
+        return stopped if exc.code == 130 or interrupts.deferred() else None
     if stopped is not None and isinstance(exc, (Exception, KeyboardInterrupt)):
         return stopped
     if isinstance(exc, DmwanError):

@@ -10,12 +10,14 @@ from typing import Any, Optional
 
 import typer
 
-from dmwan_qdrant.errors import StoreServedError, UsageError
+from dmwan_qdrant import interrupts
+from dmwan_qdrant.errors import DmwanError, StoreServedError, UsageError
 from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 
 from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
                       warn_if_toy)
 from .root import app
+from .startup import STARTUP_HINTS
 
 EXIT_SOME_FAILED = 11
 """Exit code when the run finished but some files could not be read (the good ones are stored)."""
@@ -119,6 +121,7 @@ def ingest_command(
         report = _through_server(served, collection, paths, dict(
             label_from_folder=label_from_folder, prune=prune, batch_size=batch_size, include=include or [],
             exclude=exclude or []))
+        interrupts.work_done(lambda: _finished_line(collection, report, None))
         _report(report, collection, store, url, as_json)
         return
     with opened as st:
@@ -137,7 +140,7 @@ def ingest_command(
         warn_if_toy(net)
         common: dict[str, Any] = dict(label_from_folder=label_from_folder, prune=prune, batch_size=batch_size,
                                       include=include or (), exclude=exclude or (), export=export)
-        with _ProgressDisplay() as bar:
+        with _ProgressDisplay() as bar, interrupts.stop_hint(lambda: _stop_hint(collection, bar.last)):
             if ray:
                 from dmwan_qdrant.ingest.ray_pipeline import ingest_ray
 
@@ -145,7 +148,31 @@ def ingest_command(
                                     address=address, progress=bar.update, **common)
             else:
                 report = ingest(paths, st, collection, net, num_workers=workers, progress=bar.update, **common)
+            # From here on a signal interrupts nothing: the store closes, the report is printed in
+            # full, and the program then ends with the line below.
+            stored: dict[str, int] = {}
+            interrupts.work_done(lambda: _finished_line(collection, report, stored.get("points")))
+            try:
+                stored["points"] = st.count(collection)
+            except DmwanError:
+                pass
     _report(report, collection, store, url, as_json)
+
+
+def _stop_hint(collection: str, last: Any) -> str:
+    """A stop's line, after the reason, where the ingest itself has not said more (from the last
+    progress it reported)."""
+    if last is None:
+        return STARTUP_HINTS["ingest"]
+    return (f"{last.done} of {last.total} files handled, the points written before are kept in '{collection}'; "
+            "run the same command again to finish")
+
+
+def _finished_line(collection: str, report: Any, points: Optional[int]) -> str:
+    """The line for a signal that came after the ingest had finished: what is stored."""
+    held = f"{points} points are" if points is not None else "its points are"
+    return (f"the ingest had finished ({report.added} added, {report.updated} updated, {len(report.failed)} failed), "
+            f"{held} stored in '{collection}'; nothing is left to run")
 
 
 def _report(report: Any, collection: str, store: Optional[Path], url: Optional[str], as_json: bool) -> None:
@@ -213,6 +240,8 @@ class _ProgressDisplay:
         self._last = 0.0
         self._bar = None
         self._task = None
+        self.last: Any = None
+        """The last progress reported (an `IngestProgress`), None before the first."""
 
     def __enter__(self) -> "_ProgressDisplay":
         if self.tty:
@@ -233,6 +262,7 @@ class _ProgressDisplay:
         return self
 
     def update(self, p: Any) -> None:
+        self.last = p
         if self._bar is not None:
             self._bar.update(self._task, total=p.total, completed=p.done, rate=p.images_per_second, failed=p.failed)
             return

@@ -18,6 +18,13 @@ code can lose it there. So:
 - with a ``deadline``, the process exits that many seconds after the first signal whatever it
   is doing (for a stop swallowed where nothing can see it).
 
+Whatever ends the run, its one line is the most specific one known: the message of the code that
+caught the `Interrupted` (ingest's "96 of 240 files handled, ..."), else the `stop_hint` that was
+in force when the signal came (also when the stop has left that block since), else the plain
+"interrupted by SIGINT". Once a command's work is durable (`work_done`), a signal no longer
+interrupts it: its report is written in full and the program then ends with the command's line
+(what is stored), and so does a signal during the exit (`exiting`).
+
 Loader workers are forked with the parent's handlers, so `loader_worker_init` resets them: the
 worker ignores SIGINT (Ctrl-C reaches the whole process group, and the main process is the one
 that stops the run), exits quietly on SIGTERM, and dies with its parent.
@@ -49,6 +56,11 @@ _deadline: float | None = None
 _watchdog: threading.Timer | None = None
 _stop_hint: Callable[[], str] | None = None
 """What the deadline's line says after the reason, while a `stop_hint` block runs."""
+_hint_at_stop: Callable[[], str] | None = None
+"""The `stop_hint` in force when the first signal came: the stop's line, wherever it ends."""
+_work_done: Callable[[], str] | None = None
+"""Set by `work_done`: what the line says after the reason for a signal that came too late to
+interrupt anything."""
 
 #: How a stop's one line names its signal.
 STOP_REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "interrupted (SIGTERM)"}
@@ -56,21 +68,43 @@ _finishing = False  # the final error line is written (or being written) by the 
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    global _received
+    global _received, _hint_at_stop
     if _received is not None:
         # A second signal while the first one's cleanup runs (a flush, workers shutting down):
         # the user insists. Raising again could land in a destructor and print a traceback, so
         # stop here; the store's write-ahead log keeps whatever was acknowledged.
         _exit_now(signum, " again: stopped at once")
-    _received = signum
+    _received, _hint_at_stop = signum, _stop_hint
     _start_watchdog(signum)
+    if _work_done is not None:
+        return  # nothing left to interrupt: the report goes on, then the program ends on the line
     if _importing(frame):
         raise KeyboardInterrupt
     raise _interruption(signum)
 
 
 def _interruption(signum: int) -> Interrupted:
-    return Interrupted(f"interrupted by {signal.Signals(signum).name}", signum)
+    return Interrupted(_plain_line(signum), signum)
+
+
+def _plain_line(signum: int) -> str:
+    return f"interrupted by {signal.Signals(signum).name}"
+
+
+def _line(signum: int) -> str:
+    """The stop's one line, without ``error:`` (see the module's docstring)."""
+    hint = _work_done or _hint_at_stop or _stop_hint
+    if hint is not None:
+        try:
+            return f"{STOP_REASONS.get(signum, 'interrupted')}: {hint()}"
+        except Exception:  # the plain line is still true
+            pass
+    return _plain_line(signum)
+
+
+def is_plain(exc: Interrupted) -> bool:
+    """Whether ``exc`` says no more than its signal (as raised by the handler, uncaught)."""
+    return str(exc) == _plain_line(exc.signum)
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -110,22 +144,35 @@ def _start_watchdog(signum: int) -> None:
 def _exit_now(signum: int, how: str) -> None:
     # From the handler or the watchdog thread: no Python cleanup can be trusted to finish.
     if not _finishing:
-        line = f"interrupted by {signal.Signals(signum).name}{how}"
-        if _stop_hint is not None and not how:
-            try:
-                line = f"{STOP_REASONS.get(signum, 'interrupted')}: {_stop_hint()}"
-            except Exception:  # the plain line is still true
-                pass
+        if _work_done is not None:
+            # The report may still sit in stdout's buffer. Not from the watchdog thread: with
+            # the main thread stuck in a write, the flush would wait for it.
+            if threading.current_thread() is threading.main_thread():
+                _flush_quietly()
+            line = _line(signum)
+        else:
+            line = _plain_line(signum) + how if how else _line(signum)
         os.write(2, f"error: {line}\n".encode())
     os._exit(128 + signum)
 
 
+def _flush_quietly() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError, RuntimeError):  # closed, or the write this signal cut into
+            pass
+
+
 @contextlib.contextmanager
 def stop_hint(hint: Callable[[], str]) -> Iterator[None]:
-    """While inside, a stop that the deadline cuts short (a clean stop slower than the deadline,
-    such as a Ray shutdown on a loaded machine) still ends with the command's own line: the
-    reason, then ``hint()`` (what is stored, what to do next). ``hint`` runs on the watchdog
-    thread, so it should only read plain values, never open a store."""
+    """A signal that comes while inside ends the run with the command's own line, the reason
+    then ``hint()`` (what is stored, what to do next), where nothing says more: when the deadline
+    cuts the clean stop short (a Ray shutdown on a loaded machine), also once the stop has left
+    the block (the store's close after it); or when the `Interrupted` reaches the CLI as raised.
+    ``hint`` may run on the watchdog thread, so it should only read plain values, never open a
+    store."""
     global _stop_hint
     previous, _stop_hint = _stop_hint, hint
     try:
@@ -146,12 +193,32 @@ if hasattr(os, "register_at_fork"):  # no fork on Windows
 
 
 def pending() -> Interrupted | None:
-    """The `Interrupted` for the signal received since `install_signal_handlers`, if any.
+    """The `Interrupted` for the signal received since `install_signal_handlers`, if any, with
+    the stop's line (see the module's docstring).
 
     For a stop that surfaced as ``KeyboardInterrupt`` (see the module's docstring), as the silent
-    exit 130 Typer makes of one, or as another error.
+    exit 130 Typer makes of one, or as another error; and for one that `work_done` let the
+    command finish.
     """
-    return _interruption(_received) if _received is not None else None
+    return Interrupted(_line(_received), _received) if _received is not None else None
+
+
+def work_done(line: Callable[[], str]) -> None:
+    """Say that the running command's work is durable: only its report and the exit remain.
+
+    From now on a stop signal interrupts nothing: the report is written in full, then the program
+    ends with exit 128 + signal and the line ``interrupted (Ctrl-C): <line()>`` (what is stored),
+    from `pending`; a second signal, or the deadline, ends it with that line at once. ``line``
+    may run on the watchdog thread: it should only read plain values. For a program run once
+    (the CLI): only `install_signal_handlers` undoes it.
+    """
+    global _work_done
+    _work_done = line
+
+
+def deferred() -> bool:
+    """Whether a signal came after `work_done`: the command went on, and its end is that stop."""
+    return _work_done is not None and _received is not None
 
 
 def install_signal_handlers(deadline: float | None = None) -> Callable[[], None]:
@@ -166,10 +233,11 @@ def install_signal_handlers(deadline: float | None = None) -> Callable[[], None]
     inside a longer-lived process, such as tests). Outside the main thread, where Python allows
     no handlers, nothing changes.
     """
-    global _received, _deadline, _watchdog, _finishing, _previous_unraisablehook
+    global _received, _deadline, _watchdog, _finishing, _previous_unraisablehook, _hint_at_stop, _work_done
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     _received, _deadline, _watchdog, _finishing = None, deadline, None, False
+    _hint_at_stop, _work_done = None, None
     previous: dict[int, Any] = {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS}
     previous_hook = sys.unraisablehook
     if previous_hook is not _on_unraisable:  # not when nested inside another installation
@@ -177,7 +245,8 @@ def install_signal_handlers(deadline: float | None = None) -> Callable[[], None]
         sys.unraisablehook = _on_unraisable
 
     def restore() -> None:
-        global _deadline
+        global _deadline, _received, _hint_at_stop, _work_done
+        _received, _hint_at_stop, _work_done = None, None, None  # this run's stop is over
         for sig, handler in previous.items():
             # None: a handler installed outside Python, which cannot be put back; default it.
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
@@ -192,14 +261,51 @@ def install_signal_handlers(deadline: float | None = None) -> Callable[[], None]
 def finishing() -> None:
     """Say the run is over and its outcome being reported (the error line, if any).
 
-    Further signals are ignored until the handlers are restored, and the deadline, if it strikes
-    now, exits without a line of its own.
+    Further signals are ignored until the handlers are restored (or `exiting`), and the
+    deadline, if it strikes now, exits without a line of its own.
     """
     global _finishing
     _finishing = True
     if threading.current_thread() is threading.main_thread():
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+
+
+def exiting(said: bool) -> None:
+    """For the program itself, once its outcome is written (``said``: an error line was): the
+    interpreter's exit comes next (atexit handlers, freeing every module, 1-2 s with torch
+    loaded). A signal there ends the program at once with exit 128 + signal, after the output so
+    far and, unless ``said``, one line: the `work_done` line (what is stored), or that the
+    command had finished. Never the signal's default action, which ended such a run with no word.
+
+    Everything the handler needs is bound now: while the interpreter exits, module globals are
+    cleared. A signal the interpreter no longer gets to handle is dropped, and the exit goes on.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if _watchdog is not None:  # the outcome is out: as `install_signal_handlers`'s restore does
+        _watchdog.cancel()
+    lines: dict[int, bytes] = {}
+    for sig in STOP_SIGNALS:
+        if not said:
+            text = _line(sig) if _work_done is not None else (
+                f"{STOP_REASONS.get(sig, 'interrupted')} while exiting: the command had finished")
+            lines[sig] = f"error: {text}\n".encode()
+
+    def on_exit_signal(signum: int, frame: FrameType | None, lines: dict[int, bytes] = lines,
+                       streams: tuple[Any, ...] = (sys.stdout, sys.stderr), write: Callable[..., Any] = os.write,
+                       leave: Callable[[int], Any] = os._exit) -> None:
+        for stream in streams:  # the report, if it still sits in stdout's buffer
+            try:
+                stream.flush()
+            except Exception:  # closed, or the write this signal cut into
+                pass
+        if signum in lines:
+            write(2, lines[signum])
+        leave(128 + signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_exit_signal)
 
 
 def loader_worker_init(worker_id: int) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import dmwan
-from dmwan_qdrant.cli.app import STOP_DEADLINE_S
+from dmwan_qdrant.cli.app import STARTUP_HINTS, STOP_DEADLINE_S
 from dmwan_qdrant.errors import StoreInUseError
 from dmwan_qdrant.model import create_model, save_model
 from dmwan_qdrant.store import open_store
@@ -82,10 +82,16 @@ class Watched:
         self.proc.wait(timeout=30)
 
 
-def assert_one_interrupted_line(err: str) -> None:
+def assert_one_interrupted_line(err: str) -> str:
+    """The one ``error: interrupted ...`` line of ``err`` (no traceback, nothing else)."""
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "interrupted" in errors[0], err
     assert "Traceback" not in err and "Exception ignored" not in err, err
+    return errors[0]
+
+
+RESUME = "; run the same command again to finish"
+"""How a stopped ingest's line ends, whenever it stopped."""
 
 
 def group_is_gone(pgid: int, seconds: float) -> bool:
@@ -121,7 +127,7 @@ def test_signal_during_ingest_stops_on_one_line_and_a_rerun_finishes(tmp_path, c
     finally:
         run.kill()
     assert run.proc.returncode == 128 + sig, run.stderr()
-    assert_one_interrupted_line(run.stderr())
+    assert assert_one_interrupted_line(run.stderr()).endswith(RESUME)
     assert took < 2.0, f"exited {took:.2f} s after the signal"
     assert group_is_gone(run.proc.pid, 1.0)  # no loader worker outlives the run
 
@@ -143,7 +149,57 @@ def test_ctrl_c_during_start_up(tmp_path, bundle, photos, delay):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert_one_interrupted_line(err)
+    assert assert_one_interrupted_line(err).endswith(RESUME)  # the same advice as a stop mid-run
+
+
+# Ctrl-C at one step of an ingest's start-up (argv[1]), then the CLI with the rest of argv: while
+# the CLI imports typer (before `main`), while torch is imported, as the store opens, as the model
+# loads, as the files are walked. Raised the way Python raises it for a SIGINT at that moment.
+AT_A_START_UP_STEP = """
+import importlib, os, runpy, signal, sys
+
+step = sys.argv.pop(1)
+
+class Trip:
+    def __init__(self, module):
+        self.module = module
+    def find_spec(self, name, path=None, target=None):
+        if name == self.module:
+            sys.meta_path.remove(self)
+            if step == "cli-import":
+                raise KeyboardInterrupt  # `main` has no handlers yet: Python's own
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+if step in ("cli-import", "torch-import"):
+    sys.meta_path.insert(0, Trip("typer" if step == "cli-import" else "torch"))
+else:
+    module, name = {"store-open": ("dmwan_qdrant.store", "open_store"),
+                    "model-load": ("dmwan_qdrant.encoder", "load_bundle"),
+                    "walk": ("dmwan_qdrant.ingest.run", "plan_ingest")}[step]
+    owner = importlib.import_module(module)
+    real = getattr(owner, name)
+
+    def tripped(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    setattr(owner, name, tripped)
+sys.argv = ["dmwan", *sys.argv[1:]]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("step", ["cli-import", "torch-import", "store-open", "model-load", "walk"])
+def test_ctrl_c_at_each_start_up_step_gives_the_resume_hint(tmp_path, bundle, step):
+    make_photos(tmp_path / "photos", n=4)
+    proc = subprocess.run([sys.executable, "-c", AT_A_START_UP_STEP, step, "ingest", str(tmp_path / "photos"),
+                           "-c", "pics", "-m", str(bundle), "--store", str(tmp_path / "s")],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    line = assert_one_interrupted_line(proc.stderr)
+    assert line == f"error: interrupted (Ctrl-C): {STARTUP_HINTS['ingest']}" and line.endswith(RESUME)
+    assert proc.stdout == ""
 
 
 # Ctrl-C at the moment `dmwan_qdrant.cli.app` imports typer, then the CLI run the way
@@ -307,6 +363,70 @@ def test_an_interrupt_caught_by_other_code_still_stops_the_run(tmp_path, bundle,
         assert ended - sent[0] < STOP_DEADLINE_S + 1.0
 
 
+# Mid-run stops whose `Interrupted` does not come back to the ingest as raised: the three ways the
+# Ray ingest's Ctrl-C ended with a bare "interrupted by SIGINT". The signal comes right after the
+# first batch is written.
+STOP_AFTER_THE_FIRST_BATCH = """
+import os, runpy, signal, sys, time
+import dmwan_qdrant.ingest.run as run
+from dmwan_qdrant.errors import Interrupted
+from dmwan_qdrant.ingest.write import BatchWriter
+
+how = sys.argv.pop(1)
+write, stopped_message = BatchWriter.write, run.stopped_message
+sent = []
+
+class Trip:  # the signal during an import, as Ray Data imports modules as it runs
+    def find_spec(self, name, path=None, target=None):
+        if name == "module_imported_mid_run":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+def tripping_write(self, *args, **kwargs):
+    out = write(self, *args, **kwargs)
+    if not sent:
+        sent.append(1)
+        if how == "import":
+            sys.meta_path.insert(0, Trip())
+            try:
+                import module_imported_mid_run  # noqa: F401
+            except ImportError:
+                pass
+        elif how == "wrapped":  # code that turns the Interrupted into its own error
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+            except Interrupted as e:
+                raise ValueError("a task failed") from e
+        else:
+            os.kill(os.getpid(), signal.SIGINT)
+    return out
+
+def slow_stopped_message(*args, **kwargs):
+    # A clean stop that outlasts the deadline after the ingest's stop block (Ray's shutdown
+    # and the store's flush on a loaded machine).
+    time.sleep(3)
+    return stopped_message(*args, **kwargs)
+
+BatchWriter.write = tripping_write
+if how == "slow":
+    run.stopped_message = slow_stopped_message
+sys.argv = ["dmwan", *sys.argv[1:]]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["import", "wrapped", "slow"])
+def test_a_stop_that_does_not_reach_the_ingest_as_raised_still_says_what_is_stored(tmp_path, bundle, photos, how):
+    proc = subprocess.run([sys.executable, "-c", STOP_AFTER_THE_FIRST_BATCH, how, "ingest", str(photos), "-c", "pics",
+                           "-m", str(bundle), "--store", str(tmp_path / "s"), "--batch-size", "4", "--workers", "0"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    line = assert_one_interrupted_line(proc.stderr)
+    assert line.startswith("error: interrupted (Ctrl-C): 4 of 600 files handled, ") and line.endswith(RESUME), line
+    assert proc.stdout == ""
+
+
 # -- loader workers -----------------------------------------------------------------------------
 
 LOADER = """
@@ -460,3 +580,74 @@ def test_a_stop_cut_short_by_the_deadline_still_says_what_is_stored():
     run = subprocess.run([sys.executable, "-c", _SLOW_STOP], capture_output=True, text=True, timeout=60)
     assert run.returncode == 130
     assert run.stderr.strip() == "error: interrupted (Ctrl-C): 3 of 9 files handled; run the same command again to finish"
+
+
+# A signal once the ingest's work is done (argv[1]: "report", as its report is printed; "exit", from
+# an exit handler, as the interpreter exits), then the CLI with the rest of argv.
+AFTER_THE_WORK = """
+import atexit, os, runpy, signal, sys, time
+import dmwan_qdrant.cli.ingest as cli_ingest
+
+moment, sig = sys.argv.pop(1), getattr(signal, sys.argv.pop(1))
+report = cli_ingest._report
+
+def late_report(*args, **kwargs):
+    os.kill(os.getpid(), sig)
+    return report(*args, **kwargs)
+
+def late_exit():
+    os.kill(os.getpid(), sig)
+    time.sleep(1)
+
+if moment == "report":
+    cli_ingest._report = late_report
+else:
+    atexit.register(late_exit)
+sys.argv = ["dmwan", *sys.argv[1:]]
+runpy.run_module("dmwan_qdrant.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "moment, sig, as_json",
+    [("report", "SIGINT", False), ("report", "SIGTERM", True), ("exit", "SIGINT", True), ("exit", "SIGTERM", False)],
+    ids=["report-ctrl-c", "report-sigterm-json", "exit-ctrl-c-json", "exit-sigterm"],
+)
+def test_a_signal_after_the_work_is_done_ends_with_the_report_and_what_is_stored(tmp_path, bundle, moment, sig,
+                                                                                 as_json):
+    make_photos(tmp_path / "photos", n=12)
+    proc = subprocess.run([sys.executable, "-c", AFTER_THE_WORK, moment, sig, "ingest", str(tmp_path / "photos"),
+                           "-c", "pics", "-m", str(bundle), "--store", str(tmp_path / "s"),
+                           *(["--json"] if as_json else [])],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    signum = getattr(signal, sig)
+    assert proc.returncode == 128 + signum, proc.stderr  # a signal ended it, as any other stop
+    if as_json:
+        assert json.loads(proc.stdout)["added"] == 12  # the whole report
+    else:
+        assert proc.stdout.startswith("pics: 12 added, 0 updated, 0 unchanged, "), proc.stdout
+    line = assert_one_interrupted_line(proc.stderr)
+    reason = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert line == (f"error: interrupted ({reason}): the ingest had finished (12 added, 0 updated, 0 failed), "
+                    "12 points are stored in 'pics'; nothing is left to run")
+    with open_store(path=tmp_path / "s") as st:
+        assert st.count("pics") == 12
+
+
+def test_the_store_is_free_as_soon_as_a_killed_ingest_is_gone(tmp_path, capsys, bundle, photos):
+    """kill -9 of the ingest alone (its loader worker dies a moment later, of the parent's death):
+    the next command opens the store at once, never "in use" or "locked"."""
+    store = tmp_path / "store"
+    run = Watched([*DMWAN, "ingest", str(photos), "-c", "pics", "-m", str(bundle), "--store", str(store),
+                   "--batch-size", "4", "--workers", "1"], start_new_session=True)
+    try:
+        run.wait_for("ingest: ")
+        time.sleep(0.5)  # batches are being stored, the loader worker decodes
+        os.kill(run.proc.pid, signal.SIGKILL)
+        run.proc.wait(timeout=60)
+        code, out, err = dmwan(capsys, "ingest", photos, "-c", "pics", "--store", store, "--json")
+    finally:
+        run.kill()
+    assert code == 0 and "in use" not in err and "locked" not in err, err
+    report = json.loads(out)
+    assert report["added"] + report["unchanged"] == 600

@@ -191,8 +191,16 @@ def stop_messages(store: Store, collection: str, plan: IngestPlan, report: Inges
     except (Interrupted, DiskFullError) as e:
         done = report.handled(plan.skipped)
         raise type(e)(stopped_message(e, store, collection, done, report.found), *signum_args(e)) from None
-    except RuntimeError as e:
-        if "DataLoader worker" not in str(e) and "process pool" not in str(e):
+    except (Exception, KeyboardInterrupt) as e:
+        stopped = interrupts.pending()
+        if stopped is not None:
+            # The signal's Interrupted, turned into something else on its way here: a
+            # KeyboardInterrupt when it came during an import (Ray Data imports as it runs), or
+            # another error from code that caught it (Ray's own wrappers). The same stop.
+            done = report.handled(plan.skipped)
+            raise Interrupted(stopped_message(stopped, store, collection, done, report.found),
+                              stopped.signum) from None
+        if not isinstance(e, RuntimeError) or ("DataLoader worker" not in str(e) and "process pool" not in str(e)):
             raise
         # A decoding worker killed from outside (the OOM killer, a stray SIGTERM): the run stops
         # like an interrupted one, with what it stored.
