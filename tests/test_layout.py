@@ -118,7 +118,7 @@ def test_cli_commands_import_the_root_not_the_assembly():
 
 
 LAYERS = [  # README, "Architecture": bottom first
-    {"dmwan_qdrant", "errors", "settings", "interrupts", "imageio", "ray_runtime", "versions"},
+    {"dmwan_qdrant", "errors", "settings", "interrupts", "imageio", "lazy", "ray_runtime", "versions"},
     {"model", "runtime", "store", "data"},
     {"encoder"},
     {"search", "ingest", "eval", "check", "sheet", "point_ids"},

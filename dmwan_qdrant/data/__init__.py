@@ -6,7 +6,9 @@ generator's worker processes) does not pay for importing torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 from .benchmarks import LAYOUTS, SPLIT_FILES, Layout, load_benchmark, normalise_class_name, split_classes
 from .classes import CLASS_NAMES, CLASSES
@@ -75,9 +77,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("ImageDataset", "QuadrupletDataset"):
-        from . import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, {"ImageDataset": "datasets", "QuadrupletDataset": "datasets"})

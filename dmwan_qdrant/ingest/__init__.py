@@ -22,8 +22,7 @@ by the kill are recognised as such on the next run.
 
 from __future__ import annotations
 
-from typing import Any
-
+from ..lazy import lazy_attributes
 from ..point_ids import point_id, sha256_file
 from .selection import walk_images
 from .report import IngestProgress, IngestReport
@@ -41,9 +40,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "ingest_ray":  # Ray is imported only when the Ray path is asked for
-        from .ray_pipeline import ingest_ray
-
-        return ingest_ray
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Ray is imported only when the Ray path is asked for.
+__getattr__, __dir__ = lazy_attributes(__name__, {"ingest_ray": "ray_pipeline"})

@@ -6,8 +6,7 @@ torch (a search-only install reads bundles too), the network and its checkpoints
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dmwan_qdrant.lazy import lazy_attributes
 
 _HOMES = {
     "card_of": "card",
@@ -33,14 +32,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{home}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)

@@ -17,8 +17,7 @@ The names below load on first use, so that a client of a running server (which b
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dmwan_qdrant.lazy import lazy_attributes
 
 _HOMES = {
     "check_collection": "core",
@@ -53,14 +52,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{home}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)
