@@ -11,6 +11,7 @@ import typer
 
 from dmwan_qdrant.errors import CollectionNotFoundError, StoreServedError, UsageError
 from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
+from dmwan_qdrant.store.index import TOKEN_STORAGE, IndexSettings
 
 from .options import api_key_option, open_cli_store, store_option, url_option
 from .root import app
@@ -104,15 +105,10 @@ _TOKEN_WORDS = {
 }
 
 
-def _index_defaults() -> tuple[dict[str, Any], tuple[str, ...]]:
-    """`IndexSettings`' defaults and `TOKEN_STORAGE`, for the options of `create` (the module
-    loads nothing else of the store, so `--help` stays fast)."""
-    from dmwan_qdrant.store.index import TOKEN_STORAGE, IndexSettings
-
-    return IndexSettings().to_dict(), tuple(TOKEN_STORAGE)
-
-
-INDEX_DEFAULTS, TOKEN_CHOICES = _index_defaults()
+INDEX_DEFAULTS = IndexSettings().to_dict()
+"""The index options' defaults (`store.index` loads nothing else of the store: `--help` stays fast)."""
+TOKEN_CHOICES = TOKEN_STORAGE
+"""What ``--tokens`` takes."""
 
 
 @collections_app.command("create")
@@ -134,7 +130,7 @@ def create(
     """Create an empty collection with chosen index settings (ingest creates one with the
     defaults when it is missing)."""
     from dmwan_qdrant.encoder import load_bundle, model_record
-    from dmwan_qdrant.store import IndexSettings, create_collection
+    from dmwan_qdrant.store import create_collection
 
     index = IndexSettings(hnsw_m=hnsw_m, ef_construct=ef_construct, hnsw_ef=ef, tokens=tokens, rescore=rescore)
     record = model_record(load_bundle(model))

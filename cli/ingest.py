@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -150,12 +151,10 @@ def ingest_command(
                 report = ingest(paths, st, collection, net, num_workers=workers, progress=bar.update, **common)
             # From here on a signal interrupts nothing: the store closes, the report is printed in
             # full, and the program then ends with the line below.
-            stored: dict[str, int] = {}
-            interrupts.work_done(lambda: _finished_line(collection, report, stored.get("points")))
-            try:
-                stored["points"] = st.count(collection)
-            except DmwanError:
-                pass
+            points: Optional[int] = None  # read by the line when a signal comes, so set after
+            interrupts.work_done(lambda: _finished_line(collection, report, points))
+            with contextlib.suppress(DmwanError):
+                points = st.count(collection)
     _report(report, collection, store, url, as_json)
 
 

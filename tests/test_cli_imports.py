@@ -54,7 +54,7 @@ def test_help_of_every_command_imports_no_torch():
 
 
 def test_collections_create_help_shows_the_librarys_index_defaults():
-    # Written out in the CLI so that its help needs no store package (see the test above).
+    # Read from store.index, which loads nothing else of the store (see the test above).
     from dataclasses import asdict
 
     from dmwan_qdrant.cli.collections import INDEX_DEFAULTS, TOKEN_CHOICES

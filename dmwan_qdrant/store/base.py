@@ -205,7 +205,7 @@ class Store(ABC):
         if not self._exists(name):
             raise self._not_found(name)
         self._drop(name)
-        self._manifests.pop(name, None)
+        self._manifests.pop(name, None)  # `_drop` may have read it once more
 
     def collection_info(self, name: str) -> CollectionInfo:
         """Point count, dims, model record and index state of a collection."""

@@ -193,7 +193,6 @@ class EdgeStore(Store):
 
     def _drop(self, name: str) -> None:
         self._manifest(name)  # a folder with an unreadable manifest is damaged, not deleted
-        self._manifests.pop(name, None)
         shard = self._shards.pop(name, None)
         if shard is not None:
             with self._engine(name, "closing the shard"):
