@@ -69,6 +69,8 @@ LAYOUTS: dict[str, Layout] = {
 #: Benchmarks that carry their own split (``zeroshot/unseen_classes.txt``) instead of a shipped one.
 OWN_SPLIT = ("folder", "procedural")
 UNSEEN_FILE = "zeroshot/unseen_classes.txt"
+#: A folder's own validation classes (optional; else `dmwan train` draws them from the seen ones).
+VALIDATION_FILE = "zeroshot/validation_classes.txt"
 
 #: Unseen-class list of each (benchmark, split) in ``dmwan_qdrant/data/splits``.
 SPLIT_FILES: dict[tuple[str, str | None], str] = {
@@ -137,7 +139,12 @@ def _find(root: Path, layout: Layout) -> tuple[list[Path], Path] | None:
     return photo_dirs, sketch_dir
 
 
-def _read_list(path: Path) -> list[str]:
+def read_class_list(path: Path) -> list[str]:
+    """The class names listed in ``path``, one a line (blank lines skipped).
+
+    Raises:
+        DatasetError: the file cannot be read.
+    """
     try:
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except OSError as exc:
@@ -155,7 +162,7 @@ def _own_split(root: Path, paired: list[str], spelling: dict[str, str], unseen: 
     if not listed.is_file():
         raise DatasetError(f"{root}: no {UNSEEN_FILE}; list the classes to hold out there, one a line, "
                            "or draw them with --unseen N")
-    wanted = _read_list(listed)
+    wanted = read_class_list(listed)
     if not wanted:
         raise DatasetError(f"{root}: {UNSEEN_FILE} is empty")
     return wanted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +83,22 @@ class BenchmarkSplit:
         count = validation_class_count(len(self.seen_classes), fraction)
         if count == 0:
             return self
-        held = set(random.Random(f"validation/{seed}").sample(sorted(self.seen_classes), count))
+        return self.hold_out(random.Random(f"validation/{seed}").sample(sorted(self.seen_classes), count))
+
+    def hold_out(self, classes: Sequence[str]) -> "BenchmarkSplit":
+        """A split whose seen ``classes`` become its validation classes (a folder's own list,
+        ``zeroshot/validation_classes.txt``); classes it does not train on are ignored.
+
+        Raises:
+            UsageError: the split already holds out validation classes, or the list would
+                leave fewer than two classes to train on.
+        """
+        if self.validation_classes:
+            raise UsageError("this split already holds out validation classes")
+        held = set(classes) & set(self.seen_classes)
+        if len(self.seen_classes) - len(held) < 2:
+            raise UsageError(f"holding out {len(held)} validation classes leaves fewer than 2 of "
+                             f"{len(self.seen_classes)} to train on")
         return BenchmarkSplit(
             self.name, self.root, [c for c in self.seen_classes if c not in held], list(self.unseen_classes),
             [s for s in self.train_photos if s.label not in held], [s for s in self.train_sketches if s.label not in held],

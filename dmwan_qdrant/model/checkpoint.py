@@ -30,9 +30,12 @@ from .preprocess import preprocessing_record
 
 
 
-def _state_for_saving(model: DMWAN) -> dict[str, torch.Tensor]:
+def _state_for_saving(model: DMWAN, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     # safetensors refuses shared or non-contiguous storage; clone each tensor on the CPU.
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    return state
 
 
 def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -52,14 +55,19 @@ def model_fingerprint(model: DMWAN) -> str:
     return weights_fingerprint(model.state_dict())
 
 
-def save_model(model: DMWAN, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` as a bundle folder at ``path`` (atomically: a crash leaves no half bundle)."""
+def save_model(model: DMWAN, path: str | Path, metadata: dict[str, Any] | None = None,
+               dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` as a bundle folder at ``path`` (atomically: a crash leaves no half bundle).
+
+    ``dtype`` (``torch.float16``) stores the floating-point tensors in that type, half the size;
+    `load_model` casts them back to the model's own type, and the fingerprint is the stored
+    tensors'."""
     from safetensors.torch import save_file
 
     model = getattr(model, "module", model)  # unwrap DDP
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = _state_for_saving(model)
+    state = _state_for_saving(model, dtype)
     record = {
         "format": BUNDLE_FORMAT,
         "model": model.config.to_dict(),

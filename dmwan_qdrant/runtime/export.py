@@ -28,7 +28,10 @@ MIN_COSINE = 0.9999
 """The worst cosine between a torch vector and its ONNX twin that an fp32 export may show."""
 MIN_COSINE_INT8 = 0.98
 """The same for ``--quantize int8``, whose weights are rounded to 256 levels."""
-QUANTIZE = ("int8",)
+QUANTIZE = ("int8", "float16")
+"""``int8``: onnxruntime's dynamic int8 quantization of the matrix products; ``float16``: every
+large weight stored as float16 and cast to float32 once, when the session opens (half the file,
+float32 arithmetic, the vectors of the bundle's float16-rounded weights)."""
 CHECK_BATCH = 3
 """Sample images per domain in the check (another batch size than the export's two)."""
 
@@ -158,7 +161,8 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None, quantize: str
         bundle: a model bundle folder (with its torch weights).
         out: another folder to write a search-only bundle to (config, card, graphs; no torch
             weights); None writes into ``bundle``.
-        quantize: ``"int8"`` for onnxruntime's dynamic int8 quantization of the weights.
+        quantize: ``"int8"`` for onnxruntime's dynamic int8 quantization of the weights,
+            ``"float16"`` for weights stored as float16 (`QUANTIZE`).
 
     Raises:
         CheckpointError: a bad bundle, or graphs whose vectors differ from torch's.
@@ -206,10 +210,13 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None, quantize: str
                     opset_version=OPSET, input_names=["ids"], output_names=["text"],
                     dynamic_axes={"ids": {0: "batch"}, "text": {0: "batch"}},
                 )
-        if quantize:
+        if quantize == "int8":
             _quantize(work, graphs)
+        elif quantize == "float16":
+            for file in graphs.values():
+                half_weights(work / file)
         worst = _check(model, work, graphs, ids)
-        floor = MIN_COSINE_INT8 if quantize else MIN_COSINE
+        floor = MIN_COSINE_INT8 if quantize == "int8" else MIN_COSINE
         if not worst >= floor:
             raise CheckpointError(
                 f"{bundle}: the exported graphs differ from torch (worst cosine {worst:.6f}, under {floor}); "
@@ -252,6 +259,33 @@ def _quantize(folder: Path, graphs: dict[str, str]) -> None:
             tmp.unlink()
     finally:
         logging.disable(logging.NOTSET)
+
+
+def half_weights(path: Path, min_size: int = 1024) -> None:
+    """Rewrite the graph at ``path`` with each float32 weight of ``min_size`` or more elements
+    stored as float16 and followed by a Cast to float32: the file halves, and onnxruntime folds
+    the casts into float32 constants when a session opens, so inference runs as before."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(os.fspath(path))
+    graph = model.graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
+            kept.append(init)
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), f"{init.name}.float16")
+        kept.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=f"{init.name}.to_float32"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, os.fspath(path))
 
 
 def _swap_in(work: Path, final: Path) -> None:

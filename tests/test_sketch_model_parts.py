@@ -1,0 +1,126 @@
+"""The parts the shipped sketch model is built from: icon-set class names, pseudo-sketches, a
+folder's own validation classes, float16 bundles and float16-stored ONNX graphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from dmwan_qdrant.data import load_benchmark
+from dmwan_qdrant.data.iconsets import concept, icon_svg
+from dmwan_qdrant.data.pseudosketch import colour_edges, pseudo_sketch
+from dmwan_qdrant.errors import UsageError
+
+
+@pytest.mark.parametrize("icon, thing", [
+    ("truck-2", "truck"), ("truck-flat", "truck"), ("add-circle-24-regular", "add_circle"),
+    ("3d-coordinate-axis-remix", "3d_coordinate_axis"), ("accounting-calculator-1", "accounting_calculator"),
+    ("Hot Air Balloon", "hot_air_balloon"), ("42", "42"),
+])
+def test_one_thing_is_one_class_across_sets_and_styles(icon, thing):
+    assert concept(icon) == thing
+
+
+def test_icon_svg_follows_aliases_and_draws_current_colour_black():
+    icon_set = {"width": 24, "height": 24, "icons": {"cup": {"body": '<path fill="currentColor" d="M0 0h4v4z"/>'}},
+                "aliases": {"mug": {"parent": "cup"}}}
+    svg = icon_svg(icon_set, "mug")
+    assert 'viewBox="0 0 24 24"' in svg and 'fill="#000"' in svg and "currentColor" not in svg
+
+
+def _flat_picture() -> Image.Image:
+    """A red disc with a black outline and a blue square inside it (both lighter than a stroke), on white."""
+    im = Image.new("RGB", (96, 96), "white")
+    d = ImageDraw.Draw(im)
+    d.ellipse((10, 10, 86, 86), fill=(220, 40, 40), outline=(0, 0, 0), width=4)
+    d.rectangle((38, 38, 58, 58), fill=(70, 110, 230))
+    return im
+
+
+def test_a_pseudo_sketch_keeps_outlines_and_fill_borders_and_leaves_fills_white():
+    sketch = np.asarray(pseudo_sketch(_flat_picture()).convert("L"))
+    assert sketch.shape == (96, 96)
+    assert sketch[48, 12] < 128  # the black outline is a line
+    assert sketch[38, 48] < 128 or sketch[37, 48] < 128  # the border between red and blue
+    assert sketch[25, 48] > 128 and sketch[48, 48] > 128  # inside the fills: paper
+    assert sketch[2, 2] > 128  # the background: paper
+    assert (sketch < 128).mean() < 0.25
+
+
+def test_colour_edges_see_borders_that_grey_levels_would_miss():
+    im = Image.new("RGB", (40, 40), (200, 60, 60))
+    ImageDraw.Draw(im).rectangle((20, 0, 39, 39), fill=(60, 140, 60))  # about the same luminance
+    edges = colour_edges(im)
+    assert edges[:, 19:21].mean() > 0.2 and edges[:, :10].max() < 0.01
+
+
+def test_transparent_pictures_are_drawn_on_white():
+    im = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    ImageDraw.Draw(im).ellipse((5, 5, 35, 35), fill=(255, 200, 0, 255))
+    sketch = np.asarray(pseudo_sketch(im).convert("L"))
+    assert sketch[1, 1] == 255 and sketch[20, 20] == 255 and (sketch < 128).any()
+
+
+def _folder(root, classes, validation=None):
+    for c in classes:
+        for domain in ("photo", "sketch"):
+            (root / domain / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8), "white").save(root / domain / c / "0.png")
+    (root / "zeroshot").mkdir()
+    (root / "zeroshot" / "unseen_classes.txt").write_text("e\n")
+    if validation is not None:
+        (root / "zeroshot" / "validation_classes.txt").write_text("".join(c + "\n" for c in validation))
+
+
+def test_a_folder_lists_its_own_validation_classes(tmp_path):
+    from dmwan_qdrant.training.config import TrainConfig
+    from dmwan_qdrant.training.data import prepare_split
+
+    _folder(tmp_path, "abcde", validation=["b", "c", "zz"])  # a class it does not have is ignored
+    cfg = TrainConfig.from_file("folder_efficientnet").with_overrides(data={"name": "folder", "root": str(tmp_path), "validation": 0.5})
+    split = prepare_split(cfg)
+    assert split.validation_classes == ["b", "c"]
+    assert split.seen_classes == ["a", "d"] and split.unseen_classes == ["e"]
+    assert {s.label for s in split.train_photos} == {"a", "d"}
+
+
+def test_a_validation_list_must_leave_two_classes_to_train(tmp_path):
+    _folder(tmp_path, "abcde")
+    split = load_benchmark("folder", tmp_path)
+    with pytest.raises(UsageError, match="fewer than 2"):
+        split.hold_out(["a", "b", "c"])
+
+
+def test_a_float16_bundle_is_half_the_size_and_loads_as_float32(tmp_path, tiny_model):
+    from dmwan_qdrant.model import load_model, save_model
+
+    full = save_model(tiny_model, tmp_path / "fp32")
+    half = save_model(tiny_model, tmp_path / "fp16", dtype=torch.float16)
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded = load_model(half)
+    tiny_model.eval()
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(2, 3, tiny_model.config.image_size, tiny_model.config.image_size)
+    with torch.inference_mode():
+        a = tiny_model.encode(x, torch.tensor([0, 1]))[0]
+        b = loaded.encode(x, torch.tensor([0, 1]))[0]
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.999
+
+
+def test_float16_stored_graphs_are_half_the_size_and_give_the_same_vectors(tmp_path, tiny_model):
+    pytest.importorskip("onnxruntime")
+    from dmwan_qdrant.encoder import load_bundle
+    from dmwan_qdrant.model import save_model
+    from dmwan_qdrant.runtime import as_array
+    from dmwan_qdrant.runtime.export import export_onnx
+
+    bundle = save_model(tiny_model, tmp_path / "b", dtype=torch.float16)
+    full = export_onnx(bundle, tmp_path / "fp32")
+    half = export_onnx(bundle, tmp_path / "fp16", quantize="float16")
+    assert half.graphs["visual"] < 0.6 * full.graphs["visual"] and half.worst_cosine > 0.9999
+    images = [_flat_picture(), Image.new("RGB", (50, 30), (10, 200, 90))]
+    torch_vectors = as_array(load_bundle(bundle, "cpu", "torch").embed_photos(images).global_)
+    onnx_vectors = as_array(load_bundle(tmp_path / "fp16", "cpu", "onnx").embed_photos(images).global_)
+    assert (torch_vectors * onnx_vectors).sum(1).min() > 0.9999
