@@ -8,11 +8,15 @@ from typing import Any, Optional
 import typer
 
 from dmwan_qdrant.errors import StoreError, StoreInUseError, StoreServedError, UsageError
-from dmwan_qdrant.settings import ENV_QDRANT_API_KEY, ENV_QDRANT_URL, ENV_STORE
+from dmwan_qdrant.model.shipped import SHIPPED_MODEL
+from dmwan_qdrant.settings import ENV_COLLECTION, ENV_QDRANT_API_KEY, ENV_QDRANT_URL, ENV_STORE
 
 STORE_HELP = f"embedded store folder (default: ${ENV_STORE}, else the user data folder)"
 URL_HELP = f"Qdrant server URL, e.g. http://localhost:6333 (default: ${ENV_QDRANT_URL})"
 API_KEY_HELP = f"Qdrant API key (default: ${ENV_QDRANT_API_KEY})"
+MODEL_REFS = f"a folder, hf-hub:ORG/NAME, or {SHIPPED_MODEL}, the shipped sketch model"
+"""What every ``--model`` takes, for its help."""
+DEFAULT_COLLECTION_HELP = f"default: ${ENV_COLLECTION}, else the store's only collection"
 
 
 def store_option() -> Any:
@@ -56,6 +60,16 @@ def open_cli_store(store: Optional[Path], url: Optional[str], api_key: Optional[
     return opened
 
 
+def default_collection(names: Any, where: str = "the store") -> str:
+    """The collection a command given no ``--collection`` uses (`choose_collection`), named on
+    stderr with the reason."""
+    from dmwan_qdrant.store.choosing import choose_collection
+
+    name, why = choose_collection(names, where)
+    typer.echo(f"collection: {name} ({why})", err=True)
+    return name
+
+
 def _served(error: StoreInUseError, folder: Path) -> StoreInUseError:
     """``error``, or a `StoreServedError` naming the `dmwan serve` that holds the store ``folder``."""
     from dmwan_qdrant.server.discovery import find_server
@@ -67,7 +81,7 @@ def _served(error: StoreInUseError, folder: Path) -> StoreInUseError:
         f"store {folder} is held by `dmwan serve` (pid {server.pid}) at {server.url}: stop it to change "
         f"the store (searches and ingests go through it: `dmwan query` and `dmwan ingest` do so by themselves, "
         f"or use {server.url}/ )",
-        server.url, server.pid, server.auth, server.ingest_token,
+        server.url, server.pid, server.auth, server.ingest_token, server.collections,
     )
 
 

@@ -11,8 +11,8 @@ import typer
 from dmwan_qdrant.errors import StoreServedError, UsageError
 from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 
-from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
-                      warn_if_toy)
+from .options import (DEFAULT_COLLECTION_HELP, MODEL_REFS, api_key_option, default_collection, device_option,
+                      open_cli_store, runtime_option, store_option, url_option, warn_if_toy)
 from .root import app, skip_teardown
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ def query_command(
         None, metavar="SKETCH...",
         help="sketches: image files, folders of them, - (standard input) or http(s) URLs (embedded in one batch)",
     ),
-    collection: str = typer.Option(..., "--collection", "-c", help="collection to search"),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c",
+                                             help=f"collection to search ({DEFAULT_COLLECTION_HELP})"),
     k: int = typer.Option(10, "-k", "--top-k", min=1, help="results per query"),
     filters: Optional[list[str]] = typer.Option(
         None, "--filter", metavar="COND",
@@ -54,7 +55,7 @@ def query_command(
     sheet: Optional[Path] = typer.Option(None, "--sheet", metavar="FILE",
                                          help="also write a contact sheet (PNG, JPEG, WebP: by the suffix)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
-                                        help="model bundle, a folder or hf-hub:ORG/NAME (default: the collection's)"),
+                                        help=f"model bundle: {MODEL_REFS} (default: the collection's)"),
     device: Optional[str] = device_option(),
     runtime: str = runtime_option(),
     store: Optional[Path] = store_option(),
@@ -63,6 +64,9 @@ def query_command(
 ) -> None:
     """Find the photos that look like SKETCH... (or match --text, or are like --photo / --like),
     best first.
+
+    Without --collection it searches the one $DMWAN_COLLECTION names, else the store's only
+    collection (or the only one the `dmwan serve` holding the store serves).
 
     Scores are cosines of global embeddings, or when re-ranked the fused global and local-token
     score, on the same scale (-1 to 1). A bundle trained with validation classes re-ranks by
@@ -97,11 +101,16 @@ def query_command(
     try:
         st = open_cli_store(store, url, api_key, read_only=True)
     except StoreServedError as served:
+        if collection is None:
+            collection = default_collection(served.collections, f"the `dmwan serve` at {served.url}")
         results, reranked = _through_server(served, collection, sources, text, k, filters, rerank, prefetch, model,
                                             bool(photos), ids, ef)
     else:
         with st:
             from dmwan_qdrant.search.filters import parse_filters
+
+            if collection is None:
+                collection = default_collection(st.list_collections())
             from dmwan_qdrant.search.request import SearchRequest
 
             images = [s.decode() for s in sources]

@@ -11,12 +11,12 @@ from typing import Any, Optional
 
 import typer
 
-from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.errors import CollectionNotFoundError, UsageError
 from dmwan_qdrant.settings import (DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT,
                                    DEFAULT_WAIT_S, ENV_DMWAN_API_KEY)
 
-from .options import (API_KEY_HELP, device_option, open_cli_store, runtime_option, store_option, url_option,
-                      warn_if_toy)
+from .options import (API_KEY_HELP, MODEL_REFS, device_option, open_cli_store, runtime_option, store_option,
+                      url_option, warn_if_toy)
 from .root import app
 
 
@@ -31,7 +31,8 @@ def _is_loopback(host: str) -> bool:
 
 @app.command("serve")
 def serve_command(
-    collections: list[str] = typer.Option(..., "--collection", "-c", help="collection to serve (repeat for several)"),
+    collections: Optional[list[str]] = typer.Option(
+        None, "--collection", "-c", help="collection to serve (repeat for several; default: every one in the store)"),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
     qdrant_api_key: Optional[str] = typer.Option(None, "--qdrant-api-key", help=API_KEY_HELP),
@@ -44,7 +45,8 @@ def serve_command(
         None, "--cors-origin", help="allow browser calls from this origin, e.g. https://app.example.com (repeat)"
     ),
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
-                                        help="model bundle, a folder or hf-hub:ORG/NAME (one collection only; default: the collection's)"),
+                                        help=f"model bundle: {MODEL_REFS} (one collection only; default: the "
+                                             "collection's)"),
     device: Optional[str] = device_option(),
     runtime: str = runtime_option(),
     max_upload_mb: float = typer.Option(DEFAULT_MAX_UPLOAD_MB, "--max-upload-mb", min=0.01,
@@ -58,13 +60,19 @@ def serve_command(
     ),
     access_log: bool = typer.Option(False, "--access-log", help="log every request"),
 ) -> None:
-    """Serve COLLECTIONS over HTTP: the sketch-pad page at /, the API documented at /docs."""
+    """Serve COLLECTIONS over HTTP: the sketch-pad page at /, the API documented at /docs.
+
+    Without --collection it serves every collection of the store (--model then needs a store of
+    exactly one).
+    """
     from dmwan_qdrant.server.discovery import ServerAddress, remove_address, write_address
 
-    if model is not None and len(set(collections)) > 1:
+    if model is not None and collections and len(set(collections)) > 1:
         raise UsageError("--model goes with a single --collection (each collection loads its own model)")
     key = api_key or os.environ.get(ENV_DMWAN_API_KEY) or None
     with open_cli_store(store, url, qdrant_api_key, read_only=not _writable_store(store, url)) as st:
+        if not collections:
+            collections = _every_collection(st, model is not None)
         from dmwan_qdrant.server.runner import bind, serve, url_of
 
         sock = bind(host, port)  # a busy port fails now, not after loading the models
@@ -102,6 +110,20 @@ def serve_command(
         finally:
             sock.close()
     typer.echo("stopped" + (" (signal)" if stopped_by else ""), err=True)
+
+
+def _every_collection(st: Any, with_model: bool) -> list[str]:
+    """Every collection of the open store ``st``, for a `dmwan serve` given no --collection
+    (exactly one where --model is given), named on stderr."""
+    names = st.list_collections()
+    if not names:
+        raise CollectionNotFoundError("the store has no collection to serve yet: fill one first with "
+                                      "`dmwan ingest PATH --collection NAME`")
+    if with_model and len(names) > 1:
+        raise UsageError(f"--model goes with a single collection, and the store has {len(names)} "
+                         f"({', '.join(names)}): pass --collection NAME too")
+    typer.echo(f"collections: {', '.join(names)} (every one in the store; --collection to choose)", err=True)
+    return names
 
 
 def _writable_store(store: Optional[Path], url: Optional[str]) -> bool:

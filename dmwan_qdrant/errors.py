@@ -69,14 +69,17 @@ class StoreServedError(StoreInUseError):
         pid: its process id.
         auth: whether it requires an API key.
         ingest_token: what lets `dmwan ingest` add photos through it (None: the API key only).
+        collections: the collections it serves, as its address file lists them.
     """
 
-    def __init__(self, message: str, url: str, pid: int, auth: bool, ingest_token: str | None = None) -> None:
+    def __init__(self, message: str, url: str, pid: int, auth: bool, ingest_token: str | None = None,
+                 collections: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.url = url
         self.pid = pid
         self.auth = auth
         self.ingest_token = ingest_token
+        self.collections = tuple(collections)
 
 
 class CollectionNotFoundError(StoreError):

@@ -13,6 +13,10 @@ is given, and the one `dmwan query` and `dmwan ingest` send to a `dmwan serve` t
 ENV_STORE = "DMWAN_STORE"
 """The embedded store folder the commands open when no ``--store`` or ``--url`` says otherwise."""
 
+ENV_COLLECTION = "DMWAN_COLLECTION"
+"""The collection `dmwan query` searches when no ``--collection`` names one (else the store's only
+one; `dmwan_qdrant.store.default_collection`)."""
+
 ENV_QDRANT_URL = "QDRANT_URL"
 """A Qdrant server to use instead of the embedded store (``--url`` and ``--store`` win over it)."""
 

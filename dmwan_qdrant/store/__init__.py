@@ -16,6 +16,7 @@ from dmwan_qdrant.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from dmwan_qdrant.store.base import Store
+    from dmwan_qdrant.store.choosing import choose_collection
     from dmwan_qdrant.store.edge import EdgeStore
     from dmwan_qdrant.store.factory import create_collection, default_store_path, open_store
     from dmwan_qdrant.store.index import IndexSettings
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "Store": "base",
+    "choose_collection": "choosing",
     "EdgeStore": "edge",
     "create_collection": "factory",
     "default_store_path": "factory",
@@ -49,6 +51,7 @@ __all__ = [
     "ServerStore",
     "Store",
     "StoredPoint",
+    "choose_collection",
     "create_collection",
     "default_store_path",
     "open_store",
