@@ -13,7 +13,7 @@ from dmwan_qdrant.errors import CollectionNotFoundError, StoreServedError, Usage
 from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 from dmwan_qdrant.store.index import TOKEN_STORAGE, IndexSettings
 
-from .options import api_key_option, open_cli_store, store_option, url_option
+from .options import MODEL_REFS, api_key_option, open_cli_store, store_option, url_option
 from .root import app
 
 collections_app = typer.Typer(
@@ -114,7 +114,7 @@ TOKEN_CHOICES = TOKEN_STORAGE
 @collections_app.command("create")
 def create(
     name: str = typer.Argument(..., help="collection name"),
-    model: str = typer.Option(..., "--model", "-m", metavar="BUNDLE|NAME", help="the model bundle that will fill it"),
+    model: str = typer.Option(..., "--model", "-m", metavar="BUNDLE|NAME", help=f"the model bundle that will fill it: {MODEL_REFS}"),
     hnsw_m: int = typer.Option(INDEX_DEFAULTS["hnsw_m"], "--hnsw-m", help="edges per node of the HNSW graph"),
     ef_construct: int = typer.Option(INDEX_DEFAULTS["ef_construct"], "--ef-construct",
                                      help="candidates while building the graph"),
@@ -224,7 +224,7 @@ def check(
     name: str = typer.Argument(..., help="collection name"),
     repair: bool = typer.Option(False, "--repair", help="rewrite what is damaged, from the files still on disk"),
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE|NAME",
-                                        help="model bundle for --repair (default: the recorded one)"),
+                                        help=f"model bundle for --repair: {MODEL_REFS} (default: the recorded one)"),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
     api_key: Optional[str] = api_key_option(),
@@ -285,7 +285,8 @@ def _print_check(r: Any) -> None:
 def recover(
     name: str = typer.Argument(..., help="collection folder that lost its manifest"),
     model: Optional[str] = typer.Option(
-        None, "--model", "-m", metavar="BUNDLE|NAME", help="the bundle that filled it, where the shard keeps no copy of the manifest"
+        None, "--model", "-m", metavar="BUNDLE|NAME",
+        help=f"the bundle that filled it, where the shard keeps no copy of the manifest: {MODEL_REFS}"
     ),
     store: Optional[Path] = store_option(),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),

@@ -8,13 +8,13 @@ from typing import Optional
 
 import typer
 
-from .options import device_option
+from .options import MODEL_REFS, device_option
 from .root import app
 
 
 @app.command("eval")
 def evaluate(
-    model: str = typer.Option(..., "--model", "-m", metavar="BUNDLE|NAME", help="model bundle: a folder or hf-hub:ORG/NAME"),
+    model: str = typer.Option(..., "--model", "-m", metavar="BUNDLE|NAME", help=f"model bundle: {MODEL_REFS}"),
     dataset: str = typer.Option(..., "--dataset", "-d", help="folder (your own), procedural, sketchy, tuberlin or quickdraw"),
     root: Path = typer.Option(..., "--root", help="dataset root folder"),
     split: Optional[str] = typer.Option(None, help="benchmark split (Sketchy: 1 or 2)"),

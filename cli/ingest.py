@@ -13,10 +13,11 @@ import typer
 
 from dmwan_qdrant import interrupts
 from dmwan_qdrant.errors import DmwanError, StoreServedError, UsageError
+from dmwan_qdrant.model.shipped import SHIPPED_MODEL
 from dmwan_qdrant.settings import ENV_DMWAN_API_KEY
 
-from .options import (api_key_option, device_option, open_cli_store, runtime_option, store_option, url_option,
-                      warn_if_toy)
+from .options import (MODEL_REFS, api_key_option, device_option, open_cli_store, runtime_option, store_option,
+                      url_option, warn_if_toy)
 from .root import app
 from .startup import STARTUP_HINTS
 
@@ -32,7 +33,8 @@ def ingest_command(
     collection: str = typer.Option(..., "--collection", "-c", help="collection to fill (created if missing)"),
     model: Optional[str] = typer.Option(
         None, "--model", "-m", metavar="BUNDLE|NAME",
-        help="model bundle (a folder or hf-hub:ORG/NAME); required for a new collection, else the recorded one"
+        help=f"model bundle: {MODEL_REFS}; a new collection takes {SHIPPED_MODEL} by default, an existing one "
+             "its recorded model"
     ),
     store: Optional[Path] = store_option(),
     url: Optional[str] = url_option(),
@@ -74,6 +76,10 @@ def ingest_command(
     runtime: str = runtime_option(),
 ) -> None:
     """Embed the photos under PATHS into a collection.
+
+    A new collection is filled by --model, or by default by dmwan-sketch, the sketch model
+    that ships with the package (`dmwan model info dmwan-sketch`); an existing one keeps the
+    model it records.
 
     Unchanged files (same path, size and mtime) are skipped; a duplicate or
     renamed file adds no point. Exit code 0 when every file was stored, 11 when
@@ -131,13 +137,8 @@ def ingest_command(
 
         if st.collection_exists(collection):  # the ingest checks the model against the collection
             net = load_bundle(collection_bundle(collection, st.get_model_record(collection), model), device, runtime)
-        elif model is None:
-            from dmwan_qdrant.model.card import MODEL_SOURCES
-
-            raise UsageError(f"collection '{collection}' does not exist yet: give --model BUNDLE to create it "
-                             f"(a bundle comes from {MODEL_SOURCES})")
         else:
-            net = load_bundle(model, device, runtime)
+            net = load_bundle(model or _shipped_model(collection), device, runtime)
         warn_if_toy(net)
         common: dict[str, Any] = dict(label_from_folder=label_from_folder, prune=prune, batch_size=batch_size,
                                       include=include or (), exclude=exclude or (), export=export)
@@ -156,6 +157,20 @@ def ingest_command(
             with contextlib.suppress(DmwanError):
                 points = st.count(collection)
     _report(report, collection, store, url, as_json)
+
+
+def _shipped_model(collection: str) -> str:
+    """The model of a new collection given no --model: the shipped one, said on stderr."""
+    from dmwan_qdrant.model.shipped import shipped_available, shipped_folder
+
+    if not shipped_available():
+        from dmwan_qdrant.model.card import MODEL_SOURCES
+
+        raise UsageError(f"collection '{collection}' does not exist yet and the shipped model {SHIPPED_MODEL} is "
+                         f"missing from this install ({shipped_folder()}): give --model BUNDLE to create it "
+                         f"(a bundle comes from {MODEL_SOURCES})")
+    typer.echo(f"model: {SHIPPED_MODEL}, the shipped sketch model (--model to choose another)", err=True)
+    return SHIPPED_MODEL
 
 
 def _stop_hint(collection: str, last: Any) -> str:

@@ -11,6 +11,7 @@ import typer
 
 from dmwan_qdrant.errors import UsageError
 
+from .options import MODEL_REFS
 from .root import app
 
 model_app = typer.Typer(
@@ -76,7 +77,9 @@ def export(
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", metavar="DIR",
         help="write a search-only bundle here (config, card, graphs; no torch weights); default: into BUNDLE"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8", help="int8: quantize the weights (smaller, faster on CPU)"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8|float16",
+                                          help="int8: quantize the weights (smaller, faster on CPU); float16: store them in "
+                                               "half the size, computed in float32"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Export a bundle's sketch and photo towers (and its text tower) as ONNX graphs, checked
@@ -105,14 +108,17 @@ def export(
 
 @model_app.command("info")
 def info(
-    bundle: str = typer.Argument(..., metavar="BUNDLE|NAME", help="a bundle folder, or hf-hub:ORG/NAME[@REVISION]"),
+    bundle: str = typer.Argument(..., metavar="BUNDLE|NAME", help=f"a bundle: {MODEL_REFS}"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Print a bundle's model card: preset, pretrained source, training data and split, epochs,
     metrics, date and library versions (reads config.json only)."""
     from dmwan_qdrant.encoder import bundle_folder
+    from dmwan_qdrant.model.hub import is_hub_name
+    from dmwan_qdrant.model.shipped import is_shipped_name
 
-    report = _card_report(bundle_folder(bundle), bundle if str(bundle).startswith("hf-hub:") else None)
+    named = is_hub_name(str(bundle)) or is_shipped_name(bundle)
+    report = _card_report(bundle_folder(bundle), str(bundle) if named else None)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from .options import MODEL_REFS
 from .root import app
 
 
@@ -24,7 +25,7 @@ def train(
     pretrained: Optional[str] = typer.Option(
         None, "--pretrained", metavar="TAG|FILE", help="the preset's weights: an open_clip tag (openai), a file, or hub (timm)"),
     init: Optional[str] = typer.Option(
-        None, "--init", metavar="BUNDLE", help="fine-tune this bundle (a folder or hf-hub:ORG/NAME) instead of a preset"),
+        None, "--init", metavar="BUNDLE|NAME", help=f"fine-tune this bundle ({MODEL_REFS}) instead of a preset"),
     unseen: Optional[int] = typer.Option(
         None, "--unseen", min=1, metavar="N", help="hold out N classes by seed (default: zeroshot/unseen_classes.txt)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Ray Train workers"),
@@ -42,10 +43,13 @@ def train(
     to the folder, from ImageNet weights that need no internet), `--data DIR --preset NAME
     [--pretrained TAG|FILE]`, or `--data DIR --init BUNDLE` to fine-tune a bundle.
     """
+    from dmwan_qdrant.model.shipped import is_shipped_name, shipped_bundle
     from dmwan_qdrant.training.recipe import describe_recipe
     from dmwan_qdrant.training.train import config_from_args
     from dmwan_qdrant.training.trainer import fit
 
+    if init is not None and is_shipped_name(init):  # its folder in this install, which every Ray worker reads
+        init = str(shipped_bundle())
     args = argparse.Namespace(
         config=config, data=str(data) if data else None, preset=preset, pretrained=pretrained, init=init,
         unseen=unseen, workers=workers, gpus=gpus, cpus_per_worker=cpus_per_worker, epochs=epochs,

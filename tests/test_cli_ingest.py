@@ -70,10 +70,15 @@ def test_ingest_summary_then_rerun_json(tmp_path, capsys, bundle):
         assert st.count("pics") == len(files) - 1
 
 
-def test_new_collection_needs_a_model_and_another_model_is_refused(tmp_path, capsys, bundle):
+def test_new_collection_needs_a_model_and_another_model_is_refused(tmp_path, capsys, bundle, monkeypatch):
+    from dmwan_qdrant.model import shipped
+
     make_photos(tmp_path / "photos", n=2)
     store = tmp_path / "store"
-    code, _, err = dmwan(capsys, "ingest", tmp_path / "photos", "-c", "pics", "--store", store)
+    # Without the shipped model (dmwan-sketch, the default; tests/test_cli_defaults.py) it asks for one.
+    with monkeypatch.context() as m:
+        m.setattr(shipped, "shipped_folder", lambda name=shipped.SHIPPED_MODEL: tmp_path / "gone" / name)
+        code, _, err = dmwan(capsys, "ingest", tmp_path / "photos", "-c", "pics", "--store", store)
     assert code == 2 and "--model" in one_line_error(err)
     assert dmwan(capsys, "ingest", tmp_path / "photos", "-c", "pics", "--store", store, "-m", bundle)[0] == 0
     other = save_model(create_model("tiny", seed=1), tmp_path / "other")

@@ -48,7 +48,11 @@ def test_ingest_and_query_warn_in_one_line_about_a_toy_model(served, capsys):
     assert "none needed reading" in out and "0.0 images/s" not in out + err
 
 
-def test_every_give_model_message_says_where_a_model_comes_from(served, capsys):
+def test_every_give_model_message_says_where_a_model_comes_from(served, capsys, monkeypatch, tmp_path):
+    from dmwan_qdrant.model import shipped
+
+    # An install without the shipped model (dmwan-sketch, the default for a new collection).
+    monkeypatch.setattr(shipped, "shipped_folder", lambda name=shipped.SHIPPED_MODEL: tmp_path / name)
     code, _, err = dmwan(capsys, "ingest", served["root"] / "photos", "-c", "fresh", "--store", served["store"])
     line = one_line_error(err)
     assert code == 2 and "give --model BUNDLE" in line
