@@ -91,14 +91,18 @@ def encoder_threads(model: Any, leave: int) -> Iterator[None]:
 
 
 def bundle_folder(ref: str | Path) -> Path:
-    """The folder of a bundle reference: a folder as it is, a ``hf-hub:`` name fetched (or found
-    in the hub's cache).
+    """The folder of a bundle reference: a folder as it is, the shipped model's name
+    (``dmwan-sketch``) inside the package, a ``hf-hub:`` name fetched (or found in the hub's
+    cache).
 
     Raises:
         WeightsUnavailableError: a hub name that cannot be fetched.
     """
     from .model.hub import fetch_bundle, is_hub_name
+    from .model.shipped import is_shipped_name, shipped_bundle
 
+    if is_shipped_name(ref):
+        return shipped_bundle()
     return fetch_bundle(str(ref)) if is_hub_name(str(ref)) else Path(ref).expanduser().resolve()
 
 
@@ -108,8 +112,9 @@ def load_bundle_record(ref: str | Path) -> dict[str, Any]:
 
 
 def load_bundle(path: str | Path, device: str | None = None, runtime: str | None = "auto") -> Any:
-    """Load a model bundle, a folder or a ``hf-hub:ORG/NAME[@REVISION]`` name, and remember where
-    it came from (``model.bundle_path``, and ``model.bundle_name`` for a hub name).
+    """Load a model bundle, a folder, the shipped model's name or a ``hf-hub:ORG/NAME[@REVISION]``
+    name, and remember where it came from (``model.bundle_path``, and ``model.bundle_name`` for a
+    name, which a collection records so that another install finds the same bundle).
 
     ``runtime`` (`dmwan_qdrant.runtime.RUNTIMES`): ``"torch"`` gives a `DMWAN`, ``"onnx"`` an
     `OnnxEncoder` of the bundle's exported graphs, ``"auto"`` the ONNX one when the bundle has
@@ -121,9 +126,10 @@ def load_bundle(path: str | Path, device: str | None = None, runtime: str | None
         UsageError: a runtime that cannot run here or this bundle (`resolve_runtime`).
     """
     from .model.hub import is_hub_name
+    from .model.shipped import is_shipped_name
     from .runtime import has_graphs, resolve_runtime
 
-    name = str(path) if is_hub_name(str(path)) else None
+    name = str(path) if is_hub_name(str(path)) or is_shipped_name(path) else None
     folder = bundle_folder(path)
     read_bundle_record(folder)  # a bad bundle says so before the runtime's choice does
     if resolve_runtime(runtime, folder, device) == "onnx":
