@@ -21,7 +21,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "global_pool": ("token", "avg"),
     "sketch_term_anchor": ("photo", "sketch"),
     "backbone": ("open_clip", "timm", "timm_cnn"),
-    "semantic_anchors": ("text", "random"),
+    "semantic_anchors": ("text", "random", "sentence"),
     "augment": ("light", "strong"),
     "loss": ("quadruplet", "triplet"),
     "weight_standardise": ("batch", "class"),
@@ -152,7 +152,8 @@ class ModelConfig:
     use_text: bool = True
     #: Where the semantic loss's class anchors come from: "text" (the CLIP text tower's prompts)
     #: or "random" (fixed random unit vectors, one per training class, drawn from the class
-    #: names: class proxies for a backbone with no text tower).
+    #: names: class proxies for a backbone with no text tower) or "sentence" (a sentence
+    #: encoder's embeddings of the class names, `dmwan_qdrant.model.sentence`; no text tower).
     semantic_anchors: str = "text"
     semantic_weight: float = 1.0
     semantic_temperature: float = 0.07

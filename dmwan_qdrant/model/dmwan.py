@@ -160,6 +160,11 @@ class DMWAN(nn.Module):
         self.class_names = list(class_names)
         if self.config.use_text and self.config.semantic_anchors == "random":
             self.class_anchors = random_anchors(class_names, self.config.embed_dim).to(self.device)
+        elif self.config.use_text and self.config.semantic_anchors == "sentence":
+            from .sentence import sentence_anchors
+
+            self.class_anchors = sentence_anchors(class_names, self.config.embed_dim,
+                                                  self.config.center_anchors).to(self.device)
         elif self.clip is not None:
             anchors = self.text_anchors(class_names)
             if self.config.center_anchors and len(class_names) > 1:
