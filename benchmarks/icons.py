@@ -25,15 +25,17 @@ the untrained ``efficientnet_lite0`` bundle on the unseen classes.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
-import re
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dmwan_qdrant.data.iconsets import class_name, fetch, icon_svg, render  # noqa: E402
+from dmwan_qdrant.errors import DatasetError  # noqa: E402
 
 #: benchmark -> (sketch package, [photo packages]) as name@version.
 SETS: dict[str, tuple[str, list[str]]] = {
@@ -41,58 +43,14 @@ SETS: dict[str, tuple[str, list[str]]] = {
     "iconpark": ("@iconify-json/icon-park-outline@1.2.4", ["@iconify-json/icon-park@1.2.4"]),
     "freehand": ("@iconify-json/streamline-freehand@1.2.1", ["@iconify-json/streamline-freehand-color@1.2.2"]),
 }
-CACHE = Path.home() / ".cache" / "dmwan-qdrant" / "npm"
-
-
-def fetch(spec: str, cache: Path = CACHE) -> dict:
-    """The icon set of the npm package ``spec`` (its ``icons.json``), packed once into ``cache``."""
-    cache.mkdir(parents=True, exist_ok=True)
-    stem = spec.lstrip("@").replace("/", "-").replace("@", "-")
-    tgz = cache / f"{stem}.tgz"
-    if not tgz.exists():
-        out = subprocess.run(["npm", "pack", spec, "--silent", "--pack-destination", str(cache)],
-                             capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            sys.exit(f"error: npm pack {spec} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode}")
-        produced = cache / out.stdout.strip().splitlines()[-1]
-        produced.rename(tgz)
-    with tarfile.open(tgz) as tar:
-        return json.load(tar.extractfile("package/icons.json"))
-
-
-def icon_svg(icon_set: dict, name: str) -> str:
-    """A standalone SVG document of one icon (black where the set draws in ``currentColor``)."""
-    icon = icon_set["icons"][name]
-    w = icon.get("width", icon_set.get("width", 16))
-    h = icon.get("height", icon_set.get("height", 16))
-    body = icon["body"].replace("currentColor", "#000")
-    return f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}">{body}</svg>'
-
-
-def render(svg: str, size: int, margin: float = 0.1):
-    """The SVG drawn at ``size`` px on white, with a white margin (a photo's or sketch's border)."""
-    import cairosvg
-    from PIL import Image
-
-    inner = int(round(size * (1 - 2 * margin)))
-    png = cairosvg.svg2png(bytestring=svg.encode(), output_width=inner, output_height=inner)
-    icon = Image.open(io.BytesIO(png)).convert("RGBA")
-    canvas = Image.new("RGB", (size, size), (255, 255, 255))
-    offset = (size - inner) // 2
-    canvas.paste(icon, (offset, offset), icon)
-    return canvas
-
-
-def class_name(icon: str) -> str:
-    """A folder name for an icon (letters, digits and '_')."""
-    return re.sub(r"[^a-z0-9]+", "_", icon.lower()).strip("_")
-
-
 def build(benchmark: str, out: Path, classes: int, unseen: int, size: int, seed: int) -> dict:
     """Write the benchmark folder; returns a summary. Re-running with the same arguments keeps it."""
     sketch_spec, photo_specs = SETS[benchmark]
-    sketch_set = fetch(sketch_spec)
-    photo_sets = [fetch(spec) for spec in photo_specs]
+    try:
+        sketch_set = fetch(sketch_spec)
+        photo_sets = [fetch(spec) for spec in photo_specs]
+    except DatasetError as exc:
+        sys.exit(f"error: {exc}")
     common = set(sketch_set["icons"])
     for s in photo_sets:
         common &= set(s["icons"])

@@ -51,11 +51,14 @@ def fetch(spec: str, cache: Path = CACHE) -> dict:
             raise DatasetError(f"npm pack {spec} failed: {last}")
         (cache / out.stdout.strip().splitlines()[-1]).rename(tgz)
     with tarfile.open(tgz) as tar:
-        return json.load(tar.extractfile("package/icons.json"))
+        icon_set = json.load(tar.extractfile("package/icons.json"))
+        if "info" not in icon_set and "package/info.json" in tar.getnames():
+            icon_set["info"] = json.load(tar.extractfile("package/info.json"))
+    return icon_set
 
 
 def licence_of(icon_set: dict) -> str:
-    """The set's licence as its ``info`` block gives it (``"CC BY 4.0"``), or ``"?"``."""
+    """The set's licence as its package's ``info.json`` gives it (``"CC BY 4.0"``), or ``"?"``."""
     licence = icon_set.get("info", {}).get("license", {})
     return str(licence.get("title") or licence.get("spdx") or "?")
 
