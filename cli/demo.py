@@ -36,6 +36,7 @@ def demo(
     from dmwan_qdrant.search.reranking import bundle_rerank
     from dmwan_qdrant.eval.through_store import evaluate_through_store
     from dmwan_qdrant.ingest import ingest
+    from dmwan_qdrant.model.shipped import SHIPPED_MODEL, shipped_available
     from dmwan_qdrant.sheet import contact_sheets
     from dmwan_qdrant.store import open_store
     from dmwan_qdrant.training.config import TrainConfig
@@ -110,12 +111,16 @@ def demo(
     sheet = contact_sheets([(sketches[i], top[i][:8]) for i in picks], workdir / "contact_sheet.png")
     say(f"   contact sheet: {sheet}")
     say(f"done in {time.perf_counter() - t0:.0f} s. Next:")
-    say(f"   dmwan serve --collection {COLLECTION} --store {workdir / 'store'}   "
-               f"then open http://{DEFAULT_HOST}:{DEFAULT_PORT}/ and draw")
-    say(f"   dmwan query {sketches[picks[0]]} --collection {COLLECTION} --store {workdir / 'store'}")
+    # The demo's store holds its one collection: serve and query find it without --collection.
+    say(f"   dmwan serve --store {workdir / 'store'}   then open http://{DEFAULT_HOST}:{DEFAULT_PORT}/ and draw")
+    say(f"   dmwan query {sketches[picks[0]]} --store {workdir / 'store'}")
     # The demo's model knows only drawn shapes: real photos want one that has seen photos.
-    say("   dmwan model create --preset efficientnet_lite0 -o effnet-lite0 && "
-        "dmwan ingest ./my-photos --collection mine --model effnet-lite0   (your photos: ImageNet weights, offline)")
+    if shipped_available():
+        say(f"   dmwan ingest ./my-photos --collection mine && dmwan query my_sketch.png   "
+            f"(your photos, in the default store: the shipped sketch model {SHIPPED_MODEL})")
+    else:
+        say("   dmwan model create --preset efficientnet_lite0 -o effnet-lite0 && dmwan ingest ./my-photos "
+            "--collection mine --model effnet-lite0   (your photos: ImageNet weights, offline)")
     say("   dmwan train --config procedural_tiny --workers 2   (README: real datasets, GPUs; `dmwan configs`)")
     if as_json:
         import json
