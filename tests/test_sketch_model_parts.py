@@ -124,3 +124,28 @@ def test_float16_stored_graphs_are_half_the_size_and_give_the_same_vectors(tmp_p
     torch_vectors = as_array(load_bundle(bundle, "cpu", "torch").embed_photos(images).global_)
     onnx_vectors = as_array(load_bundle(tmp_path / "fp16", "cpu", "onnx").embed_photos(images).global_)
     assert (torch_vectors * onnx_vectors).sum(1).min() > 0.9999
+
+
+def test_knowledge_preservation_keeps_photos_near_the_starting_model(random_batch):
+    """The preservation term is zero for the starting weights, grows as the photo embeddings
+    move away from them, trains the student only, and leaves the teacher out of the bundle."""
+    from dmwan_qdrant.model import create_model
+
+    model = create_model("tiny", overrides={"preserve_weight": 1.0}, seed=0)
+    model.set_class_names(["cat", "dog", "car", "house"])
+    model.attach_teacher(model)
+    model.eval()  # batch statistics aside, the student is the teacher
+    batch = random_batch()
+    out = model(**batch)
+    assert out["loss_preserve"].item() == pytest.approx(0.0, abs=1e-5)
+    with torch.no_grad():
+        model.global_head.weight.add_(0.5 * torch.randn_like(model.global_head.weight))
+    out = model(**batch)
+    assert out["loss_preserve"].item() > 0.01
+    out["loss"].backward()
+    assert model.global_head.weight.grad is not None
+    assert all(p.grad is None for p in model._teacher.parameters())
+    assert not any(k.startswith("_teacher") for k in model.state_dict())
+    plain = create_model("tiny", seed=0)
+    plain.set_class_names(["cat", "dog", "car", "house"])
+    assert "loss_preserve" not in plain(**random_batch())  # off unless preserve_weight is set

@@ -80,6 +80,9 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: Fine-tune this bundle (a folder or hf-hub:ORG/NAME) instead of building ``preset``.
     init: str | None = None
+    #: Why the run starts where it does, when `dmwan train --data` chose it (one line, shown
+    #: with the recipe).
+    start: str | None = None
 
 
 @dataclass

@@ -134,6 +134,7 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
     seed_everything(cfg.seed)
     split = prepare_split(cfg)
     model = build_model(cfg)
+    start = model  # the starting weights, which knowledge preservation keeps photos near
     card = run_card(cfg, split, model if cfg.model.init else None)
     state = RunState()
     optimizer_state = scheduler_state = None
@@ -144,6 +145,8 @@ def run_training(cfg: TrainConfig, ctx: WorkerContext) -> RunState:
         optimizer_state, scheduler_state = saved["optimizer"], saved["scheduler"]
         weighting_state = saved.get("weighting")
     model.set_class_names(split.seen_classes)
+    if model.config.preserve_weight:
+        model.attach_teacher(start)
     model.weighting.resize_memory(len(split.train_sketches), len(split.train_photos), len(split.seen_classes))
     if ctx.resume_dir is not None and weighting_state is not None:
         model.weighting.load_training_state(weighting_state)

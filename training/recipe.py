@@ -1,7 +1,9 @@
 """The config of a run on the user's own data, without a YAML file written first.
 
 ``dmwan train --data DIR`` with no model named takes ``efficientnet_lite0`` from its ImageNet
-weights when their package is installed (the README's install brings it), else ``tiny``.
+weights when their package is installed (the README's install brings it), else ``tiny``; where
+the shipped sketch model is installed too, it fine-tunes that instead when it retrieves the
+folder's validation classes better before training (`choose_start`).
 ``--preset NAME`` (or ``--init BUNDLE``) names the model. Each model takes the recipe of a
 shipped config: `folder_efficientnet`'s for the EfficientNet (frozen early stages, strong
 augmentation, early stopping), `procedural_tiny`'s for the tiny presets (random towers, from
@@ -60,11 +62,15 @@ def describe_recipe(cfg: TrainConfig) -> str:
     weights = None if m.init else resolve_pretrained(m.preset, m.pretrained)
     weights = {"package": "ImageNet weights from their pip package", None: "random weights"}.get(
         weights, f"{weights} weights")
-    model = f"fine-tuning {m.init}" if m.init else f"{m.preset} ({weights})"
+    from dmwan_qdrant.model.shipped import SHIPPED_MODEL, shipped_folder
+
+    shipped = m.init and Path(m.init) == shipped_folder()
+    model = f"fine-tuning {SHIPPED_MODEL if shipped else m.init}" if m.init else f"{m.preset} ({weights})"
     extra = {k: v for k, v in m.overrides.items() if k in ("image_size", "frozen_stages", "augment")}
     details = ", ".join(f"{k} {v}" for k, v in extra.items())
     stop = f", early stop after {o.patience} epochs without a validation gain" if o.patience else ""
-    return (f"recipe: {model}{', ' + details if details else ''}; up to {o.epochs} epochs x {o.steps_per_epoch} "
+    start = f"{m.start}\n" if m.start else ""
+    return (f"{start}recipe: {model}{', ' + details if details else ''}; up to {o.epochs} epochs x {o.steps_per_epoch} "
             f"steps of {o.batch_size}, lr {o.lr:g}{stop}")
 
 
@@ -98,6 +104,11 @@ def folder_config(
                          "(fine-tuning it): give one of them")
     if not preset and not init:
         preset = default_preset()
+        from dmwan_qdrant.model.shipped import shipped_available, shipped_bundle
+
+        if preset == DEFAULT_PRESET and shipped_available():
+            imagenet = folder_config(data, preset, None, None, unseen, name)
+            return choose_start(imagenet, folder_config(data, None, None, str(shipped_bundle()), unseen, name))
     if init:
         from dmwan_qdrant.encoder import load_bundle_record
 
@@ -128,6 +139,34 @@ def folder_config(
         split = prepare_split(cfg)  # the split the run will train on, validation classes held out
         overrides["optim.epochs"] = budget_epochs(len(split.train_photos) + len(split.train_sketches))
     return cfg.with_overrides(**overrides)
+
+
+def choose_start(imagenet: TrainConfig, shipped: TrainConfig) -> TrainConfig:
+    """Of two runs on the same folder, the one whose starting model retrieves the folder's
+    validation classes better (mAP@all before any training): the ImageNet features of
+    ``imagenet`` or the shipped sketch model that ``shipped`` fine-tunes. The config it returns
+    says which it took, and why, in ``model.start``. With no validation classes to compare on,
+    the shipped model, which was chosen on validation classes of its own."""
+    from dmwan_qdrant.eval.evaluate import evaluate_split
+    from dmwan_qdrant.model.shipped import SHIPPED_MODEL
+
+    from .data import prepare_split
+    from .loop import build_model
+
+    split = prepare_split(imagenet)
+    if not split.validation_classes:
+        return shipped.with_overrides(**{"model.start": f"start: {SHIPPED_MODEL}, the shipped sketch model "
+                                         "(no validation classes to compare it with ImageNet features on)"})
+    scores = {}
+    for label, cfg in (("imagenet", imagenet), ("shipped", shipped)):
+        model = build_model(cfg).eval()
+        scores[label] = evaluate_split(model, split, classes="validation")["mAP@all"]
+    chosen, other = (shipped, "imagenet") if scores["shipped"] > scores["imagenet"] else (imagenet, "shipped")
+    names = {"imagenet": "ImageNet features", "shipped": f"{SHIPPED_MODEL}, the shipped sketch model"}
+    took = "shipped" if chosen is shipped else "imagenet"
+    line = (f"start: {names[took]} (mAP@all {scores[took]:.3f} before training on the {len(split.validation_classes)} "
+            f"validation classes, against {scores[other]:.3f} for {names[other].split(',')[0]})")
+    return chosen.with_overrides(**{"model.start": line})
 
 
 def _absolute(ref: str | None) -> str | None:

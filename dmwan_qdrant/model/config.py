@@ -159,6 +159,11 @@ class ModelConfig:
     semantic_temperature: float = 0.07
     #: Token-level alignment term (MaxSim triplet on local tokens); trains what re-ranking uses.
     token_loss_weight: float = 0.5
+    #: Knowledge preservation (as SAKE, Liu et al. 2019): the weight of a term that keeps each
+    #: training photo's global embedding near the one the run's starting model gives it (mean of
+    #: 1 - cosine), so that training on drawn pictures does not unlearn what the pretrained
+    #: backbone knows of real photographs. 0 turns it off.
+    preserve_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():

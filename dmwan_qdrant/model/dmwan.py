@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -237,8 +238,29 @@ class DMWAN(nn.Module):
                 tok = tok + token_triplet_loss(scores.local, self.local_block(ts, tpn), cfg.margin_photo)
             loss = loss + cfg.token_loss_weight * tok
             out["loss_token"] = tok.detach()
+        if cfg.preserve_weight and getattr(self, "_teacher", None) is not None:
+            kept = self._preserve_loss(torch.cat([photo, neg_photo]), torch.cat([gp, gpn]))
+            loss = loss + cfg.preserve_weight * kept
+            out["loss_preserve"] = kept.detach()
         out["loss"] = loss
         return out
+
+    def attach_teacher(self, start: "DMWAN") -> None:
+        """Keep a frozen copy of ``start`` (the run's starting model) for the knowledge
+        preservation term (``preserve_weight``). It is not a submodule: it is never saved, and
+        it follows the model to its device on first use."""
+        teacher = copy.deepcopy(start).eval().requires_grad_(False)
+        object.__setattr__(self, "_teacher", teacher)
+
+    def _preserve_loss(self, photos: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        """Mean of 1 - cos(photo embedding, the starting model's embedding of the same photo)."""
+        teacher = self._teacher
+        if teacher.device != photos.device:
+            teacher.to(photos.device)
+        with torch.no_grad():
+            domains = torch.full((photos.shape[0],), PHOTO, dtype=torch.long, device=photos.device)
+            target, _ = teacher.encode(photos, domains)
+        return (1 - (embedded * target).sum(-1)).mean()
 
     @staticmethod
     def weight_statistics(weights: torch.Tensor) -> dict[str, float]:
