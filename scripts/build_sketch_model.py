@@ -1,0 +1,246 @@
+"""Rebuild the shipped sketch model (`dmwan-sketch`) from registry material, start to end.
+
+    python scripts/build_sketch_model.py all --work data/sketch-model            # 2 CPU cores
+    python scripts/build_sketch_model.py all --work data/sketch-model --gpu      # one GPU
+
+Stages (each resumes: run the same command again after a stop):
+
+1. ``fetch``: the icon sets below from the npm registry (``npm pack``; pinned versions).
+2. ``build``: one training folder (``photo/<class>/``, ``sketch/<class>/``) in which a class is a
+   thing's name normalised across sets (`dmwan_qdrant.data.iconsets.concept`), so one thing is
+   one class whoever drew it; each class is a test, validation or training class by a hash of
+   its name, the same in every set, so no class is both trained and held out. Per set, an eval
+   folder of its test classes; the Fluent set (another designer) is held out whole as a
+   cross-dataset test. ``--pseudo`` adds a pseudo-sketch (`dmwan_qdrant.data.pseudosketch`) of
+   every coloured picture, and sketches for the sets that have no line version.
+3. ``train``: ``dmwan train --config`` on the training folder: EfficientNet-Lite0 from its
+   ImageNet weights, the validation classes choosing the epoch (160 px with four stages frozen
+   on a CPU; 224 px, all stages unfrozen, on a GPU).
+4. ``export``: the chosen epoch into ``dmwan_qdrant/shipped/dmwan-sketch``: weights in float16
+   and the ONNX graph, both checked against the trained model; the card records the sets, their
+   licences, the split and the figures.
+5. ``evaluate``: the shipped model against untrained ImageNet features on every held-out set,
+   through torch and ONNX (``evaluation.json`` in the work folder, and the card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from dmwan_qdrant.data.iconsets import concept, fetch, icon_svg, licence_of, render  # noqa: E402
+
+#: set -> (sketch package, sketch suffixes, photo package, photo suffixes). A suffix "" is the
+#: icon's own name; a pair exists where the sketch set has the name and the photo set too.
+PAIRED_SETS: dict[str, tuple[str, list[str], str, list[str]]] = {
+    "streamline": ("@iconify-json/streamline@1.2.5", ["", "-remix"], "@iconify-json/streamline-color@1.2.2", ["", "-flat"]),
+    "streamline-ultimate": ("@iconify-json/streamline-ultimate@1.2.2", [""],
+                            "@iconify-json/streamline-ultimate-color@1.2.2", [""]),
+    "streamline-freehand": ("@iconify-json/streamline-freehand@1.2.1", [""],
+                            "@iconify-json/streamline-freehand-color@1.2.2", [""]),
+    "streamline-plump": ("@iconify-json/streamline-plump@1.2.0", ["", "-remix"],
+                         "@iconify-json/streamline-plump-color@1.2.2", ["", "-flat"]),
+    "streamline-flex": ("@iconify-json/streamline-flex@1.2.3", ["", "-remix"],
+                        "@iconify-json/streamline-flex-color@1.2.2", ["", "-flat"]),
+    "streamline-sharp": ("@iconify-json/streamline-sharp@1.2.0", ["", "-remix"],
+                         "@iconify-json/streamline-sharp-color@1.2.2", ["", "-flat"]),
+    "streamline-cyber": ("@iconify-json/streamline-cyber@1.2.2", [""], "@iconify-json/streamline-cyber-color@1.2.2", [""]),
+    "icon-park": ("@iconify-json/icon-park-outline@1.2.4", [""], "@iconify-json/icon-park@1.2.4", [""]),
+    "fluent": ("@iconify-json/fluent@1.2.60", ["-24-regular"], "@iconify-json/fluent-color@1.2.21", ["-24"]),
+}
+#: Coloured sets without a line version: pictures whose sketches are pseudo-sketches only.
+PICTURE_SETS: dict[str, str] = {
+    "flat-color-icons": "@iconify-json/flat-color-icons@1.2.3",
+    "streamline-kameleon": "@iconify-json/streamline-kameleon-color@1.2.2",
+}
+#: Sets never trained on: the cross-dataset test (another designer's line and colour icons).
+HELD_OUT_SETS = ("fluent",)
+#: Shares of class names held out as test and validation classes, by a hash of the name.
+TEST_SHARE, VALIDATION_SHARE = 0.10, 0.05
+SIZE = 224
+#: Knowledge preservation of the ImageNet start's photo embeddings (`ModelConfig.preserve_weight`):
+#: trained on drawn pictures alone, the photo tower otherwise forgets what it knew of photographs.
+PRESERVE_WEIGHT = 1.0
+#: The set whose test classes a training run also scores each epoch (the others' test classes
+#: are scored once, afterwards, from their eval folders).
+MONITOR_SET = "streamline-ultimate"
+SHIPPED = REPO / "dmwan_qdrant" / "shipped" / "dmwan-sketch"
+
+
+def role(name: str) -> str:
+    """``test``, ``validation`` or ``train`` for a class name, by its hash (the same in every set)."""
+    u = int.from_bytes(hashlib.sha256(f"dmwan-sketch/{name}".encode()).digest()[:8], "big") / 2**64
+    return "test" if u < TEST_SHARE else "validation" if u < TEST_SHARE + VALIDATION_SHARE else "train"
+
+
+def pairs(set_name: str) -> dict[str, tuple[list[str], list[str]]]:
+    """icon name -> (sketch icon names, photo icon names) of a paired set."""
+    sketch_spec, sketch_suffixes, photo_spec, photo_suffixes = PAIRED_SETS[set_name]
+    sketches, photos = fetch(sketch_spec), fetch(photo_spec)
+    known_s = set(sketches["icons"]) | set(sketches.get("aliases", {}))
+    known_p = set(photos["icons"]) | set(photos.get("aliases", {}))
+    first_s, first_p = sketch_suffixes[0], photo_suffixes[0]
+    bases = {n[: len(n) - len(first_s)] if first_s else n for n in known_s if n.endswith(first_s)}
+    out = {}
+    for base in sorted(bases):
+        s = [base + x for x in sketch_suffixes if base + x in known_s]
+        p = [base + x for x in photo_suffixes if base + x in known_p]
+        if s and p and (base + first_s) in s and (base + first_p) in p:
+            out[base] = (s, p)
+    return out
+
+
+def _save(image, path: Path) -> None:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.png")
+        image.save(tmp)
+        os.replace(tmp, path)
+
+
+def _link(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.link(src, dst)
+
+
+def build(work: Path, pseudo: bool) -> dict:
+    """Write ``work/train`` and ``work/eval/*``; returns the manifest (also ``work/manifest.json``)."""
+    from dmwan_qdrant.data.pseudosketch import pseudo_sketch
+
+    images, train = work / "images", work / "train"
+    manifest: dict = {"size": SIZE, "pseudo_sketches": pseudo, "test_share": TEST_SHARE,
+                      "validation_share": VALIDATION_SHARE, "held_out_sets": list(HELD_OUT_SETS), "sets": {}}
+    roles: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for set_name in [*PAIRED_SETS, *PICTURE_SETS]:
+        paired = set_name in PAIRED_SETS
+        specs = [PAIRED_SETS[set_name][0], PAIRED_SETS[set_name][2]] if paired else [PICTURE_SETS[set_name]]
+        sets = [fetch(s) for s in specs]
+        if paired:
+            items = pairs(set_name)
+        else:
+            names = sorted(n for n in sets[0]["icons"] if not n.endswith("-duo"))
+            items = {n: ([], [n]) for n in names}
+        held_out = set_name in HELD_OUT_SETS
+        counts = {"test": 0, "validation": 0, "train": 0}
+        for base, (sketch_icons, photo_icons) in items.items():
+            label = concept(base)
+            roles[label] = role(label)
+            counts[roles[label]] += 1
+            folder = images / set_name / label
+            for icon in sketch_icons:
+                _save(render(icon_svg(sets[0], icon), SIZE), folder / "sketch" / f"{icon}.png")
+            for icon in photo_icons:
+                photo = folder / "photo" / f"{icon}.png"
+                _save(render(icon_svg(sets[-1], icon), SIZE), photo)
+                if pseudo or not paired:
+                    from PIL import Image
+
+                    with Image.open(photo) as im:
+                        _save(pseudo_sketch(im), folder / "pseudo" / f"{icon}.png")
+            # The training folder and the eval folders link the rendered images.
+            for domain in ("sketch", "photo", "pseudo"):
+                src = folder / domain
+                if not src.is_dir() or (domain == "pseudo" and not (pseudo or not paired)):
+                    continue
+                for f in sorted(src.iterdir()):
+                    kind = "photo" if domain == "photo" else "sketch"
+                    name = f"{set_name}-{'edges-' if domain == 'pseudo' else ''}{f.name}"
+                    in_train = roles[label] != "test" or set_name == MONITOR_SET
+                    if not held_out and in_train and (domain != "pseudo" or roles[label] == "train"):
+                        _link(f, train / kind / label / name)
+                    if domain != "pseudo" and paired and (held_out or roles[label] == "test"):
+                        _link(f, work / "eval" / set_name / kind / label / name)
+        manifest["sets"][set_name] = {"packages": specs, "licence": licence_of(sets[0]), "classes": len(items),
+                                      "paired": paired, "held_out": held_out, **counts}
+        print(f"{set_name}: {len(items)} classes ({counts['test']} test, {counts['validation']} validation) "
+              f"[{time.perf_counter() - t0:.0f} s]", file=sys.stderr)
+    trained = sorted(d.name for d in (train / "photo").iterdir())
+    (train / "zeroshot").mkdir(parents=True, exist_ok=True)
+    (train / "zeroshot" / "unseen_classes.txt").write_text(
+        "".join(c + "\n" for c in trained if roles[c] == "test"))
+    (train / "zeroshot" / "validation_classes.txt").write_text(
+        "".join(c + "\n" for c in trained if roles[c] == "validation"))
+    for folder in sorted((work / "eval").iterdir()):
+        classes = sorted(d.name for d in (folder / "photo").iterdir() if (folder / "sketch" / d.name).is_dir())
+        (folder / "zeroshot").mkdir(exist_ok=True)
+        (folder / "zeroshot" / "unseen_classes.txt").write_text("".join(c + "\n" for c in classes))
+        never = [c for c in classes if roles.get(c) != "train"]
+        (folder / "zeroshot" / "never_trained_classes.txt").write_text("".join(c + "\n" for c in never))
+    manifest["classes"] = {r: sum(1 for c in trained if roles[c] == r) for r in ("train", "validation", "test")}
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def train_config(work: Path, gpu: bool, epochs: int, steps: int, seed: int, name: str,
+                 extra: dict | None = None) -> Path:
+    """Write the run's config (``folder_efficientnet``'s recipe on the training folder)."""
+    import yaml
+
+    base = yaml.safe_load((REPO / "training" / "configs" / "folder_efficientnet.yaml").read_text())
+    base.update(name=name, storage_path=str(work / "runs"), seed=seed)
+    base["data"].update(root=str(work / "train"), loader_workers=8 if gpu else 1)
+    overrides = base["model"]["overrides"]
+    overrides["preserve_weight"] = PRESERVE_WEIGHT
+    if gpu:
+        overrides.update(image_size=224, frozen_stages=0)
+    base["optim"].update(epochs=epochs, steps_per_epoch=steps, batch_size=64 if gpu else 32, patience=3)
+    base["scaling"].update(use_gpu=gpu, cpus_per_worker=1 if gpu else 2)
+    for key, value in (extra or {}).items():
+        section, _, field = key.partition(".")
+        (overrides if section == "model" else base[section])[field] = value
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(base, sort_keys=False))
+    return path
+
+
+def train(work: Path, gpu: bool, epochs: int, steps: int, seed: int = 0, name: str = "dmwan-sketch",
+          extra: dict | None = None) -> Path:
+    """Train (or resume) the run; returns its bundle folder."""
+    config = train_config(work, gpu, epochs, steps, seed, name, extra)
+    subprocess.run(["dmwan", "train", "--config", str(config)], check=True)
+    return work / "runs" / name / "model"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("stage", choices=["fetch", "build", "train", "export", "evaluate", "all"])
+    p.add_argument("--work", type=Path, default=Path("data/sketch-model"), help="work folder (images, runs)")
+    p.add_argument("--gpu", action="store_true", help="train on the GPU: 224 px, every stage trained")
+    p.add_argument("--no-pseudo", dest="pseudo", action="store_false", help="no pseudo-sketches of coloured pictures")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 6 on a CPU, 20 on a GPU)")
+    p.add_argument("--steps", type=int, default=50, help="steps per epoch")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    work = args.work.resolve()
+    if args.stage in ("fetch", "all"):
+        for spec in [s for v in PAIRED_SETS.values() for s in (v[0], v[2])] + list(PICTURE_SETS.values()):
+            fetch(spec)
+    if args.stage in ("build", "all"):
+        build(work, args.pseudo)
+    bundle = work / "runs" / "dmwan-sketch" / "model"
+    if args.stage in ("train", "all"):
+        bundle = train(work, args.gpu, args.epochs or (20 if args.gpu else 6), args.steps, args.seed)
+    if args.stage in ("export", "all"):
+        from shipping import ship
+
+        ship(bundle, work, SHIPPED)
+    if args.stage in ("evaluate", "all"):
+        from shipping import evaluate_shipped
+
+        evaluate_shipped(work, SHIPPED)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

