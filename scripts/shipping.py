@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: What the card says of each set's licence, as its package states it.
-NAME = "dmwan-sketch"
+from dmwan_qdrant.model.shipped import SHIPPED_MODEL as NAME
 
 
 def ship(bundle: Path, work: Path, target: Path) -> None:
