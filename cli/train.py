@@ -43,13 +43,10 @@ def train(
     to the folder, from ImageNet weights that need no internet), `--data DIR --preset NAME
     [--pretrained TAG|FILE]`, or `--data DIR --init BUNDLE` to fine-tune a bundle.
     """
-    from dmwan_qdrant.model.shipped import is_shipped_name, shipped_bundle
     from dmwan_qdrant.training.recipe import describe_recipe
     from dmwan_qdrant.training.train import config_from_args
     from dmwan_qdrant.training.trainer import fit
 
-    if init is not None and is_shipped_name(init):  # its folder in this install, which every Ray worker reads
-        init = str(shipped_bundle())
     args = argparse.Namespace(
         config=config, data=str(data) if data else None, preset=preset, pretrained=pretrained, init=init,
         unseen=unseen, workers=workers, gpus=gpus, cpus_per_worker=cpus_per_worker, epochs=epochs,

@@ -15,7 +15,7 @@ ENV_STORE = "DMWAN_STORE"
 
 ENV_COLLECTION = "DMWAN_COLLECTION"
 """The collection `dmwan query` searches when no ``--collection`` names one (else the store's only
-one; `dmwan_qdrant.store.default_collection`)."""
+one; `dmwan_qdrant.store.choose_collection`)."""
 
 ENV_QDRANT_URL = "QDRANT_URL"
 """A Qdrant server to use instead of the embedded store (``--url`` and ``--store`` win over it)."""

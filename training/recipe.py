@@ -64,7 +64,7 @@ def describe_recipe(cfg: TrainConfig) -> str:
         weights, f"{weights} weights")
     from dmwan_qdrant.model.shipped import SHIPPED_MODEL, shipped_folder
 
-    shipped = m.init and Path(m.init) == shipped_folder()
+    shipped = m.init and (m.init == SHIPPED_MODEL or Path(m.init) == shipped_folder())
     model = f"fine-tuning {SHIPPED_MODEL if shipped else m.init}" if m.init else f"{m.preset} ({weights})"
     extra = {k: v for k, v in m.overrides.items() if k in ("image_size", "frozen_stages", "augment")}
     details = ", ".join(f"{k} {v}" for k, v in extra.items())
@@ -161,18 +161,20 @@ def choose_start(imagenet: TrainConfig, shipped: TrainConfig) -> TrainConfig:
     for label, cfg in (("imagenet", imagenet), ("shipped", shipped)):
         model = build_model(cfg).eval()
         scores[label] = evaluate_split(model, split, classes="validation")["mAP@all"]
-    chosen, other = (shipped, "imagenet") if scores["shipped"] > scores["imagenet"] else (imagenet, "shipped")
+    took, other = ("shipped", "imagenet") if scores["shipped"] > scores["imagenet"] else ("imagenet", "shipped")
+    chosen = shipped if took == "shipped" else imagenet
     names = {"imagenet": "ImageNet features", "shipped": f"{SHIPPED_MODEL}, the shipped sketch model"}
-    took = "shipped" if chosen is shipped else "imagenet"
     line = (f"start: {names[took]} (mAP@all {scores[took]:.3f} before training on the {len(split.validation_classes)} "
             f"validation classes, against {scores[other]:.3f} for {names[other].split(',')[0]})")
     return chosen.with_overrides(**{"model.start": line})
 
 
 def _absolute(ref: str | None) -> str | None:
-    """A bundle reference the Ray workers find wherever they run: folders made absolute."""
+    """A bundle reference the Ray workers find wherever they run: folders made absolute; names
+(a hub name, the shipped model's) kept, for each worker resolves them in its own install."""
     from dmwan_qdrant.model.hub import is_hub_name
+    from dmwan_qdrant.model.shipped import is_shipped_name
 
-    if not ref or is_hub_name(ref):
+    if not ref or is_hub_name(ref) or is_shipped_name(ref):
         return ref
     return str(Path(ref).expanduser().resolve())
