@@ -107,7 +107,6 @@ def fetch_bundle(ref: str, cache_dir: str | Path | None = None) -> Path:
         WeightsUnavailableError: the bundle is neither cached nor fetchable (says why).
         CheckpointError: the repository holds no (complete) DMWAN bundle.
     """
-    import httpx2  # huggingface_hub's HTTP client: proxy and protocol errors escape it as they are
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -168,7 +167,7 @@ def fetch_bundle(ref: str, cache_dir: str | Path | None = None) -> Path:
             f"{ref} cannot be stored in the Hugging Face cache ({cache}): {_first_line(exc)}; "
             f"set HF_HUB_CACHE to a writable folder, or {_INSTEAD}"
         ) from None
-    except httpx2.HTTPError as exc:
+    except _http_client_error() as exc:
         raise WeightsUnavailableError(
             f"{ref} cannot be fetched: the Hugging Face Hub ({endpoint}) cannot be reached ({_first_line(exc)}); "
             f"check the connection and proxy settings, or {_INSTEAD}"
@@ -176,6 +175,20 @@ def fetch_bundle(ref: str, cache_dir: str | Path | None = None) -> Path:
     folder = Path(got)
     _check_bundle(ref, folder, offline)
     return folder
+
+
+def _http_client_error() -> type[Exception]:
+    """The base error of huggingface_hub's HTTP client, whose proxy and protocol errors escape it
+    as they are: ``httpx2`` under huggingface_hub 2, ``httpx`` under 1 (which FastEmbed pins)."""
+    import huggingface_hub
+
+    if int(huggingface_hub.__version__.split(".")[0]) >= 2:
+        import httpx2
+
+        return httpx2.HTTPError
+    import httpx
+
+    return httpx.HTTPError
 
 
 def _check_bundle(ref: str, folder: Path, offline: bool) -> None:
