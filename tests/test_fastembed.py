@@ -167,6 +167,32 @@ def test_qdrant_client_upsert_then_dmwan_query_on_a_server(exported, stub, capsy
     assert code == 0 and json.loads(out)["points"] == len(exported["photos"]), out + err
 
 
+@pytest.mark.slow
+def test_dmwan_serve_searches_what_qdrant_client_upserted(exported, stub):
+    import httpx
+    from serve_helpers import ServeProcess
+
+    from dmwan_qdrant.fastembed import collection_model
+
+    name = register(exported["bundle"])
+    client = _client(stub.url)
+    client.create_collection("mine", **collection_params(name))
+    client.upsert("mine", [photo_point(p, name, label=p.parent.name) for p in exported["photos"]])
+    assert collection_model(client, "mine") == name
+    want = client.query_points("mine", query=sketch_query(str(exported["sketches"][0]), name), using="global",
+                               limit=5).points
+    client.close()
+    server = ServeProcess("--url", stub.url, "--collection", "mine")
+    try:
+        with open(exported["sketches"][0], "rb") as f:
+            answer = httpx.post(server.url + "/collections/mine/search", params={"k": 5, "rerank": "false"},
+                                files={"sketch": ("s.png", f, "image/png")}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert [r["id"] for r in answer.json()["queries"][0]["results"]] == [str(h.id) for h in want]
+    finally:
+        server.stop()
+
+
 def test_text_documents_use_the_text_tower(exported):
     from fastembed import TextEmbedding
 

@@ -45,6 +45,32 @@ def collection_params(model: str, index: IndexSettings | None = None) -> dict[st
     }
 
 
+def collection_model(client: QdrantClient, collection: str) -> str:
+    """The FastEmbed name of the model that filled ``collection`` (one ``dmwan`` made, or one
+    made with `collection_params`), registered from the collection's model record: the shipped
+    model or a ``hf-hub:`` bundle by name, else the recorded bundle folder if it is here.
+
+    Raises:
+        dmwan_qdrant.errors.StoreError: the collection has no ``dmwan`` model record.
+        dmwan_qdrant.errors.CheckpointError: the recorded bundle is not here (register it, then
+            pass its name yourself).
+    """
+    from ..encoder import collection_bundle
+    from ..errors import StoreError
+    from . import register
+
+    meta = (client.get_collection(collection).config.metadata or {}).get(META_KEY)
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise StoreError(f"collection '{collection}' has no dmwan model record (not made by dmwan or "
+                         "collection_params)")
+    record = meta["model"]
+    name = register(collection_bundle(collection, record))
+    if lookup(name).record.get("fingerprint") != record.get("fingerprint"):
+        raise StoreError(f"collection '{collection}' was filled by other weights ({record.get('fingerprint')}) "
+                         f"than {name}'s; register that bundle")
+    return name
+
+
 def create_collection(client: QdrantClient, name: str, model: str, index: IndexSettings | None = None) -> None:
     """`collection_params`'s collection, with the keyword payload indexes ``dmwan`` makes on a
     server (``label``, ``content_hash``, ``path``); the local mode has none and skips them."""
