@@ -108,18 +108,50 @@ def test_four_lines_in_the_local_modes(exported, tmp_path, where):
     assert hits[0].payload["label"] in SHAPES and hits[0].payload["path"] == want[0].path
 
 
-@pytest.fixture
-def stub():
+class _Server:
+    """Where a server test runs: the stub here, a real Qdrant server where QDRANT_URL is set
+    (collections named uniquely there, and deleted after)."""
+
+    def __init__(self, url: str, api_key: str | None, real: bool) -> None:
+        self.url, self.api_key, self.real = url, api_key, real
+        self.made: list[str] = []
+
+    def name(self, base: str) -> str:
+        import uuid
+
+        name = f"{base}-{uuid.uuid4().hex[:8]}" if self.real else base
+        self.made.append(name)
+        return name
+
+    def args(self) -> list[str]:
+        return ["--url", self.url] + (["--api-key", self.api_key] if self.api_key else [])
+
+
+@pytest.fixture(params=["stub", pytest.param("server", marks=pytest.mark.server)])
+def stub(request):
+    import os
+
+    if request.param == "server":
+        url = os.environ.get("QDRANT_URL")
+        if not url:
+            pytest.skip("QDRANT_URL is not set")
+        server = _Server(url, os.environ.get("QDRANT_API_KEY"), real=True)
+        yield server
+        client = _client(url, server.api_key)
+        for name in server.made:
+            client.delete_collection(name)
+        client.close()
+        return
     from qdrant_stub import QdrantStub
 
     with QdrantStub() as s:
-        yield s
+        yield _Server(s.url, None, real=False)
 
 
-def _client(url: str) -> QdrantClient:
+def _client(url: str, api_key: str | None = None) -> QdrantClient:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return QdrantClient(url=url, check_compatibility=False)
+        return QdrantClient(url=url, api_key=api_key, check_compatibility=False)
 
 
 def _query_json(capsys, *args) -> list[dict]:
@@ -131,17 +163,18 @@ def _query_json(capsys, *args) -> list[dict]:
 def test_dmwan_ingest_then_qdrant_client_search_on_a_server(exported, stub, capsys):
     """A collection filled by `dmwan ingest` on a server: qdrant-client finds the same top 10,
     plain and re-ranked in one call (the fused scores `dmwan query --rerank` prints)."""
-    code, _, err = dmwan(capsys, "ingest", exported["root"] / "photos", "--collection", "shoes",
-                         "--model", exported["bundle"], "--url", stub.url, "--label-from-folder")
+    shoes = stub.name("shoes")
+    code, _, err = dmwan(capsys, "ingest", exported["root"] / "photos", "--collection", shoes,
+                         "--model", exported["bundle"], *stub.args(), "--label-from-folder")
     assert code == 0, err
     name = register(exported["bundle"])
-    client = _client(stub.url)
+    client = _client(stub.url, stub.api_key)
     for sketch in exported["sketches"]:
-        plain = _query_json(capsys, sketch, "--collection", "shoes", "--url", stub.url, "--no-rerank")
-        hits = client.query_points("shoes", query=sketch_query(str(sketch), name), using="global", limit=10).points
+        plain = _query_json(capsys, sketch, "--collection", shoes, *stub.args(), "--no-rerank")
+        hits = client.query_points(shoes, query=sketch_query(str(sketch), name), using="global", limit=10).points
         assert [str(h.id) for h in hits] == [r["id"] for r in plain]
-        fused = _query_json(capsys, sketch, "--collection", "shoes", "--url", stub.url, "--rerank")
-        hits = client.query_points("shoes", **rerank_query(str(sketch), name), limit=10).points
+        fused = _query_json(capsys, sketch, "--collection", shoes, *stub.args(), "--rerank")
+        hits = client.query_points(shoes, **rerank_query(str(sketch), name, ef=128), limit=10).points
         assert [str(h.id) for h in hits] == [r["id"] for r in fused]
         assert np.allclose([h.score for h in hits], [r["score"] for r in fused], atol=1e-4)
         assert [r["id"] for r in fused] != [r["id"] for r in plain] or len(fused) < 2  # the re-rank re-orders
@@ -152,18 +185,19 @@ def test_qdrant_client_upsert_then_dmwan_query_on_a_server(exported, stub, capsy
     """Photos upserted through qdrant-client with the registered model are found by `dmwan
     query`, and `dmwan ingest` of the same folder afterwards adds no duplicate."""
     name = register(exported["bundle"])
-    client = _client(stub.url)
-    client.create_collection("mine", **collection_params(name))
-    client.upsert("mine", [photo_point(p, name, label=p.parent.name) for p in exported["photos"]])
-    mine = client.query_points("mine", query=sketch_query(str(exported["sketches"][1]), name),
+    mine_name = stub.name("mine")
+    client = _client(stub.url, stub.api_key)
+    client.create_collection(mine_name, **collection_params(name))
+    client.upsert(mine_name, [photo_point(p, name, label=p.parent.name) for p in exported["photos"]])
+    mine = client.query_points(mine_name, query=sketch_query(str(exported["sketches"][1]), name),
                                using="global", limit=10).points
     client.close()
-    found = _query_json(capsys, exported["sketches"][1], "--collection", "mine", "--url", stub.url, "--no-rerank")
+    found = _query_json(capsys, exported["sketches"][1], "--collection", mine_name, *stub.args(), "--no-rerank")
     assert [r["id"] for r in found] == [str(h.id) for h in mine]
     assert found[0]["label"] in SHAPES and found[0]["path"].endswith(".png")
-    code, _, err = dmwan(capsys, "ingest", exported["root"] / "photos", "--collection", "mine", "--url", stub.url)
+    code, _, err = dmwan(capsys, "ingest", exported["root"] / "photos", "--collection", mine_name, *stub.args())
     assert code == 0, err
-    code, out, err = dmwan(capsys, "collections", "info", "mine", "--url", stub.url, "--json")
+    code, out, err = dmwan(capsys, "collections", "info", mine_name, *stub.args(), "--json")
     assert code == 0 and json.loads(out)["points"] == len(exported["photos"]), out + err
 
 
@@ -175,17 +209,18 @@ def test_dmwan_serve_searches_what_qdrant_client_upserted(exported, stub):
     from dmwan_qdrant.fastembed import collection_model
 
     name = register(exported["bundle"])
-    client = _client(stub.url)
-    client.create_collection("mine", **collection_params(name))
-    client.upsert("mine", [photo_point(p, name, label=p.parent.name) for p in exported["photos"]])
-    assert collection_model(client, "mine") == name
-    want = client.query_points("mine", query=sketch_query(str(exported["sketches"][0]), name), using="global",
+    mine = stub.name("mine")
+    client = _client(stub.url, stub.api_key)
+    client.create_collection(mine, **collection_params(name))
+    client.upsert(mine, [photo_point(p, name, label=p.parent.name) for p in exported["photos"]])
+    assert collection_model(client, mine) == name
+    want = client.query_points(mine, query=sketch_query(str(exported["sketches"][0]), name), using="global",
                                limit=5).points
     client.close()
-    server = ServeProcess("--url", stub.url, "--collection", "mine")
+    server = ServeProcess(*stub.args(), "--collection", mine)
     try:
         with open(exported["sketches"][0], "rb") as f:
-            answer = httpx.post(server.url + "/collections/mine/search", params={"k": 5, "rerank": "false"},
+            answer = httpx.post(server.url + f"/collections/{mine}/search", params={"k": 5, "rerank": "false"},
                                 files={"sketch": ("s.png", f, "image/png")}, timeout=60)
         assert answer.status_code == 200, answer.text
         assert [r["id"] for r in answer.json()["queries"][0]["results"]] == [str(h.id) for h in want]

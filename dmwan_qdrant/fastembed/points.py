@@ -132,6 +132,7 @@ def rerank_query(
     prefetch: int = DEFAULT_PREFETCH,
     weight: float | None = None,
     filter: qm.Filter | None = None,
+    ef: int | None = None,
 ) -> dict[str, Any]:
     """``dmwan query --rerank`` as keyword arguments of one ``query_points`` call: the top
     ``prefetch`` photos by global cosine, re-ordered by the fused multi-level score
@@ -139,16 +140,23 @@ def rerank_query(
     model's token count, ``w`` the bundle's re-rank weight unless ``weight`` is given).
 
     Example: ``client.query_points("shoes", **rerank_query("sketch.png", name), limit=10)``.
-    The scores are the fused ones ``dmwan query --rerank`` prints.
+    The scores are the fused ones ``dmwan query --rerank`` prints. ``filter`` applies to both
+    stages; ``ef`` sets the HNSW search width of the first (on a server; ``dmwan`` sends the
+    collection's, 128 unless chosen), and then the token stage re-scores int8 tokens with the
+    originals as ``dmwan`` does.
     """
     entry = lookup(model)
     w = bundle_rerank(entry.encoder)[1] if weight is None else float(weight)
     n = float(entry.encoder.config.num_tokens)
     a, b = (0.0, 1.0 / n) if math.isinf(w) else (1.0 / (1.0 + w), w / (n * (1.0 + w)))
     glob = sketch_query(sketch, model)
-    candidates = qm.Prefetch(query=glob, using=GLOBAL, filter=filter, limit=prefetch)
+    params = rescore = None
+    if ef is not None:
+        params = qm.SearchParams(hnsw_ef=int(ef))
+        rescore = qm.SearchParams(quantization=qm.QuantizationSearchParams(rescore=True, oversampling=1.0))
+    candidates = qm.Prefetch(query=glob, using=GLOBAL, filter=filter, params=params, limit=prefetch)
     tokens = qm.Prefetch(prefetch=candidates, query=sketch_query(sketch, model, "tokens"), using=TOKENS,
-                         filter=filter, limit=prefetch)
+                         filter=filter, params=rescore, limit=prefetch)
     formula = qm.SumExpression(sum=[qm.MultExpression(mult=[a, "$score[0]"]),
                                     qm.MultExpression(mult=[b, "$score[1]"])])
     return {"prefetch": [candidates, tokens], "query": qm.FormulaQuery(formula=formula)}
