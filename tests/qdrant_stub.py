@@ -10,6 +10,11 @@ Fault injection: `QdrantStub.faults` is a queue; each request pops one fault, if
 ``("status", 503)``, ``("status", 429, "1")`` (with a Retry-After header), ``("delay", 2.0)``
 (answer late). `api_key` set makes every request without that ``api-key`` header get a 401.
 `requests` logs ``(method, path, headers)`` of every request, to count attempts.
+
+Aliases behave as on a server: ``POST /collections/aliases`` applies its actions atomically,
+``GET /aliases`` and ``GET /collections/{name}/aliases`` list them, and every collection route
+takes an alias in place of the collection's name (the local mode resolves them), except
+``DELETE /collections/{name}``, which (as Qdrant's) deletes only a collection of that name.
 """
 
 from __future__ import annotations
@@ -88,6 +93,20 @@ class QdrantStub:
     def _routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
         b = self.backend
         return [
+            # Aliases first: "aliases" would otherwise read as a collection name.
+            (
+                "POST",
+                r"/collections/aliases",
+                lambda body: b.update_collection_aliases(
+                    change_aliases_operations=rm.ChangeAliasesOperation.model_validate(body).actions
+                ),
+            ),
+            ("GET", r"/aliases", lambda body: b.get_aliases()),
+            (
+                "GET",
+                r"/collections/(?P<n>[^/]+)/aliases",
+                lambda body, n: b.get_collection_aliases(n),
+            ),
             (
                 "GET",
                 r"/collections",

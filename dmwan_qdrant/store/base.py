@@ -44,6 +44,7 @@ from dmwan_qdrant.store.records import (
     index_state,
     stored_points,
 )
+from dmwan_qdrant.store.replacement import Replacement
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,22 @@ class Store(ABC):
 
     def set_ingest_record(self, name: str, record: dict[str, Any]) -> None:  # noqa: B027
         """Keep ``record`` (see `ingest_record`) with the collection; a no-op where unsupported."""
+
+    def begin_replacement(self, name: str, spec: CollectionSpec) -> Replacement:
+        """A new, empty collection of ``spec`` for the place of the existing ``name``, swapped in
+        when complete (`dmwan_qdrant.store.replacement.Replacement`); ``name`` is untouched until
+        then. Used by `dmwan_qdrant.ingest.reindex.reindex_collection`.
+
+        Raises:
+            CollectionNotFoundError: no collection ``name``.
+            StoreError: a backend that cannot replace collections, or a store opened read-only.
+        """
+        raise StoreError(f"the {self.backend} store cannot replace a collection")
+
+    def finish_interrupted_swap(self, name: str) -> bool:
+        """Finish the swap of a replacement of ``name`` that stopped in its middle, where the
+        backend can leave one so; returns whether there was one to finish."""
+        return False
 
     def damaged_collections(self) -> dict[str, str]:
         """Collections that cannot be opened, with one line each on what is wrong and how to

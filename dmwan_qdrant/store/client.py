@@ -4,11 +4,14 @@ The model record and the `IndexSettings` live in the collection's own ``metadata
 1.16; qdrant-client 1.20 sends it on create and reads it back in ``get_collection``, and its local
 mode keeps it too), under the key ``dmwan_qdrant``. So it is created and deleted with the
 collection, is never a point, and cannot show up in searches, scrolls or counts.
+
+A collection is created as a physical collection named behind an alias of the collection's name
+(`dmwan_qdrant.store.aliases`), so that `begin_replacement` can swap in a new one without a pause.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -19,11 +22,13 @@ from qdrant_client.common.client_exceptions import QdrantException
 from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
 from dmwan_qdrant.errors import DmwanError, StoreError
+from dmwan_qdrant.store.aliases import AliasReplacement, Layout, alias_actions, owner, physical_name
 from dmwan_qdrant.store.base import SearchPlan, Store
 from dmwan_qdrant.store.checks import Row
 from dmwan_qdrant.store.filters import engine_filter
 from dmwan_qdrant.store.index import INT8_QUANTILE
 from dmwan_qdrant.store.records import GLOBAL, INDEXED_FIELDS, TOKENS, CollectionSpec, EngineInfo
+from dmwan_qdrant.store.replacement import Replacement
 from dmwan_qdrant.store.retry import RetryPolicy, call_with_retries, server_message
 
 T = TypeVar("T")
@@ -135,49 +140,25 @@ class ClientStore(Store):
         return bool(self._call(None, "checking a collection", lambda: self._client.collection_exists(name)))
 
     def _create(self, name: str, spec: CollectionSpec) -> None:
-        meta = {
-            "format": META_FORMAT,
-            "dim": int(spec.dim),
-            "token_dim": int(spec.token_dim),
-            "model": spec.model,
-            "index": spec.index.to_dict(),
-        }
-        self._call(
-            name,
-            "creating the collection",
-            lambda: self._client.create_collection(
-                name,
-                vectors_config=vectors_config(spec.dim, spec.token_dim, spec.index.tokens),
-                hnsw_config=qm.HnswConfigDiff(m=spec.index.hnsw_m, ef_construct=spec.index.ef_construct),
-                metadata={META_KEY: meta},
-            ),
-        )
-        if self._payload_indexes:
-            for field in INDEXED_FIELDS:
-                self._call(
-                    name,
-                    f"indexing payload field {field!r}",
-                    partial(
-                        self._client.create_payload_index,
-                        name,
-                        field,
-                        field_schema=qm.PayloadSchemaType.KEYWORD,
-                        wait=True,
-                    ),
-                )
-        # A server older than 1.16 drops the metadata silently; a collection without its model
-        # record would let any model write into it, so refuse now rather than later.
+        physical = physical_name(name)
+        self.create_physical(name, physical, spec)
         try:
-            self._manifest(name)
-        except StoreError:
-            self._call(name, "removing the collection", lambda: self._client.delete_collection(name))
-            raise StoreError(
-                f"Qdrant at {self._where} did not keep the collection metadata; "
-                "dmwan-qdrant needs Qdrant >= 1.16"
-            ) from None
+            self.update_aliases(name, alias_actions(name, physical, replacing=False))
+        except BaseException:
+            self.drop_physical(name, physical)
+            raise
 
     def _drop(self, name: str) -> None:
-        self._call(name, "deleting the collection", lambda: self._client.delete_collection(name))
+        layout = self.layout()
+        target = layout.target(name)
+        if name in layout.aliases:
+            # The alias first: the collection is gone for every reader at once.
+            self.update_aliases(name, [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=name))])
+        if target is not None:
+            self.drop_physical(name, target)
+        for leftover in layout.unaliased(name):  # of an interrupted create or reindex
+            if leftover != target:
+                self.drop_physical(name, leftover)
 
     def _engine_info(self, name: str) -> EngineInfo:
         info = self._info(name)
@@ -262,8 +243,114 @@ class ClientStore(Store):
     # -- collections and maintenance -----------------------------------------------------------
 
     def list_collections(self) -> list[str]:
-        res = self._call(None, "listing collections", self._client.get_collections)
-        return sorted(c.name for c in res.collections)
+        return self.layout().names()
+
+    def begin_replacement(self, name: str, spec: CollectionSpec) -> Replacement:
+        """A new physical collection for ``name``, swapped in by moving its alias
+        (`dmwan_qdrant.store.aliases.AliasReplacement`)."""
+        self._check_writable()
+        self._manifest(name)  # raises for a missing collection
+        return AliasReplacement(self, name, spec)
+
+    def finish_interrupted_swap(self, name: str) -> bool:
+        """Make the alias ``name`` where a reindex that converted it to the alias layout stopped
+        between deleting the old collection and making the alias: the new collection, complete,
+        is then there without a name. Returns whether it did."""
+        self._check_open()
+        layout = self.layout()
+        if layout.target(name) is not None:
+            return False
+        for leftover in layout.unaliased(name):
+            record = self.physical_record(leftover) or {}
+            if record.get("replaces") == name:  # converted: the old collection was `name` itself
+                self.update_aliases(name, alias_actions(name, leftover, replacing=False))
+                self.forget(name)
+                return True
+        return False
+
+    # -- the alias layout (`dmwan_qdrant.store.aliases`) ---------------------------------------
+
+    def layout(self) -> Layout:
+        """The server's collections and aliases."""
+        cols = self._call(None, "listing collections", self._client.get_collections)
+        aliases = self._call(None, "listing aliases", self._client.get_aliases)
+        return Layout(frozenset(c.name for c in cols.collections),
+                      {a.alias_name: a.collection_name for a in aliases.aliases})
+
+    def update_aliases(self, name: str, actions: list[Any]) -> None:
+        """Apply alias ``actions`` in one atomic call (messages name the collection ``name``)."""
+        self._call(name, "moving the alias",
+                   lambda: self._client.update_collection_aliases(change_aliases_operations=actions))
+        self.forget(name)
+
+    def forget(self, name: str) -> None:
+        """Drop what is cached of collection ``name`` (after its alias moved)."""
+        self._manifests.pop(name, None)
+
+    def physical_record(self, physical: str) -> dict[str, Any] | None:
+        """The ``dmwan_qdrant`` record of a physical collection; None without one."""
+        info = self._call(owner(physical), "reading the collection", lambda: self._client.get_collection(physical))
+        meta = (info.config.metadata or {}).get(META_KEY)
+        return meta if isinstance(meta, dict) else None
+
+    def scroll_physical(self, name: str, physical: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(id, payload)`` of every point of a physical collection of ``name``."""
+        offset = None
+        while True:
+            records, offset = self._scroll(physical, offset, True)
+            for r in records:
+                yield str(r.id), dict(r.payload or {})
+            if offset is None:
+                return
+
+    def drop_physical(self, name: str, physical: str) -> None:
+        """Delete the physical collection ``physical`` of collection ``name``."""
+        self._call(name, "deleting the collection", lambda: self._client.delete_collection(physical))
+
+    def create_physical(self, name: str, physical: str, spec: CollectionSpec,
+                        extra: dict[str, Any] | None = None) -> None:
+        """Create the physical collection ``physical`` for collection ``name`` with the record of
+        ``spec`` (and ``extra`` keys), its payload indexes, and check the server kept the record."""
+        meta = {
+            "format": META_FORMAT,
+            "dim": int(spec.dim),
+            "token_dim": int(spec.token_dim),
+            "model": spec.model,
+            "index": spec.index.to_dict(),
+            **(extra or {}),
+        }
+        self._call(
+            name,
+            "creating the collection",
+            lambda: self._client.create_collection(
+                physical,
+                vectors_config=vectors_config(spec.dim, spec.token_dim, spec.index.tokens),
+                hnsw_config=qm.HnswConfigDiff(m=spec.index.hnsw_m, ef_construct=spec.index.ef_construct),
+                metadata={META_KEY: meta},
+            ),
+        )
+        if self._payload_indexes:
+            for field in INDEXED_FIELDS:
+                self._call(
+                    name,
+                    f"indexing payload field {field!r}",
+                    partial(
+                        self._client.create_payload_index,
+                        physical,
+                        field,
+                        field_schema=qm.PayloadSchemaType.KEYWORD,
+                        wait=True,
+                    ),
+                )
+        # A server older than 1.16 drops the metadata silently; a collection without its model
+        # record would let any model write into it, so refuse now rather than later.
+        record = self.physical_record(physical)
+        if not record or "model" not in record:
+            self.drop_physical(name, physical)
+            raise StoreError(
+                f"Qdrant at {self._where} did not keep the collection metadata; "
+                "dmwan-qdrant needs Qdrant >= 1.16"
+            )
 
     def optimize(self, name: str) -> None:
         self._manifest(name)  # raises for a missing collection, like every backend

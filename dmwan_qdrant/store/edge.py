@@ -37,6 +37,7 @@ from dmwan_qdrant.store.manifest import (
 )
 from dmwan_qdrant.store.readonly import PrivateCopy
 from dmwan_qdrant.store.records import GLOBAL, INDEXED_FIELDS, TOKENS, CollectionSpec, EngineInfo, PhotoPoint
+from dmwan_qdrant.store.replacement import Replacement
 
 _PAGE = 1024
 
@@ -324,6 +325,15 @@ class EdgeStore(Store):
                 folders.swap_in(built, self.path / name)
         except OSError as e:
             raise StoreError(f"cannot rebuild collection '{name}': {e.strerror}") from None
+
+    def begin_replacement(self, name: str, spec: CollectionSpec) -> Replacement:
+        """A new shard for ``name`` built beside the old one and swapped in when complete
+        (`dmwan_qdrant.store.edge_replacement.EdgeReplacement`)."""
+        from dmwan_qdrant.store.edge_replacement import EdgeReplacement
+
+        self._check_writable()
+        self._shard(name)  # raises for a missing or damaged collection
+        return EdgeReplacement(self, name, spec)
 
     def recover_collection(
         self,

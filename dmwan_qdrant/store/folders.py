@@ -21,6 +21,7 @@ the old state or the new one plus a dot-folder that the next writer clears (`cle
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import uuid
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dmwan_qdrant.errors import StoreDamagedError
+from dmwan_qdrant.store.disk import write_atomic
 from dmwan_qdrant.store.manifest import MANIFEST, SHARD_DIR, SHARD_MANIFEST, damaged_message, recover_manifest
 
 DELETING = ".deleting-"
@@ -69,13 +71,26 @@ def move_into_place(built: Path, folder: Path) -> None:
     os.rename(built, folder)
 
 
-def swap_in(built: Path, folder: Path) -> None:
+def swap_in(built: Path, folder: Path, keep: Path | None = None) -> None:
     """Replace the collection ``folder`` by the complete ``built`` one: two renames, the old
-    folder kept under a name that `clear_leftovers` puts back if a crash comes between them."""
+    folder kept under a name that `clear_leftovers` puts back if a crash comes between them.
+
+    With ``keep`` (a free collection folder), the old collection is renamed there, its manifest
+    renamed with it, instead of being removed; a crash right after the swap may lose that copy
+    (`clear_leftovers` removes it), never the new collection.
+    """
     replaced = folder.parent / f"{REPLACED}{uuid.uuid4().hex}-{folder.name}"
     os.rename(folder, replaced)
     os.rename(built, folder)
-    shutil.rmtree(replaced, ignore_errors=True)
+    if keep is None:
+        shutil.rmtree(replaced, ignore_errors=True)
+        return
+    manifest = json.loads((replaced / MANIFEST).read_text())
+    manifest["name"] = keep.name
+    text = json.dumps(manifest, indent=2, sort_keys=True)
+    write_atomic(replaced / SHARD_DIR / SHARD_MANIFEST, text)
+    write_atomic(replaced / MANIFEST, text)
+    os.rename(replaced, keep)
 
 
 def trash(folder: Path) -> None:
