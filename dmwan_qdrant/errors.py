@@ -112,6 +112,13 @@ class DiskFullError(StoreError):
     exit_code = 13
 
 
+class PhotosMissingError(DmwanError):
+    """Stored photos that cannot be embedded again (file gone or changed): a reindex refuses to
+    leave their points out unless told to, and changes nothing."""
+
+    exit_code = 14
+
+
 class Interrupted(DmwanError):
     """The run was stopped by SIGINT (Ctrl-C, exit 130) or SIGTERM (exit 143).
 

@@ -17,11 +17,11 @@ from ..imageio import MAX_IMAGE_PIXELS
 from ..runtime import as_array
 from .selection import Selection
 from ..store import Store
-from .decode import PhotoFiles, collate
+from .decode import FileEntry, PhotoFiles, collate
 from .plan import IngestPlan, create_if_missing, finish_ingest, plan_ingest
 from .records import signum_args, stopped_message
 from .report import IngestProgress, IngestReport
-from .write import BatchWriter
+from .write import BatchWriter, Embed
 
 
 def default_workers() -> int:
@@ -133,13 +133,26 @@ def run_ingest(
 
 def _decode_and_write(plan: IngestPlan, model: Any, writer: BatchWriter, batch_size: int,
                       num_workers: int | None, max_pixels: int, tick: Callable[[], None]) -> None:
+    for items, embed in decoded_batches(plan.todo, model, batch_size, num_workers, max_pixels):
+        writer.write(items, embed)
+        tick()
+
+
+def decoded_batches(
+    files: list[FileEntry], model: Any, batch_size: int, num_workers: int | None, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Iterator[tuple[list[dict[str, Any]], Embed]]:
+    """``files`` read and decoded in batches, in order, while the encoder works: each batch's
+    items (`decode_photo` dicts, without their images; errors included) and the function that
+    embeds chosen rows of its good items (`dmwan_qdrant.ingest.write.Embed`).
+
+    ``num_workers``: decoding workers (None: `default_workers`; 0: in this process).
+    """
     workers = default_workers() if num_workers is None else max(0, num_workers)
-    workers = min(workers, (len(plan.todo) - 1) // batch_size)  # one batch: no worker start-up cost
-    files = PhotoFiles(plan.todo, model.transform("photo"), max_pixels)
+    workers = max(0, min(workers, (len(files) - 1) // batch_size))  # one batch: no worker start-up cost
+    photos = PhotoFiles(files, model.transform("photo"), max_pixels)
     with encoder_threads(model, leave=workers):
-        for tensors, items in _batches(files, model, batch_size, workers):
-            writer.write(items, _embedder(model, tensors, sum("error" not in it for it in items)))
-            tick()
+        for tensors, items in _batches(photos, model, batch_size, workers):
+            yield items, _embedder(model, tensors, sum("error" not in it for it in items))
 
 
 def _batches(files: PhotoFiles, model: Any, batch_size: int, workers: int) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
