@@ -13,7 +13,7 @@ import typer
 
 from dmwan_qdrant.errors import CollectionNotFoundError, UsageError
 from dmwan_qdrant.settings import (DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT,
-                                   DEFAULT_WAIT_S, ENV_DMWAN_API_KEY)
+                                   DEFAULT_WAIT_S, ENV_DMWAN_API_KEY, ENV_DMWAN_INGEST_KEY)
 
 from .options import (API_KEY_HELP, MODEL_REFS, device_option, open_cli_store, runtime_option, store_option,
                       url_option, warn_if_toy)
@@ -41,6 +41,12 @@ def serve_command(
     api_key: Optional[str] = typer.Option(
         None, "--api-key", help=f"require Authorization: Bearer KEY on the API (default: ${ENV_DMWAN_API_KEY})"
     ),
+    ingest_key: Optional[str] = typer.Option(
+        None, "--ingest-key", help=f"a write key: Authorization: Bearer KEY lets POST /collections/NAME/ingest in, "
+                                   f"reading only under --ingest-root (default: ${ENV_DMWAN_INGEST_KEY}); the --api-key "
+                                   "never writes"),
+    ingest_roots: Optional[list[Path]] = typer.Option(
+        None, "--ingest-root", metavar="DIR", help="a folder an ingest by --ingest-key may read (repeat for several)"),
     cors_origins: Optional[list[str]] = typer.Option(
         None, "--cors-origin", help="allow browser calls from this origin, e.g. https://app.example.com (repeat)"
     ),
@@ -70,6 +76,10 @@ def serve_command(
     if model is not None and collections and len(set(collections)) > 1:
         raise UsageError("--model goes with a single --collection (each collection loads its own model)")
     key = api_key or os.environ.get(ENV_DMWAN_API_KEY) or None
+    write_key = ingest_key or os.environ.get(ENV_DMWAN_INGEST_KEY) or None
+    roots = _ingest_roots(ingest_roots or [])
+    if write_key is not None and key is not None and write_key == key:
+        raise UsageError("--ingest-key must differ from --api-key: searching and writing are different rights")
     with open_cli_store(store, url, qdrant_api_key, read_only=not _writable_store(store, url)) as st:
         if not collections:
             collections = _every_collection(st, model is not None)
@@ -87,7 +97,8 @@ def serve_command(
             home = getattr(st, "path", None) if getattr(st, "backend", "") == "edge" and not getattr(st, "notice", None) else None
             token = secrets.token_urlsafe(24) if home is not None else None  # for `dmwan ingest` beside it
             settings = ServeSettings(api_key=key, cors_origins=tuple(cors_origins or ()), max_upload_mb=max_upload_mb,
-                                     max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000, ingest_token=token)
+                                     max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000, ingest_token=token,
+                                     ingest_key=write_key, ingest_roots=roots)
             web = create_app(service, settings)
             base = url_of(sock)
 
@@ -97,6 +108,8 @@ def serve_command(
                                                              token))
                 names = ", ".join(service.collections)
                 typer.echo(f"serving {names} at {base}/  (API docs: {base}/docs; Ctrl-C stops)", err=True)
+                if write_key is not None and not roots:
+                    typer.echo("warning: --ingest-key without --ingest-root: every ingest by key is refused", err=True)
                 if not _is_loopback(host) and key is None:
                     typer.echo(f"warning: listening on {host} without --api-key: anyone who can reach this "
                                "machine can search and view the photos", err=True)
@@ -110,6 +123,17 @@ def serve_command(
         finally:
             sock.close()
     typer.echo("stopped" + (" (signal)" if stopped_by else ""), err=True)
+
+
+def _ingest_roots(folders: list[Path]) -> tuple[Path, ...]:
+    """The ``--ingest-root`` folders, resolved (symlinks too), each an existing folder."""
+    roots = []
+    for folder in folders:
+        resolved = folder.expanduser().resolve()
+        if not resolved.is_dir():
+            raise UsageError(f"--ingest-root {folder}: not a folder")
+        roots.append(resolved)
+    return tuple(roots)
 
 
 def _every_collection(st: Any, with_model: bool) -> list[str]:

@@ -10,6 +10,11 @@ ENV_DMWAN_API_KEY = "DMWAN_API_KEY"
 """The search server's API key: the key `dmwan serve` and a Ray Serve replica require when none
 is given, and the one `dmwan query` and `dmwan ingest` send to a `dmwan serve` that holds the store."""
 
+ENV_DMWAN_INGEST_KEY = "DMWAN_INGEST_KEY"
+"""The search server's write key: the key `dmwan serve` takes for `POST /collections/NAME/ingest`
+when no ``--ingest-key`` is given (it reads only under ``--ingest-root`` folders). The search key
+never writes."""
+
 ENV_STORE = "DMWAN_STORE"
 """The embedded store folder the commands open when no ``--store`` or ``--url`` says otherwise."""
 

@@ -32,7 +32,7 @@ from dmwan_qdrant.search.reranking import DEFAULT_PREFETCH, bundle_rerank
 from dmwan_qdrant.server.batching import MicroBatcher
 from dmwan_qdrant.server.guard import Guard
 from dmwan_qdrant.server.http_errors import error_response, one_line
-from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, run_ingest
+from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, check_under_roots, run_ingest
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
@@ -53,7 +53,11 @@ class ServeSettings:
         max_batch: most requests per forward pass (1: no micro-batching).
         batch_wait_s: how long a request waits for others to share its forward pass.
         ingest_token: the token `dmwan ingest` sends to add photos through this server (see
-            `dmwan_qdrant.server.ingest`); None: only the API key lets an ingest in.
+            `dmwan_qdrant.server.ingest`), from the address file; None: none.
+        ingest_key: the write key: a bearer token that lets an ingest in (and searches), which
+            then reads only under ``ingest_roots``; None: none. The API key never writes.
+        ingest_roots: resolved folders an ingest let in by ``ingest_key`` may read (none: such
+            an ingest is refused).
     """
 
     api_key: str | None = None
@@ -62,6 +66,8 @@ class ServeSettings:
     max_batch: int = DEFAULT_MAX_BATCH
     batch_wait_s: float = DEFAULT_WAIT_S
     ingest_token: str | None = None
+    ingest_key: str | None = None
+    ingest_roots: tuple[Path, ...] = ()
 
 
 SEARCH_BODY_DOC: dict[str, Any] = {
@@ -245,9 +251,12 @@ def create_app(
     async def ingest_route(request: Request, name: str, body: IngestBody) -> dict[str, Any]:
         """Embed the photos under `paths` (files or folders on this machine) into a served
         collection, as `dmwan ingest` does; the report. Needs the address file's token
-        (`X-Dmwan-Ingest-Token`) or the API key. Searches wait while it runs."""
-        check_ingest_allowed(request.headers, settings.ingest_token, settings.api_key)
+        (`X-Dmwan-Ingest-Token`), or the write key (`--ingest-key`), which reads only under the
+        server's `--ingest-root` folders; the search key is refused. Searches wait while it runs."""
+        by = check_ingest_allowed(request.headers, settings.ingest_token, settings.ingest_key)
         service.model(name)  # 404 before the work
+        if by == "key":
+            await asyncio.to_thread(check_under_roots, body, settings.ingest_roots)
         return await in_worker(run_ingest, service, name, body)
 
     async def photo_path(name: str, point_id: str) -> Path:
@@ -270,7 +279,7 @@ def create_app(
         data = await asyncio.to_thread(thumbnails.get, path, size)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    app.add_middleware(Guard, metrics=metrics, api_key=settings.api_key,
+    app.add_middleware(Guard, metrics=metrics, api_key=settings.api_key, ingest_key=settings.ingest_key,
                        max_body=int(settings.max_upload_mb * 1_000_000))
     if settings.cors_origins:  # outermost, so that even a 401 carries the CORS headers
         app.add_middleware(

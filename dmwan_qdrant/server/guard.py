@@ -6,6 +6,7 @@ on a warm server takes milliseconds, and the wrapper must not add to them.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -24,6 +25,8 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 #: which hold no data (the page asks for the key and sends it with every API call).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico"})
 OPEN_PREFIXES = ("/static/",)
+#: The ingest route, which checks its own right (write, not search).
+INGEST_PATH = re.compile(r"/collections/[^/]+/ingest")
 
 
 class Guard:
@@ -34,12 +37,16 @@ class Guard:
         metrics: where requests are counted.
         api_key: the bearer token every other route requires, or None for none.
         max_body: largest request body accepted, in bytes (413 beyond).
+        ingest_key: the write key, which searches too; the ingest route itself checks who
+            may write (`dmwan_qdrant.server.ingest`), so the guard lets it through.
     """
 
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics, api_key: str | None, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, api_key: str | None, max_body: int,
+                 ingest_key: str | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.api_key = api_key
+        self.keys = [k for k in (api_key, ingest_key) if k]
         self.max_body = max_body
 
     def _authorized(self, scope: Scope) -> bool:
@@ -48,10 +55,12 @@ class Guard:
             return True
         if scope["method"] == "OPTIONS":  # CORS pre-flight carries no credentials
             return True
+        if scope["method"] == "POST" and INGEST_PATH.fullmatch(path):
+            return True  # the route lets in writers only, and the search key is none
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
-                return scheme.lower() == "bearer" and secrets.compare_digest(token.strip(), self.api_key)
+                return scheme.lower() == "bearer" and any(secrets.compare_digest(token.strip(), k) for k in self.keys)
         return False
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:

@@ -6,9 +6,16 @@ on the same machine, as the same user) and the options. The server runs the libr
 its store worker, between searches, with the collection's loaded encoder; the new photos are
 searchable as soon as it answers with the report.
 
-Only a caller that proves it may write is let in: one that sends the token of the server's
-address file (``X-Dmwan-Ingest-Token``; the file is readable by the store's owner alone), or the
-server's API key when it has one (checked by the `Guard` before this route).
+Writing is a right of its own, apart from searching (the API key only searches). Two callers are
+let in:
+
+* one that sends the token of the server's address file (``X-Dmwan-Ingest-Token``; the file is
+  readable by the store's owner alone): the same user on the same machine, who can read those
+  files anyway; its paths are taken as they are;
+* one that sends the write key (``Authorization: Bearer``, `dmwan serve --ingest-key`): its
+  paths, resolved, and every file found under them, symlinks followed, must lie under one of the
+  folders the server was started with (``--ingest-root``), else the whole request is refused
+  with a 403 before anything is read; with no root, such an ingest is refused.
 """
 
 from __future__ import annotations
@@ -37,15 +44,57 @@ class IngestBody(BaseModel):
     batch_size: int = Field(64, ge=1, le=MAX_BATCH_SIZE)
 
 
-def check_ingest_allowed(headers: Any, token: str | None, api_key: str | None) -> None:
-    """Raise 403 unless the request carries the address file's token, or the server has an API
-    key (which the guard has checked by now)."""
-    if api_key is not None:
-        return
+def bearer(headers: Any) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, else None."""
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def check_ingest_allowed(headers: Any, token: str | None, ingest_key: str | None) -> str:
+    """Who may write: ``"token"`` (the address file's token) or ``"key"`` (the write key).
+
+    Raises:
+        HTTPError: 403 for anyone else, the search key included.
+    """
     sent = headers.get(TOKEN_HEADER)
-    if token is None or sent is None or not secrets.compare_digest(sent, token):
-        raise HTTPError(403, "ingest through the server needs the token of its address file (a `dmwan ingest` "
-                             "on the store's machine sends it) or the server's --api-key")
+    if token is not None and sent is not None and secrets.compare_digest(sent, token):
+        return "token"
+    key = bearer(headers)
+    if ingest_key is not None and key is not None and secrets.compare_digest(key, ingest_key):
+        return "key"
+    raise HTTPError(403, "ingest through the server needs the token of its address file (a `dmwan ingest` on the "
+                         "store's machine sends it) or the server's --ingest-key; the search key cannot write")
+
+
+def _under(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def check_under_roots(body: IngestBody, roots: tuple[Path, ...]) -> None:
+    """Refuse (403) an ingest by the write key that would read outside ``roots``: a path that
+    resolves outside them (``..``, a symlink), or a file found under one that does (a symlink
+    out). Walks the paths as the ingest will, before it reads a byte.
+
+    Raises:
+        HTTPError: 403 naming the first path or file outside, or no roots at all.
+    """
+    from dmwan_qdrant.ingest.selection import Selection, walk_images
+
+    if not roots:
+        raise HTTPError(403, "this server reads no folder for an ingest by key: start it with --ingest-root DIR")
+    for raw in body.paths:
+        path = Path(raw)
+        if not path.is_absolute():
+            raise HTTPError(400, f"{raw}: give absolute paths (the server resolves none against its own folder)")
+        if not _under(path.resolve(), roots):
+            raise HTTPError(403, f"{raw}: outside the server's ingest roots")
+    try:
+        files = walk_images(body.paths, Selection(body.include, body.exclude))
+        for f in files:
+            if not _under(f.resolve(), roots):
+                raise HTTPError(403, f"{f}: leads outside the server's ingest roots (a symlink?)")
+    except UsageError as exc:  # a path that does not exist: the ingest would say so too
+        raise HTTPError(400, str(exc)) from None
 
 
 def run_ingest(service: Any, name: str, body: IngestBody) -> dict[str, Any]:
