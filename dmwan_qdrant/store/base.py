@@ -15,6 +15,7 @@ names start with one underscore and raise `NotImplementedError` here.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,11 +83,17 @@ class Store(ABC):
     backend: str = "?"
     """Short backend name: ``"edge"``, ``"server"`` or ``"memory"``."""
 
+    manifest_ttl: float | None = None
+    """Seconds a collection's record read once is trusted; None: for as long as the store is
+    open (no other process can change it). A server's collection can be swapped by another
+    process (`begin_replacement`), so a long-lived reader reads its record again."""
+
     def __init__(self, where: str, batch_size: int) -> None:
         self._where = where
         self.batch_size = max(1, int(batch_size))
         """Points per engine write in `upsert`."""
         self._manifests: dict[str, dict[str, Any]] = {}
+        self._read_at: dict[str, float] = {}
         self._closed = False
 
     # -- engine hooks --------------------------------------------------------------------------
@@ -160,8 +167,10 @@ class Store(ABC):
         """The collection's record (see `_read_manifest`), cached."""
         self._check_open()
         check_name(name)
-        if name not in self._manifests:
+        ttl = self.manifest_ttl
+        if name not in self._manifests or (ttl is not None and time.monotonic() - self._read_at.get(name, 0.0) > ttl):
             self._manifests[name] = self._read_manifest(name)
+            self._read_at[name] = time.monotonic()
         return self._manifests[name]
 
     def _not_found(self, name: str) -> CollectionNotFoundError:
@@ -210,6 +219,7 @@ class Store(ABC):
 
     def collection_info(self, name: str) -> CollectionInfo:
         """Point count, dims, model record and index state of a collection."""
+        self._manifests.pop(name, None)  # read afresh: what is shown must be what is there now
         manifest = self._manifest(name)
         engine = self._engine_info(name)
         return CollectionInfo(

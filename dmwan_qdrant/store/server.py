@@ -33,6 +33,7 @@ class ServerStore(ClientStore):
     """
 
     backend = "server"
+    manifest_ttl = 1.0
 
     def __init__(
         self,
