@@ -142,7 +142,7 @@ def ingest_command(
         warn_if_toy(net)
         common: dict[str, Any] = dict(label_from_folder=label_from_folder, prune=prune, batch_size=batch_size,
                                       include=include or (), exclude=exclude or (), export=export)
-        with _ProgressDisplay() as bar, interrupts.stop_hint(lambda: _stop_hint(collection, bar.last)):
+        with ProgressDisplay() as bar, interrupts.stop_hint(lambda: _stop_hint(collection, bar.last)):
             if ray:
                 from dmwan_qdrant.ingest.ray_pipeline import ingest_ray
 
@@ -245,25 +245,31 @@ def _print_summary(collection: str, report: Any) -> None:
         typer.echo(f"  ... and {len(report.failed) - _MAX_LISTED_FAILURES} more (see --json)")
 
 
-class _ProgressDisplay:
+class ProgressDisplay:
     """A progress bar with images/s on a terminal; a line every few seconds otherwise (logs)."""
 
-    def __init__(self, every_s: float = 5.0) -> None:
+    def __init__(self, every_s: float = 5.0, label: str = "ingest", unit: str = "files") -> None:
         self.tty = sys.stderr.isatty()
         self.every_s = every_s
+        self.label = label
+        self.unit = unit
         self._last = 0.0
         self._bar = None
         self._task = None
         self.last: Any = None
         """The last progress reported (an `IngestProgress`), None before the first."""
 
-    def __enter__(self) -> "_ProgressDisplay":
-        if self.tty:
+    def __enter__(self) -> "ProgressDisplay":
+        return self
+
+    def _start(self) -> None:
+        """The bar, from the first update on (lines written before it stay readable)."""
+        if self.tty and self._bar is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(
-                TextColumn("ingest"),
+                TextColumn(self.label),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]:.1f} images/s, {task.fields[failed]} failed"),
@@ -272,11 +278,11 @@ class _ProgressDisplay:
                 transient=True,
             )
             self._bar.start()
-            self._task = self._bar.add_task("ingest", total=None, rate=0.0, failed=0)
-        return self
+            self._task = self._bar.add_task(self.label, total=None, rate=0.0, failed=0)
 
     def update(self, p: Any) -> None:
         self.last = p
+        self._start()
         if self._bar is not None:
             self._bar.update(self._task, total=p.total, completed=p.done, rate=p.images_per_second, failed=p.failed)
             return
@@ -284,7 +290,7 @@ class _ProgressDisplay:
         if now - self._last >= self.every_s or p.done == p.total:
             self._last = now
             rate = f", {p.images_per_second:.1f} images/s" if p.images_per_second > 0 else ""
-            typer.echo(f"ingest: {p.done}/{p.total} files{rate}, {p.failed} failed", err=True)
+            typer.echo(f"{self.label}: {p.done}/{p.total} {self.unit}{rate}, {p.failed} failed", err=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
