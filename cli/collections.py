@@ -375,8 +375,11 @@ def reindex(
             "of the embedded store in place and needs the store to itself; stop the server, reindex, then start it "
             "again", served.url, served.pid, served.auth, served.ingest_token, served.collections) from None
     with opened as st:
-        if not st.collection_exists(name) and not st.finish_interrupted_swap(name):
-            st.get_model_record(name)  # the one-line "no collection named ..." before the model loads
+        if not st.collection_exists(name):
+            if not st.finish_interrupted_swap(name):
+                st.get_model_record(name)  # the one-line "no collection named ..." before the model loads
+            typer.echo(f"note: finished the swap an interrupted reindex of '{name}' had left: '{name}' is back, "
+                       "complete, with the model it was reindexed to", err=True)
         from dmwan_qdrant.encoder import load_bundle
         from dmwan_qdrant.ingest.reindex import reindex_collection
 

@@ -10,6 +10,7 @@ tokens, so a vector of either model tells which one answered.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import warnings
@@ -24,8 +25,8 @@ from serve_helpers import SHAPES, shape
 import dmwan_qdrant.cli.collections  # noqa: F401 - registers the commands on `app`
 import dmwan_qdrant.cli.ingest  # noqa: F401
 from dmwan_qdrant.check import check_collection
-from dmwan_qdrant.encoder import load_bundle, model_record
-from dmwan_qdrant.errors import ModelMismatchError, PhotosMissingError, UsageError
+from dmwan_qdrant.encoder import describe_record, load_bundle, model_record
+from dmwan_qdrant.errors import Interrupted, ModelMismatchError, PhotosMissingError, UsageError
 from dmwan_qdrant.imageio import load_image
 from dmwan_qdrant.ingest import ingest
 from dmwan_qdrant.ingest.reindex import reindex_collection
@@ -185,12 +186,16 @@ def test_server_interrupted_reindex_resumes_without_duplicates(stub, photos, bun
     fill(st, photos, A)
     ids = set(dict(st.scroll_payloads(NAME)))
 
-    def crash(p) -> None:
+    def ctrl_c(p) -> None:
         if p.decoded >= 4:
-            raise RuntimeError("crash in the middle")
+            raise Interrupted("interrupted", signal.SIGINT)
 
-    with pytest.raises(RuntimeError, match="crash"):
-        reindex(st, B, progress=crash)
+    with pytest.raises(Interrupted) as e:
+        reindex(st, B, progress=ctrl_c)
+    assert e.value.exit_code == 130 and str(e.value) == (
+        "interrupted (Ctrl-C): 4 of 10 photos handled; 'pics' is unchanged and still answers with model "
+        f"{describe_record(model_record(A))}; run the same command again to finish (the photos embedded so far "
+        "are kept for it)")
     # Nothing changed for the collection's readers; the partial copy waits, hidden.
     assert answers_with(st, A, photos[0]) and st.list_collections() == [NAME]
     assert st.get_model_record(NAME)["fingerprint"] == model_record(A)["fingerprint"]

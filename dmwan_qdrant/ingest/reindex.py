@@ -150,11 +150,13 @@ def reindex_collection(
         report.points = report.after = store.count(name)
         report.swap = f"finished the swap of an interrupted reindex: '{name}' is back, with its new model"
         report.old_model = report.new_model = store.get_model_record(name)
+        report.seconds = time.perf_counter() - start
         return report
     report.old_model = old = store.get_model_record(name)  # raises for a missing collection
     if old.get("fingerprint") and old["fingerprint"] == new["fingerprint"]:
         report.already = True
         report.points = report.after = store.count(name)
+        report.seconds = time.perf_counter() - start
         return report
     if keep_old is not None and store.collection_exists(check_name(keep_old)):
         raise UsageError(f"cannot keep the old collection as '{keep_old}': a collection of that name exists")

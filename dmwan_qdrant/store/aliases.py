@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from qdrant_client import models as qm
 
+from dmwan_qdrant.errors import DmwanError
 from dmwan_qdrant.store.checks import check_points
 from dmwan_qdrant.store.records import CollectionSpec, PhotoPoint
 from dmwan_qdrant.store.replacement import Replacement
@@ -165,18 +166,24 @@ class AliasReplacement(Replacement):
         if self.converts:
             # Qdrant refuses an alias named like a collection: the old one goes first.
             store.drop_physical(name, self.old)
-            store.update_aliases(name, alias_actions(name, self.physical, replacing=False))
-            store.forget(name)
+            try:
+                store.update_aliases(name, alias_actions(name, self.physical, replacing=False))
+            except DmwanError as e:
+                raise type(e)(f"{e}: the old collection '{name}' is deleted and the new one, complete, is "
+                              f"{self.physical}; run the same command again to name it '{name}'") from None
             return (f"'{name}' converted to the alias layout: the old collection was deleted and the alias "
                     f"'{name}' made, pointing at {self.physical}")
         keep = (keep_as, self.old) if keep_as else None
         store.update_aliases(name, alias_actions(name, self.physical, replacing=True, keep_as=keep))
-        store.forget(name)
+        moved = f"the alias '{name}' moved to {self.physical} in one step"
         if keep_as:
-            return (f"the alias '{name}' moved to {self.physical} in one step; the old collection {self.old} "
-                    f"is kept as '{keep_as}'")
-        store.drop_physical(name, self.old)
-        return f"the alias '{name}' moved to {self.physical} in one step; the old collection {self.old} was deleted"
+            return f"{moved}; the old collection {self.old} is kept as '{keep_as}'"
+        try:
+            store.drop_physical(name, self.old)
+        except DmwanError as e:  # swapped all the same: the old one is a leftover the next run deletes
+            return (f"{moved}; the old collection {self.old} could not be deleted ({e}): the next reindex or "
+                    f"`dmwan collections delete {name}` deletes it")
+        return f"{moved}; the old collection {self.old} was deleted"
 
     def abandon(self) -> None:
         """Keep the partial collection: the next reindex with the same model resumes it."""

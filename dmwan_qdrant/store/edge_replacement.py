@@ -46,7 +46,11 @@ class EdgeReplacement(Replacement):
         store._ensure_space(0, "rebuilding a collection")
         self._stack = contextlib.ExitStack()
         self._built = self._stack.enter_context(folders.staging(store.path))
-        self._shard: qe.EdgeShard | None = store._new_shard(name, self._built, self.manifest)
+        try:
+            self._shard: qe.EdgeShard | None = store._new_shard(name, self._built, self.manifest)
+        except BaseException:
+            self._stack.close()
+            raise
 
     def describe(self) -> str:
         return (f"'{self.name}' is rebuilt in place in the embedded store {self._store.path}, beside the old "
