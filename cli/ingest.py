@@ -125,9 +125,10 @@ def ingest_command(
             raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which ingests "
                              "with its collection's own model and its own settings: leave out --model, --ray, "
                              "--export and --decode-workers, or stop the server") from None
-        report = _through_server(served, collection, paths, dict(
-            label_from_folder=label_from_folder, prune=prune, batch_size=batch_size, include=include or [],
-            exclude=exclude or []))
+        with ProgressDisplay() as bar, interrupts.stop_hint(lambda: _stop_hint(collection, bar.last)):
+            report = _through_server(served, collection, paths, dict(
+                label_from_folder=label_from_folder, prune=prune, batch_size=batch_size, include=include or [],
+                exclude=exclude or []), bar.update)
         interrupts.work_done(lambda: _finished_line(collection, report, None))
         _report(report, collection, store, url, as_json)
         return
@@ -202,23 +203,21 @@ def _report(report: Any, collection: str, store: Optional[Path], url: Optional[s
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def _through_server(served: StoreServedError, collection: str, paths: list[Path], options: dict[str, Any]) -> Any:
-    """The ingest run by the `dmwan serve` that holds the store (same report; the new photos are
-    searchable when it returns)."""
+def _through_server(served: StoreServedError, collection: str, paths: list[Path], options: dict[str, Any],
+                    progress: Any = None) -> Any:
+    """The ingest run by the `dmwan serve` that holds the store (same report and progress; the
+    new photos are searchable when it returns; Ctrl-C stops the server's run)."""
     import os
 
     from dmwan_qdrant.server.client import ingest_through_server
 
-    key = os.environ.get(ENV_DMWAN_API_KEY) or None
-    if served.auth and key is None:
-        raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which requires "
-                         f"an API key: set ${ENV_DMWAN_API_KEY}")
-    if served.ingest_token is None and key is None:
-        raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which takes "
-                         f"ingests only with its API key: set ${ENV_DMWAN_API_KEY}, or stop the server")
-    typer.echo(f"note: ingesting through `dmwan serve` at {served.url} (it holds the store; searches wait "
-               "while it runs)", err=True)
-    return ingest_through_server(served.url, collection, paths, options, key, served.ingest_token)
+    key = os.environ.get(ENV_DMWAN_API_KEY) or None  # the ingest needs the token; the key reads the stop's count
+    if served.ingest_token is None:
+        raise UsageError(f"the store is held by `dmwan serve` (pid {served.pid}) at {served.url}, which searches it "
+                         "read-only and takes no ingest: stop the server, then run the ingest again")
+    typer.echo(f"note: ingesting through `dmwan serve` at {served.url} (it holds the store and keeps answering "
+               "searches meanwhile)", err=True)
+    return ingest_through_server(served.url, collection, paths, options, key, served.ingest_token, progress)
 
 
 def _print_summary(collection: str, report: Any) -> None:

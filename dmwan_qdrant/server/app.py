@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -31,8 +31,9 @@ from dmwan_qdrant.search.request import SearchRequest
 from dmwan_qdrant.search.reranking import DEFAULT_PREFETCH, bundle_rerank
 from dmwan_qdrant.server.batching import MicroBatcher
 from dmwan_qdrant.server.guard import Guard
-from dmwan_qdrant.server.http_errors import error_response, one_line
-from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, check_under_roots, run_ingest
+from dmwan_qdrant.server.http_errors import HTTPError, error_response, one_line
+from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, check_under_roots, ingest_lines, run_ingest
+from dmwan_qdrant.server.ingest_job import IngestJob
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
 from dmwan_qdrant.server.requests import read_search
@@ -126,6 +127,8 @@ def create_app(
     metrics = ServerMetrics()
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dmwan-worker")
     thumbnails = ThumbnailCache()
+    ingester = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dmwan-ingest")
+    running: set[IngestJob] = set()  # at most one ingest at a time
     batcher: MicroBatcher[SearchRequest, SearchAnswer] | None = None
     if batch_search is None:
         batcher = MicroBatcher(service.search_batch, executor, settings.max_batch, settings.batch_wait_s)
@@ -139,6 +142,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        for job in list(running):  # a stopping server stops its ingest at a batch boundary
+            job.stop.set()
+        ingester.shutdown(wait=True)
         if batcher is not None:
             await batcher.close()
         executor.submit(service.close).result()
@@ -248,16 +254,32 @@ def create_app(
                 "took_ms": round((time.perf_counter() - t0) * 1000, 2), "queries": queries}
 
     @app.post("/collections/{name}/ingest", tags=["collections"])
-    async def ingest_route(request: Request, name: str, body: IngestBody) -> dict[str, Any]:
+    async def ingest_route(
+        request: Request, name: str, body: IngestBody,
+        stream: bool = Query(False, description="answer NDJSON: a {\"progress\": ...} line per batch, then "
+                                                "{\"report\": ...} or {\"error\": ..., \"status\": ...}; "
+                                                "the run stops at a batch boundary if the client goes away"),
+    ) -> Any:
         """Embed the photos under `paths` (files or folders on this machine) into a served
         collection, as `dmwan ingest` does; the report. Needs the address file's token
         (`X-Dmwan-Ingest-Token`), or the write key (`--ingest-key`), which reads only under the
-        server's `--ingest-root` folders; the search key is refused. Searches wait while it runs."""
+        server's `--ingest-root` folders; the search key is refused. Searches go on meanwhile:
+        the ingest runs beside them at a lower priority, and its writes take turns with them."""
         by = check_ingest_allowed(request.headers, settings.ingest_token, settings.ingest_key)
         service.model(name)  # 404 before the work
         if by == "key":
             await asyncio.to_thread(check_under_roots, body, settings.ingest_roots)
-        return await in_worker(run_ingest, service, name, body)
+        if running:
+            raise HTTPError(409, "an ingest is already running on this server: run this one when it ends")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        job = IngestJob((lambda p: loop.call_soon_threadsafe(queue.put_nowait, p)) if stream else None)
+        running.add(job)
+        future = loop.run_in_executor(ingester, run_ingest, service, name, body, executor, job)
+        future.add_done_callback(lambda _: running.discard(job))
+        if not stream:
+            return await asyncio.shield(future)  # a plain ingest runs to its end, whoever waits
+        return StreamingResponse(ingest_lines(request, future, queue, job), media_type="application/x-ndjson")
 
     async def photo_path(name: str, point_id: str) -> Path:
         payload = await in_worker(service.payload, name, point_id)  # the store, on its worker

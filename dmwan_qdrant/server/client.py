@@ -7,7 +7,7 @@ a query through a server starts in a fraction of the time a local one needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,24 +61,79 @@ INGEST_TIMEOUT_S = None
 
 
 def ingest_through_server(url: str, collection: str, paths: Sequence[str | Path], options: dict[str, Any],
-                          api_key: str | None = None, token: str | None = None) -> Any:
+                          api_key: str | None = None, token: str | None = None,
+                          progress: Callable[[Any], None] | None = None) -> Any:
     """`dmwan_qdrant.ingest.ingest` run by the server at ``url`` on the store it holds: the same
     `IngestReport`. ``paths`` are sent absolute; ``options`` are the server route's
-    (`dmwan_qdrant.server.ingest.IngestBody`); ``token`` is the address file's.
+    (`dmwan_qdrant.server.ingest.IngestBody`); ``token`` is the address file's; ``progress`` gets
+    an `IngestProgress` after each batch, as a local ingest's callback does.
+
+    The answer streams (a line per batch); a stop here (Ctrl-C: `Interrupted`) closes the
+    connection, the server stops the run at its next batch boundary, and the `Interrupted` is
+    raised again with the usual line: what is stored, and to run the same command again.
 
     Raises:
         DmwanError: the server's error, as the class the CLI reports for its status.
+        Interrupted: stopped here; the message says what the server stored.
     """
-    from dmwan_qdrant.ingest.report import IngestReport
+    import json
+
+    from dmwan_qdrant.errors import Interrupted
+    from dmwan_qdrant.ingest.report import IngestProgress, IngestReport
     from dmwan_qdrant.server.ingest import TOKEN_HEADER
 
     headers = {TOKEN_HEADER: token} if token else {}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     body = {"paths": [str(Path(p).expanduser().absolute()) for p in paths], **options}
-    response = _call("POST", url, f"/collections/{collection}/ingest", api_key, json=body, headers=headers,
-                     timeout=httpx.Timeout(TIMEOUT_S, read=INGEST_TIMEOUT_S))
-    data = response.json()
+    last: IngestProgress | None = None
+    data: dict[str, Any] | None = None
+    try:
+        with httpx.stream("POST", url.rstrip("/") + f"/collections/{collection}/ingest", params={"stream": "true"},
+                          json=body, headers=headers, timeout=httpx.Timeout(TIMEOUT_S, read=INGEST_TIMEOUT_S)) as r:
+            if r.status_code != 200:
+                r.read()
+                raise _error(r, url)
+            for raw in r.iter_lines():
+                if not raw.strip():
+                    continue
+                message = json.loads(raw)
+                if "progress" in message:
+                    fields = IngestProgress.__dataclass_fields__
+                    last = IngestProgress(**{k: v for k, v in message["progress"].items() if k in fields})
+                    if progress is not None:
+                        progress(last)
+                elif "report" in message:
+                    data = message["report"]
+                elif "error" in message:
+                    status = int(message.get("status") or 500)
+                    cls = Interrupted if status == 130 else _BY_STATUS.get(status, DmwanError)
+                    raise cls(f"{message['error']} [server {url}]")
+    except Interrupted as stop:
+        raise Interrupted(_stopped_line(stop, url, collection, api_key, last), stop.signum) from None
+    except httpx.HTTPError as e:
+        raise ServerUnavailableError(f"the server at {url} stopped answering ({type(e).__name__}: {e})") from None
+    except ValueError:
+        raise ServerUnavailableError(f"the server at {url} sent an ingest answer that is not JSON lines") from None
+    if data is None:
+        raise ServerUnavailableError(f"the server at {url} ended the ingest without a report")
     failed = [(str(f["path"]), str(f["reason"])) for f in data.pop("failed", [])]
     return IngestReport(**{k: v for k, v in data.items() if k in IngestReport.__dataclass_fields__}, failed=failed)
+
+
+def _stopped_line(stop: Any, url: str, collection: str, api_key: str | None, last: Any) -> str:
+    """A stop's line for an ingest through a server, as a local ingest's: the reason, how far it
+    got, what the server holds (asked after the stop), what next."""
+    from dmwan_qdrant.interrupts import STOP_REASONS
+
+    what = STOP_REASONS.get(stop.signum, "interrupted")
+    done = f"{last.done} of {last.total} files handled" if last is not None else "stopped at the start"
+    try:
+        points = _call("GET", url, f"/collections/{collection}", api_key, timeout=10).json()["points"]
+        held = f"{points} points are stored in '{collection}' (the server stops at its next batch)"
+    except (DmwanError, KeyError, TypeError, ValueError):
+        held = f"the points written before are kept in '{collection}'"
+    return f"{what}: {done}, {held}; run the same command again to finish"
 
 
 class ServerResults(list):

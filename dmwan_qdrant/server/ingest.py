@@ -20,14 +20,19 @@ let in:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from dmwan_qdrant.errors import UsageError
-from dmwan_qdrant.server.http_errors import HTTPError
+from dmwan_qdrant.server.http_errors import HTTPError, one_line, status_of
+from dmwan_qdrant.server.ingest_job import IngestJob, StoreOnWorker, ingest_encoder, lower_priority
 
 TOKEN_HEADER = "x-dmwan-ingest-token"
 MAX_BATCH_SIZE = 1024
@@ -97,11 +102,19 @@ def check_under_roots(body: IngestBody, roots: tuple[Path, ...]) -> None:
         raise HTTPError(400, str(exc)) from None
 
 
-def run_ingest(service: Any, name: str, body: IngestBody) -> dict[str, Any]:
-    """The ingest of ``body`` into the served collection ``name``, on the calling (store) thread;
-    the report as JSON."""
+def run_ingest(service: Any, name: str, body: IngestBody, worker: concurrent.futures.Executor,
+               job: IngestJob) -> dict[str, Any]:
+    """The ingest of ``body`` into the served collection ``name``, on the calling thread (the
+    server's ingest thread, whose priority it lowers), its store calls on the store's ``worker``
+    (`dmwan_qdrant.server.ingest_job`); the report as JSON.
+
+    Raises:
+        Interrupted: ``job.stop`` was set (the client went away): the run stopped at a batch
+            boundary, with the usual line of what is stored.
+    """
     from dmwan_qdrant.ingest import ingest
 
+    lower_priority()
     model = service.model(name)  # 404 for a collection this server does not serve
     notice = getattr(service.store, "notice", None)
     if notice:
@@ -109,6 +122,42 @@ def run_ingest(service: Any, name: str, body: IngestBody) -> dict[str, Any]:
     relative = [p for p in body.paths if not Path(p).is_absolute()]
     if relative:
         raise UsageError(f"{relative[0]}: give absolute paths (the server resolves none against its own folder)")
-    report = ingest(body.paths, service.store, name, model, label_from_folder=body.label_from_folder,
-                    prune=body.prune, batch_size=body.batch_size, include=body.include, exclude=body.exclude)
+    report = ingest(body.paths, StoreOnWorker(service.store, worker), name, ingest_encoder(model),
+                    label_from_folder=body.label_from_folder, prune=body.prune, batch_size=body.batch_size,
+                    include=body.include, exclude=body.exclude, progress=job.progress)
     return report.to_dict()
+
+
+#: How often a streamed ingest checks that its client is still there, in seconds.
+DISCONNECT_POLL_S = 0.5
+
+
+async def ingest_lines(request: Any, future: asyncio.Future, queue: asyncio.Queue, job: IngestJob) -> AsyncIterator[str]:
+    """The NDJSON lines of a streamed ingest: its progress, then its report or its error. A
+    client that goes away (or a server that stops streaming) sets ``job.stop``: the ingest stops
+    at its next batch boundary, keeping what it stored."""
+    def line(progress: dict[str, Any]) -> str:
+        return json.dumps({"progress": progress}) + "\n"
+
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, future}, timeout=DISCONNECT_POLL_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield line(getter.result())
+                continue
+            getter.cancel()
+            if future.done():
+                while not queue.empty():
+                    yield line(queue.get_nowait())
+                break
+            if await request.is_disconnected():
+                job.stop.set()
+        try:
+            yield json.dumps({"report": future.result()}) + "\n"
+        except Exception as exc:  # noqa: BLE001 - every error becomes the stream's last line
+            yield json.dumps({"error": one_line(str(exc)), "status": status_of(exc)}) + "\n"
+    finally:
+        if not future.done():
+            job.stop.set()
