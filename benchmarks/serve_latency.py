@@ -62,6 +62,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dmwan_qdrant.model.shipped import SHIPPED_MODEL  # noqa: E402
+
 DMWAN = [sys.executable, "-m", "dmwan_qdrant.cli"]  # the `dmwan` console script's entry point
 SEARCH_ROUTE = "/collections/{name}/search"
 COLLECTIONS_PER_PRESET = 3
@@ -147,9 +149,12 @@ def prepare(workdir: Path, presets: list[str], points: int) -> dict[str, list[st
     with open_store(path=workdir / "store") as st:
         for preset in presets:
             bundle = workdir / "bundles" / preset
-            if not (bundle / "config.json").is_file():
-                save_model(create_model(preset, seed=0).eval(), bundle)  # random weights, no download
-            record = model_record(load_bundle(bundle, "cpu"))
+            if preset == SHIPPED_MODEL:  # the trained model inside the package (ONNX graphs)
+                record = model_record(load_bundle(SHIPPED_MODEL, "cpu"))
+            else:
+                if not (bundle / "config.json").is_file():
+                    save_model(create_model(preset, seed=0).eval(), bundle)  # random weights, no download
+                record = model_record(load_bundle(bundle, "cpu"))
             names[preset] = [f"{preset}-{points}-{i}" for i in range(COLLECTIONS_PER_PRESET)]
             for i, name in enumerate(names[preset]):
                 if st.collection_exists(name):
@@ -425,6 +430,97 @@ def bench_preset(preset: str, names: list[str], args: argparse.Namespace, sketch
     return fig
 
 
+def ingest_photos(folder: Path, n: int, seed: int) -> Path:
+    """``n`` camera-sized JPEGs (640x480: noise, a shape, a gradient) under ``folder``, made once."""
+    from PIL import Image, ImageDraw
+
+    done = folder / ".complete"
+    if done.is_file() and done.read_text() == str(n):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 90, 640, dtype=np.float32)[None, :, None]
+    for i in range(n):
+        base = rng.integers(60, 200, (480, 640, 3)).astype(np.float32) * 0.5 + ramp
+        img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+        x, y, r = (int(v) for v in rng.integers((80, 80, 30), (560, 400, 150)))
+        fill = tuple(int(v) for v in rng.integers(0, 255, 3))
+        (ImageDraw.Draw(img).ellipse if i % 2 else ImageDraw.Draw(img).rectangle)((x - r, y - r, x + r, y + r), fill=fill)
+        img.save(folder / f"photo{i:05d}.jpg", quality=88)
+    done.write_text(str(n))
+    return folder
+
+
+def run_ingest(store: Path, name: str, folder: Path) -> dict[str, Any]:
+    """`dmwan ingest FOLDER` into the served collection (it goes through the server); its report."""
+    t0 = time.perf_counter()
+    r = subprocess.run([*DMWAN, "ingest", str(folder), "-c", name, "--store", str(store), "--json"],
+                       capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise SystemExit(f"dmwan ingest failed ({r.returncode}):\n{r.stderr}")
+    report = json.loads(r.stdout)
+    report["wall_s"] = time.perf_counter() - t0
+    return report
+
+
+def during_ingest(preset: str, names: list[str], args: argparse.Namespace, png: bytes) -> dict[str, Any]:
+    """Search latency idle and during an ingest of ``--during-ingest`` photos through the server,
+    and the ingest's own images/s alone and beside the searches (one client searching back to
+    back). Each ingest adds new photos; the collection is rebuilt on the next run."""
+    n = args.during_ingest
+    store, name = args.workdir / "store", names[0]
+    alone_dir = ingest_photos(args.workdir / f"ingest-{n}-a", n, seed=1)
+    beside_dir = ingest_photos(args.workdir / f"ingest-{n}-b", n, seed=2)
+    search = Search(name, png)
+    out: dict[str, Any] = {"preset": preset, "photos": n}
+    with Server(store, [name]) as server:
+        warm_up(server, search, args.warmup)
+        c = Client(server)
+        idle = [search.send(c) for _ in range(max(50, args.latency_requests or 0))]
+        c.close()
+        out["idle"] = {**pct(idle), "max_ms": 1000 * max(idle), "n": len(idle)}
+        log(f"{preset}: idle search p50 / p99 {ms(out['idle'])} ms, max {out['idle']['max_ms']:.0f} ms")
+        out["ingest_alone"] = run_ingest(store, name, alone_dir)
+        log(f"{preset}: ingest of {n} photos alone: {out['ingest_alone']['images_per_second']:.1f} images/s")
+        stop, lat = threading.Event(), []
+
+        def searching() -> None:
+            cl = Client(server)
+            while not stop.is_set():
+                lat.append(search.send(cl))
+            cl.close()
+
+        t = threading.Thread(target=searching, daemon=True)
+        t.start()
+        out["ingest_beside"] = run_ingest(store, name, beside_dir)
+        stop.set()
+        t.join()
+        out["during"] = {**pct(lat), "max_ms": 1000 * max(lat), "n": len(lat)}
+        log(f"{preset}: during the ingest: search p50 / p99 {ms(out['during'])} ms, max {out['during']['max_ms']:.0f} "
+            f"ms over {len(lat)} searches; ingest {out['ingest_beside']['images_per_second']:.1f} images/s")
+    with open_store_for(store) as st:  # the next run starts from the random collection again
+        st.delete_collection(name)
+    return out
+
+
+def open_store_for(store: Path):
+    from dmwan_qdrant.store import open_store
+
+    return open_store(path=store)
+
+
+def during_report(figs: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    rows = [[f["preset"], f["photos"], f"{ms(f['idle'])} / {f['idle']['max_ms']:.0f}",
+             f"{ms(f['during'])} / {f['during']['max_ms']:.0f}", f["during"]["n"],
+             f"{f['ingest_alone']['images_per_second']:.1f}", f"{f['ingest_beside']['images_per_second']:.1f}"]
+            for f in figs]
+    return (f"Searches (one client, back to back, k = 10) while `dmwan ingest` of camera-sized JPEGs (640x480) "
+            f"goes through the server; {machine['usable_cores']} cores, load {machine['load_before']:.1f} before, "
+            f"{machine['load_after']:.1f} after.\n\n"
+            + table(["model", "photos", "search p50 / p99 / max ms, idle", "during the ingest", "searches during",
+                     "ingest images/s alone", "ingest images/s beside searches"], rows))
+
+
 def report(figs: list[dict[str, Any]], args: argparse.Namespace, machine: dict[str, Any]) -> str:
     """The tables and the goal lines, as Markdown."""
     out = [(f"{args.points} points per collection (random unit vectors), embedded store, k = 10, re-rank "
@@ -507,6 +603,8 @@ def main() -> None:
     ap.add_argument("--skip-cold", action="store_true", help="skip the cold `dmwan query` runs")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "dmwan-serve-bench")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    ap.add_argument("--during-ingest", type=int, default=None, metavar="N",
+                    help="only: search latency idle and during an ingest of N photos through the server")
     args = ap.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
@@ -523,6 +621,15 @@ def main() -> None:
     draw_sketch().save(sketch)
     png = sketch.read_bytes()
 
+    if args.during_ingest:
+        figs = [during_ingest(p, names[p], args, png) for p in presets]
+        machine["load_after"] = os.getloadavg()[0]
+        print(f"\n## Serving during an ingest (`python benchmarks/serve_latency.py --during-ingest "
+              f"{args.during_ingest} --presets {args.presets}`)\n")
+        print(during_report(figs, machine))
+        if args.json is not None:
+            args.json.write_text(json.dumps({"machine": machine, "during_ingest": figs}, indent=1, default=str))
+        return
     figs = [bench_preset(p, names[p], args, sketch, png) for p in presets]
     machine["load_after"] = os.getloadavg()[0]
     machine["wall_s"] = time.perf_counter() - t_start
