@@ -243,7 +243,7 @@ def test_server_converts_a_collection_from_before_the_alias_layout(stub, photos,
     monkeypatch.setattr(ServerStore, "update_aliases", real)
     # ...and the same command run again gives it back, complete, with the new model.
     report = reindex(st, B)
-    assert "finished the swap" in report.swap and report.after == 10
+    assert report.finished_swap and report.already and report.after == 10
     layout = st.layout()
     assert NAME not in layout.collections and owner(layout.aliases[NAME]) == NAME
     assert answers_with(st, B, photos[1])

@@ -73,6 +73,8 @@ class ReindexReport:
         left_out: ``(path, why)`` of the points not carried over (with ``drop_missing``).
         after: points in the collection after the swap.
         already: the collection was filled by that model already: nothing was done.
+        finished_swap: the collection was missing, in the middle of an interrupted reindex's
+            swap, and that swap was finished first (`Store.finish_interrupted_swap`).
         plan: what the reindex did to the collection while it ran (one line).
         swap: how the new collection took the old one's place (one line).
         seconds: wall time of the run.
@@ -88,6 +90,7 @@ class ReindexReport:
     left_out: list[tuple[str, str]] = field(default_factory=list)
     after: int = 0
     already: bool = False
+    finished_swap: bool = False
     plan: str = ""
     swap: str = ""
     seconds: float = 0.0
@@ -146,12 +149,7 @@ def reindex_collection(
     start = time.perf_counter()
     new = model_record(model)
     report = ReindexReport(name, store.backend, new_model=new)
-    if not store.collection_exists(name) and store.finish_interrupted_swap(name):
-        report.points = report.after = store.count(name)
-        report.swap = f"finished the swap of an interrupted reindex: '{name}' is back, with its new model"
-        report.old_model = report.new_model = store.get_model_record(name)
-        report.seconds = time.perf_counter() - start
-        return report
+    report.finished_swap = not store.collection_exists(name) and store.finish_interrupted_swap(name)
     report.old_model = old = store.get_model_record(name)  # raises for a missing collection
     if old.get("fingerprint") and old["fingerprint"] == new["fingerprint"]:
         report.already = True
