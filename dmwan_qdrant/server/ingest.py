@@ -115,7 +115,7 @@ def run_ingest(service: Any, name: str, body: IngestBody, worker: concurrent.fut
     from dmwan_qdrant.ingest import ingest
 
     lower_priority()
-    model = service.model(name)  # 404 for a collection this server does not serve
+    model = worker.submit(service.current_model, name).result()  # the collection's model, swapped or not  # 404 for a collection this server does not serve
     notice = getattr(service.store, "notice", None)
     if notice:
         raise UsageError(f"this server searches a private copy of a read-only store ({notice}): nothing can be added")

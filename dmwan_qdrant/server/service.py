@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dmwan_qdrant.encoder import check_same_model, has_text_tower, load_collection_model
+from dmwan_qdrant.encoder import check_same_model, fingerprint_of, has_text_tower, load_collection_model
 from dmwan_qdrant.errors import CollectionNotFoundError, DmwanError, StoreError, UsageError
 from dmwan_qdrant.search.core import embed_sketch_images
 from dmwan_qdrant.search.request import SearchRequest, run_search
@@ -88,6 +88,8 @@ class SearchService:
         if not collections:
             raise UsageError("serve at least one collection (--collection NAME)")
         self.store = store
+        self.device, self.runtime = device, runtime
+        self.threads: int | None = None
         self.models: dict[str, Any] = {}
         loaded: dict[tuple[str, str], Any] = {}  # collections filled by one bundle share its encoder
         known = None
@@ -142,6 +144,7 @@ class SearchService:
     def open_encoders(self, threads: int | None = None) -> None:
         """Make the encoders ready before the first request: an ONNX encoder opens its sessions
         (with ``threads`` intra-op threads, when given); torch runs on ``threads`` threads."""
+        self.threads = threads or self.threads
         models = {id(m): m for m in self.models.values()}.values()  # collections may share one
         for model in models:
             if model.runtime == "onnx":
@@ -193,8 +196,28 @@ class SearchService:
             self._search_collection(name, [requests[i] for i in members], [answers[i] for i in members])
         return answers
 
+    def current_model(self, name: str) -> Any:
+        """The encoder of a served collection, following a model swap: when the collection now
+        records other weights than the loaded encoder's (`dmwan collections reindex` moved it
+        to another model while this server ran), the recorded model is loaded in its place, so
+        searches go on with the model that filled the collection rather than fail."""
+        model = self.model(name)
+        recorded = self.store.get_model_record(name).get("fingerprint")
+        if recorded and recorded != fingerprint_of(model):
+            model = load_collection_model(self.store, name, None, self.device, self.runtime)
+            if model.runtime == "onnx":
+                model.threads = self.threads or model.threads
+                model.warm()
+            self.models[name] = model
+        return model
+
     def _search_collection(self, name: str, requests: list[SearchRequest], answers: list[SearchAnswer]) -> None:
-        model = self.models[name]
+        try:
+            model = self.current_model(name)
+        except DmwanError as e:  # the collection's new model cannot be loaded here
+            for a in answers:
+                a.error = e
+            return
         sketch_idx = [i for i, r in enumerate(requests) if r.mode == "sketch"]
         if sketch_idx:
             t0 = time.perf_counter()
