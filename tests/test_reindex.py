@@ -253,6 +253,8 @@ def test_server_converts_a_collection_from_before_the_alias_layout(stub, photos,
     other.delete_collection(NAME)
     other.create_physical(NAME, NAME, CollectionSpec(rec["dim"], rec["token_dim"], rec))
     fill(other, photos, B)
+    with pytest.raises(UsageError, match="predates the alias layout.*cannot be kept"):
+        reindex(other, A, keep_old=f"{NAME}-previous")
     report = reindex(other, A)
     assert "predates the alias layout" in report.plan and "converted" in report.swap
     assert answers_with(other, A, photos[1]) and other.list_collections() == [NAME]

@@ -166,6 +166,9 @@ def reindex_collection(
     if gone and not drop_missing:
         raise PhotosMissingError(_missing(name, [(_path(source[p]), w) for p, w in gone.items()], len(source), "is"))
     with store.begin_replacement(name, spec) as rep:
+        if keep_old is not None and not rep.can_keep:
+            raise UsageError(f"'{name}' predates the alias layout: its reindex deletes the old collection to free "
+                             "the name for the alias, so it cannot be kept; run without --keep-old")
         report.plan = rep.describe()
         if notice is not None:
             notice(report.plan)

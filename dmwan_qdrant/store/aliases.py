@@ -119,6 +119,7 @@ class AliasReplacement(Replacement):
         assert old is not None, "the caller checked that the collection exists"
         self.old = old
         self.converts = name not in layout.aliases
+        self.can_keep = not self.converts  # converting frees the name: the old collection goes
         self.physical = ""
         for leftover in layout.unaliased(name):
             if not self.physical and self._matches(store.physical_record(leftover)):

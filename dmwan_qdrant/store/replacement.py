@@ -34,6 +34,9 @@ class Replacement(ABC):
     resumable = False
     """Whether an abandoned replacement is kept, for the next one of the same model to resume."""
 
+    can_keep = True
+    """Whether `swap` can keep the old collection under another name."""
+
     def __init__(self, name: str, spec: CollectionSpec) -> None:
         self.name = name
         self.spec = spec
