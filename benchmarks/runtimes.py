@@ -81,7 +81,15 @@ def make_images(work: Path, photos: int, sketches: int) -> tuple[Path, list[Path
 
 def make_bundles(work: Path, preset: str, int8: bool) -> dict[str, Path]:
     from dmwan_qdrant.model import create_model, save_model
+    from dmwan_qdrant.model.shipped import SHIPPED_MODEL, shipped_bundle
 
+    if preset == SHIPPED_MODEL:  # trained, with its graphs: nothing to create or export
+        bundles = {"torch": shipped_bundle(), "onnx": shipped_bundle()}
+        if int8:
+            if not (work / "int8" / "onnx").is_dir():
+                cli("model", "export", SHIPPED_MODEL, "-o", work / "int8", "--quantize", "int8")
+            bundles["onnx-int8"] = work / "int8"
+        return bundles
     bundle = work / "bundle"
     if not bundle.is_dir():
         save_model(create_model(preset, pretrained=None, seed=0), bundle)
@@ -107,6 +115,37 @@ def ingest(work: Path, photos: Path, bundles: dict[str, Path], device: str | Non
         r = cli("ingest", photos, "-c", "bench", "-m", bundle, "--store", store, "--runtime", runtime_of(name),
                 "--json", *extra)
         out[name] = json.loads(r.stdout)["images_per_second"]
+    return out
+
+
+def encoder_alone(photos: Path, bundles: dict[str, Path], seconds: float = 8.0) -> dict[str, dict[int, float]]:
+    """Images/s of each runtime's photo encoder alone on preprocessed batches of 64 (no decoding,
+    no store), with the intra-op threads ingest gives it beside its decoding workers on this
+    machine and with every core: what `dmwan ingest` is measured against."""
+    from PIL import Image
+
+    from dmwan_qdrant.encoder import encoder_threads, load_bundle, usable_cores
+    from dmwan_qdrant.ingest.run import default_workers
+
+    out: dict[str, dict[int, float]] = {}
+    files = sorted(photos.glob("*.jpg"))[:64]
+    for name, bundle in bundles.items():
+        out[name] = {}
+        for leave in sorted({default_workers(), 0}, reverse=True):
+            model = load_bundle(bundle, "cpu", runtime_of(name))
+            tf = model.transform("photo")
+            batch = np.stack([np.asarray(tf(Image.open(f).convert("RGB"))) for f in files])
+            if runtime_of(name) == "torch":
+                import torch
+
+                batch = torch.from_numpy(batch)
+            with encoder_threads(model, leave=leave):
+                model.embed_photos(batch)  # warm-up (sessions, allocations)
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    model.embed_photos(batch)
+                    n += len(files)
+                out[name][usable_cores() - leave] = n / (time.perf_counter() - t0)
     return out
 
 
@@ -246,12 +285,14 @@ def main() -> None:
     for preset in args.presets:
         work = (args.work or Path(tempfile.mkdtemp(prefix="runtimes-"))) / preset
         work.mkdir(parents=True, exist_ok=True)
-        print(f"\n{preset} (random weights), {args.photos} photos, in {work}", file=sys.stderr)
+        weights = "trained" if preset == "dmwan-sketch" else "random weights"
+        print(f"\n{preset} ({weights}), {args.photos} photos, in {work}", file=sys.stderr)
         photos, sketches = make_images(work, args.photos, args.sketches)
         bundles = make_bundles(work, preset, args.int8)
         sizes = {n: sum(f.stat().st_size for f in (b / "onnx").glob("*.onnx")) / 1e6 for n, b in bundles.items() if n != "torch"}
         sizes["torch"] = (bundles["torch"] / "model.safetensors").stat().st_size / 1e6
         ips = ingest(work, photos, bundles, args.device)
+        alone = encoder_alone(photos, bundles) if args.device is None else {}
         cold = cold_queries(work, sketches[0], bundles, args.runs)
         ids = top5(work, sketches, bundles)
         warm = warm_search(work, sketches[0], bundles, args.requests, args.device)
@@ -260,6 +301,14 @@ def main() -> None:
         for name in bundles:
             print(f"{name:<10} {sizes[name]:10.1f} {ips[name]:13.1f} {cold[name]:13.2f} {warm[name][0]:12.1f} "
                   f"{warm[name][1]:8.1f}")
+        from dmwan_qdrant.encoder import usable_cores
+        from dmwan_qdrant.ingest.run import default_workers
+
+        mine = usable_cores() - default_workers()
+        for name, by_threads in alone.items():
+            figures = ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.1f}" for t, v in sorted(by_threads.items()))
+            print(f"  encoder alone ({name}): {figures} images/s; ingest / encoder on ingest's {mine} "
+                  f"thread{'s' if mine > 1 else ''}: {ips[name] / by_threads[mine]:.2f}")
         base = ids["torch"]["torch"]
         for store in ("torch", "onnx"):
             for name in bundles:
