@@ -51,8 +51,10 @@ def _description(entry: Registered, text: bool) -> DenseModelDescription:
     )
 
 
-def _device(providers: Sequence[Any] | None, cuda: Any, device_id: int | None) -> str:
-    """The `OnnxEncoder` device for FastEmbed's ``providers`` / ``cuda`` arguments."""
+def _device(providers: Sequence[Any] | None, cuda: Any, device_id: int | None, device_ids: list[int] | None) -> str:
+    """The `OnnxEncoder` device for FastEmbed's ``providers`` / ``cuda`` / ``device_id(s)`` arguments."""
+    if device_id is None and device_ids:
+        device_id = device_ids[0]
     names = [p[0] if isinstance(p, tuple) else str(p) for p in providers or ()]
     wants_cuda = any("CUDA" in n for n in names) if names else cuda is True or str(cuda).endswith("CUDA")
     if not wants_cuda:
@@ -169,7 +171,7 @@ class DmwanImageEmbedding(ImageEmbeddingBase):
         self.entry = lookup(model_name)
         self.domain = _check("domain", domain, DOMAINS)
         self.output = _check("output", output, OUTPUTS)
-        device = _device(providers, cuda, device_id if device_id is not None else (device_ids or [None])[0])
+        device = _device(providers, cuda, device_id, device_ids)
         self.encoder = self.entry.encoder_for(device, threads)
         if not lazy_load:
             self.encoder.session("visual")
@@ -221,7 +223,7 @@ class DmwanTextEmbedding(TextEmbeddingBase):
         self.entry = lookup(model_name)
         if not self.entry.has_text:
             raise ValueError(f"{model_name} has no text tower, so it cannot embed text")
-        device = _device(providers, cuda, device_id if device_id is not None else (device_ids or [None])[0])
+        device = _device(providers, cuda, device_id, device_ids)
         self.encoder = self.entry.encoder_for(device, threads)
 
     @classmethod
