@@ -146,3 +146,31 @@ def test_collections_create_with_settings(tmp_path, capsys):
     assert json.loads(out)["index"] == IndexSettings(hnsw_m=8, hnsw_ef=64, tokens="float16").to_dict()
     code, _, err = dmwan(capsys, "collections", "create", "other", *args[3:], "--tokens", "int4")
     assert code != 0 and "unknown token storage 'int4'" in one_line_error(err)
+
+
+def test_payload_indexes_lie_on_disk_and_optimize_moves_old_ones(tmp_path):
+    """The keyword indexes are memory-mapped (a shard opens without rebuilding them); a
+    collection made with in-memory ones gets on-disk ones from `optimize`, and filters answer
+    the same before and after."""
+    import qdrant_edge as qe
+
+    from dmwan_qdrant.store.edge_config import index_on_disk
+    from dmwan_qdrant.store.records import INDEXED_FIELDS
+
+    q = np.random.default_rng(1).standard_normal(8)
+    with EdgeStore(tmp_path) as s:
+        s.create_collection("photos", SPEC)
+        s.upsert("photos", points(60))
+        schema = s._shard("photos").info().payload_schema
+        assert all(index_on_disk(schema[f]) for f in INDEXED_FIELDS)
+        shard = s._shard("photos")
+        for field in INDEXED_FIELDS:  # as collections made before were
+            shard.update(qe.UpdateOperation.delete_field_index(field))
+            shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+        assert not any(index_on_disk(s._shard("photos").info().payload_schema[f]) for f in INDEXED_FIELDS)
+        before = s.search("photos", q, 5, filter={"label": "c1"})
+    with EdgeStore(tmp_path) as s:
+        s.optimize("photos")
+        schema = s._shard("photos").info().payload_schema
+        assert all(index_on_disk(schema[f]) for f in INDEXED_FIELDS)
+        assert s.search("photos", q, 5, filter={"label": "c1"}) == before

@@ -24,7 +24,7 @@ from dmwan_qdrant.errors import CollectionNotFoundError, DiskFullError, DmwanErr
 from dmwan_qdrant.store import disk, folders
 from dmwan_qdrant.store.base import SearchPlan, Store
 from dmwan_qdrant.store.checks import Row, check_name, check_points
-from dmwan_qdrant.store.edge_config import edge_config
+from dmwan_qdrant.store.edge_config import edge_config, field_index_params, index_on_disk
 from dmwan_qdrant.store.filters import engine_filter
 from dmwan_qdrant.store.lock import FolderLock, in_use_error
 from dmwan_qdrant.store.manifest import (
@@ -154,9 +154,7 @@ class EdgeStore(Store):
                 edge_config(manifest["dim"], manifest["token_dim"], manifest_index(manifest)),
             )
             for field in INDEXED_FIELDS:
-                shard.update(
-                    qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
-                )
+                shard.update(qe.UpdateOperation.create_field_index(field, field_index_params()))
         return shard
 
     def _write_to(self, shard: qe.EdgeShard, name: str, rows: list[Row]) -> None:
@@ -369,12 +367,20 @@ class EdgeStore(Store):
         return manifest
 
     def optimize(self, name: str) -> None:
-        """Build HNSW on ``global`` and merge segments; blocks until done (minutes at 100k)."""
+        """Build HNSW on ``global`` and merge segments; blocks until done (minutes at 100k).
+        A collection made before the payload indexes moved to disk gets them there too
+        (`dmwan_qdrant.store.edge_config.field_index_params`), so that it opens in a fraction
+        of the time."""
         self._check_writable()
         shard = self._shard(name)
         # The optimizer writes a new segment beside the old ones before dropping them.
         self._ensure_space(disk.allocated_bytes(self.path / name), "optimizing")
         with self._engine(name, "optimizing"):
+            schema = shard.info().payload_schema
+            for field in INDEXED_FIELDS:
+                if field in schema and not index_on_disk(schema[field]):
+                    shard.update(qe.UpdateOperation.delete_field_index(field))
+                    shard.update(qe.UpdateOperation.create_field_index(field, field_index_params()))
             shard.optimize()
 
     def flush(self) -> None:
