@@ -36,7 +36,8 @@ STOP_DEADLINE_S = 2.0
 
 A clean stop takes well under a second; the deadline is for one lost in third-party code."""
 
-COMMAND_MODULES = ("collections", "configs", "demo", "evaluate", "info", "ingest", "model", "query", "serve", "train")
+COMMAND_MODULES = ("collections", "configs", "demo", "evaluate", "info", "ingest", "model", "query", "reindex", "serve",
+                   "train")
 """The modules of `dmwan_qdrant.cli` that add commands to `app` when imported."""
 
 

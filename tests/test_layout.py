@@ -122,7 +122,7 @@ LAYERS = [  # README, "Architecture": bottom first
     {"model", "runtime", "store", "data"},
     {"encoder"},
     {"search", "ingest", "eval", "check", "sheet", "point_ids"},
-    {"cli", "server", "training"},
+    {"cli", "server", "training", "fastembed"},
 ]
 
 

@@ -20,12 +20,10 @@ exactly as ``dmwan ingest`` and ``dmwan query`` do; ``docs/qdrant-client.md`` ha
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..model.shipped import SHIPPED_MODEL, shipped_available
 from . import models as _models  # noqa: F401 - adds the classes to FastEmbed's registries
 from .points import collection_model, collection_params, create_collection, photo_point, rerank_query, sketch_query
-from .registry import PREFIX, Registered, add, default_name, lookup, registered
+from .registry import PREFIX, register, registered
 
 #: The FastEmbed name of the shipped sketch model (registered when this module is imported).
 SHIPPED_NAME = PREFIX + SHIPPED_MODEL
@@ -34,30 +32,6 @@ __all__ = [
     "SHIPPED_NAME", "collection_model", "collection_params", "create_collection", "photo_point", "register", "registered",
     "rerank_query", "sketch_query",
 ]
-
-
-def register(bundle: str | Path, name: str | None = None) -> str:
-    """Make a bundle's towers a FastEmbed model that qdrant-client embeds with; returns its name.
-
-    Args:
-        bundle: a bundle folder with exported ONNX graphs (``dmwan model export BUNDLE --format
-            onnx``), the shipped model's name (``dmwan-sketch``) or a ``hf-hub:ORG/NAME`` name.
-        name: the FastEmbed name (default: ``dmwan/<folder>-<first 8 hex of the fingerprint>``,
-            ``dmwan/dmwan-sketch`` for the shipped model). Registering the same weights again
-            returns the same name.
-
-    Raises:
-        dmwan_qdrant.errors.UsageError: the bundle has no ONNX graphs (the message names the
-            export command), onnxruntime is missing, or the name is taken by other weights.
-        dmwan_qdrant.errors.CheckpointError: not a bundle, or a damaged one.
-    """
-    from ..encoder import load_bundle, model_record
-
-    encoder = load_bundle(bundle, device="cpu", runtime="onnx")
-    chosen = name or default_name(encoder, bundle)
-    if "/" not in chosen:
-        chosen = PREFIX + chosen
-    return add(Registered(chosen, encoder, model_record(encoder)))
 
 
 if shipped_available():

@@ -22,7 +22,7 @@ from ..search.reranking import DEFAULT_PREFETCH, bundle_rerank
 from ..store.client import META_FORMAT, META_KEY, vectors_config
 from ..store.index import IndexSettings
 from ..store.records import GLOBAL, INDEXED_FIELDS, TOKENS
-from .registry import lookup
+from .registry import lookup, register
 
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
 
@@ -57,7 +57,6 @@ def collection_model(client: QdrantClient, collection: str) -> str:
     """
     from ..encoder import collection_bundle
     from ..errors import StoreError
-    from . import register
 
     meta = (client.get_collection(collection).config.metadata or {}).get(META_KEY)
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):

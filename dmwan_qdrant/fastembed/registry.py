@@ -117,3 +117,27 @@ def registered() -> list[Registered]:
     """Every registered bundle, in registration order."""
     with _LOCK:
         return list(_REGISTERED.values())
+
+
+def register(bundle: str | Path, name: str | None = None) -> str:
+    """Make a bundle's towers a FastEmbed model that qdrant-client embeds with; returns its name.
+
+    Args:
+        bundle: a bundle folder with exported ONNX graphs (``dmwan model export BUNDLE --format
+            onnx``), the shipped model's name (``dmwan-sketch``) or a ``hf-hub:ORG/NAME`` name.
+        name: the FastEmbed name (default: ``dmwan/<folder>-<first 8 hex of the fingerprint>``,
+            ``dmwan/dmwan-sketch`` for the shipped model). Registering the same weights again
+            returns the same name.
+
+    Raises:
+        dmwan_qdrant.errors.UsageError: the bundle has no ONNX graphs (the message names the
+            export command), onnxruntime is missing, or the name is taken by other weights.
+        dmwan_qdrant.errors.CheckpointError: not a bundle, or a damaged one.
+    """
+    from ..encoder import load_bundle, model_record
+
+    encoder = load_bundle(bundle, device="cpu", runtime="onnx")
+    chosen = name or default_name(encoder, bundle)
+    if "/" not in chosen:
+        chosen = PREFIX + chosen
+    return add(Registered(chosen, encoder, model_record(encoder)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from dmwan_qdrant.store.checks import (
     check_queries,
     check_search,
 )
-from dmwan_qdrant.store.filters import Condition, check_filter
+from dmwan_qdrant.store.filters import check_filter
 from dmwan_qdrant.store.index import IndexSettings
 from dmwan_qdrant.store.records import (
     CollectionInfo,
@@ -41,35 +40,12 @@ from dmwan_qdrant.store.records import (
     EngineInfo,
     Hit,
     PhotoPoint,
+    SearchPlan,
     StoredPoint,
     index_state,
     stored_points,
 )
 from dmwan_qdrant.store.replacement import Replacement
-
-
-@dataclass(frozen=True)
-class SearchPlan:
-    """How a batch of checked queries is searched, as the engines receive it.
-
-    Attributes:
-        k: results per query.
-        prefetch: candidates the ``global`` search hands to the token re-rank (at least ``k``).
-        ef: HNSW candidates of the ``global`` search.
-        rescore: re-score quantized token scores with the original tokens.
-        conditions: the payload filter, applied in both stages (`check_filter`).
-    """
-
-    k: int
-    prefetch: int
-    ef: int
-    rescore: bool
-    conditions: tuple[Condition, ...]
-
-    @property
-    def oversampling(self) -> float:
-        """Quantized candidates re-scored per result: all the prefetched ones."""
-        return self.prefetch / self.k
 
 
 class Store(ABC):

@@ -23,11 +23,11 @@ from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
 from dmwan_qdrant.errors import DmwanError, StoreError
 from dmwan_qdrant.store.aliases import AliasReplacement, Layout, alias_actions, owner, physical_name
-from dmwan_qdrant.store.base import SearchPlan, Store
+from dmwan_qdrant.store.base import Store
 from dmwan_qdrant.store.checks import Row
 from dmwan_qdrant.store.filters import engine_filter
 from dmwan_qdrant.store.index import INT8_QUANTILE
-from dmwan_qdrant.store.records import GLOBAL, INDEXED_FIELDS, TOKENS, CollectionSpec, EngineInfo
+from dmwan_qdrant.store.records import GLOBAL, INDEXED_FIELDS, TOKENS, CollectionSpec, EngineInfo, SearchPlan
 from dmwan_qdrant.store.replacement import Replacement
 from dmwan_qdrant.store.retry import RetryPolicy, call_with_retries, server_message
 

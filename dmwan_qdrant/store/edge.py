@@ -22,9 +22,9 @@ import qdrant_edge as qe
 
 from dmwan_qdrant.errors import CollectionNotFoundError, DiskFullError, DmwanError, StoreError
 from dmwan_qdrant.store import disk, folders
-from dmwan_qdrant.store.base import SearchPlan, Store
+from dmwan_qdrant.store.base import Store
 from dmwan_qdrant.store.checks import Row, check_name, check_points
-from dmwan_qdrant.store.edge_config import edge_config, field_index_params, index_on_disk
+from dmwan_qdrant.store.edge_config import edge_config, field_index_params, move_indexes_to_disk
 from dmwan_qdrant.store.filters import engine_filter
 from dmwan_qdrant.store.lock import FolderLock, in_use_error
 from dmwan_qdrant.store.manifest import (
@@ -36,7 +36,7 @@ from dmwan_qdrant.store.manifest import (
     write_manifest,
 )
 from dmwan_qdrant.store.readonly import PrivateCopy
-from dmwan_qdrant.store.records import GLOBAL, INDEXED_FIELDS, TOKENS, CollectionSpec, EngineInfo, PhotoPoint
+from dmwan_qdrant.store.records import GLOBAL, INDEXED_FIELDS, TOKENS, CollectionSpec, EngineInfo, PhotoPoint, SearchPlan
 from dmwan_qdrant.store.replacement import Replacement
 
 _PAGE = 1024
@@ -376,11 +376,7 @@ class EdgeStore(Store):
         # The optimizer writes a new segment beside the old ones before dropping them.
         self._ensure_space(disk.allocated_bytes(self.path / name), "optimizing")
         with self._engine(name, "optimizing"):
-            schema = shard.info().payload_schema
-            for field in INDEXED_FIELDS:
-                if field in schema and not index_on_disk(schema[field]):
-                    shard.update(qe.UpdateOperation.delete_field_index(field))
-                    shard.update(qe.UpdateOperation.create_field_index(field, field_index_params()))
+            move_indexes_to_disk(shard)
             shard.optimize()
 
     def flush(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import qdrant_edge as qe
 
-from dmwan_qdrant.store.records import GLOBAL, TOKENS
+from dmwan_qdrant.store.records import GLOBAL, INDEXED_FIELDS, TOKENS
 from dmwan_qdrant.store.index import INT8_QUANTILE, IndexSettings
 
 FULL_SCAN_KB = 10_000
@@ -68,3 +68,12 @@ def index_on_disk(info: qe.PayloadIndexInfo) -> bool:
     """Whether a shard's payload index is the on-disk one `field_index_params` makes."""
     params = info.params
     return params is not None and getattr(params, "memory", None) == qe.Memory.Cold
+
+
+def move_indexes_to_disk(shard: qe.EdgeShard) -> None:
+    """Make the payload indexes of a shard made before `field_index_params` the on-disk ones."""
+    schema = shard.info().payload_schema
+    for field in INDEXED_FIELDS:
+        if field in schema and not index_on_disk(schema[field]):
+            shard.update(qe.UpdateOperation.delete_field_index(field))
+            shard.update(qe.UpdateOperation.create_field_index(field, field_index_params()))

@@ -1,4 +1,5 @@
-"""What a store holds and answers: the collection spec, points, hits and collection state.
+"""What a store holds and answers: the collection spec, points, hits, collection state, and the
+plan a batch of checked queries is searched by.
 
 A collection holds one point per photo with two named vectors: ``global`` (the L2-normalised
 global embedding, cosine) and ``tokens`` (the local tokens as a multivector, compared with MaxSim,
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dmwan_qdrant.store.filters import Condition
 from dmwan_qdrant.store.index import IndexSettings
 
 GLOBAL = "global"
@@ -146,3 +148,27 @@ def index_state(points: int, indexed_vectors: int, vectors_per_point: int = 2) -
     if indexed_vectors >= points * vectors_per_point:
         return "indexed"
     return "partial"
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How a batch of checked queries is searched, as the engines receive it.
+
+    Attributes:
+        k: results per query.
+        prefetch: candidates the ``global`` search hands to the token re-rank (at least ``k``).
+        ef: HNSW candidates of the ``global`` search.
+        rescore: re-score quantized token scores with the original tokens.
+        conditions: the payload filter, applied in both stages (`check_filter`).
+    """
+
+    k: int
+    prefetch: int
+    ef: int
+    rescore: bool
+    conditions: tuple[Condition, ...]
+
+    @property
+    def oversampling(self) -> float:
+        """Quantized candidates re-scored per result: all the prefetched ones."""
+        return self.prefetch / self.k
