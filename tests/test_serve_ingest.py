@@ -59,7 +59,7 @@ def _cli(*args, **kw) -> subprocess.Popen:
 @pytest.mark.slow
 def test_searches_are_answered_during_an_ingest_and_ctrl_c_stops_it(tmp_path):
     env = make_collection(tmp_path)
-    _photos(tmp_path / "new", 400, size=160)
+    _photos(tmp_path / "new", 1000, size=96)
     server = ServeProcess("-c", "pics", "--store", env["store"])
     try:
         sketch = env["sketches"][0].read_bytes()
@@ -75,12 +75,12 @@ def test_searches_are_answered_during_an_ingest_and_ctrl_c_stops_it(tmp_path):
 
         searcher = threading.Thread(target=search_loop, daemon=True)
         searcher.start()
-        ingest = _cli("ingest", tmp_path / "new", "-c", "pics", "--store", env["store"], "--batch-size", "8")
+        ingest = _cli("ingest", tmp_path / "new", "-c", "pics", "--store", env["store"], "--batch-size", "4")
         line = ingest.stderr.readline()
-        while line and "ingest: 0/400" not in line:
+        while line and "ingest: 0/1000" not in line:  # the server has started the run
             line = ingest.stderr.readline()
         started = time.monotonic()
-        time.sleep(1.5)
+        time.sleep(0.3)
         ingest.send_signal(signal.SIGINT)
         out, err = ingest.communicate(timeout=120)
         ended = time.monotonic()
@@ -95,13 +95,13 @@ def test_searches_are_answered_during_an_ingest_and_ctrl_c_stops_it(tmp_path):
         # command finishes the job, once.
         time.sleep(2)
         info = httpx.get(server.url + "/collections/pics", timeout=30).json()
-        assert 10 <= info["points"] < 10 + 400, info
+        assert 10 <= info["points"] < 10 + 1000, info
         again = _cli("ingest", tmp_path / "new", "-c", "pics", "--store", env["store"], "--json")
         out, err = again.communicate(timeout=300)
         assert again.returncode == 0, err
         report = json.loads(out)
-        assert report["added"] + report["unchanged"] == 400 and report["added"] == 400 - (info["points"] - 10)
-        assert httpx.get(server.url + "/collections/pics", timeout=30).json()["points"] == 410
+        assert report["added"] + report["unchanged"] == 1000 and report["added"] == 1000 - (info["points"] - 10)
+        assert httpx.get(server.url + "/collections/pics", timeout=30).json()["points"] == 1010
     finally:
         code, rest = server.stop(signal.SIGTERM)
     assert code == 0, rest
