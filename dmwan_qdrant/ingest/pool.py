@@ -21,8 +21,8 @@ AHEAD = 2
 """Batches each worker may decode ahead of the encoder."""
 
 
-def _decode_batch(files: PhotoFiles, start: int, stop: int) -> list[dict[str, Any]]:
-    return [decode_photo(files.files[i], files.transform, files.max_pixels) for i in range(start, stop)]
+def _decode_batch(entries: list[Any], transform: Any, max_pixels: int) -> list[dict[str, Any]]:
+    return [decode_photo(entry, transform, max_pixels) for entry in entries]
 
 
 def pool_batches(files: PhotoFiles, batch_size: int, workers: int) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
@@ -31,7 +31,7 @@ def pool_batches(files: PhotoFiles, batch_size: int, workers: int) -> Iterator[t
     bounds = [(i, min(i + batch_size, len(files))) for i in range(0, len(files), batch_size)]
     if not workers:
         for start, stop in bounds:
-            yield collate(_decode_batch(files, start, stop))
+            yield collate(_decode_batch(files.files[start:stop], files.transform, files.max_pixels))
         return
     from ..interrupts import loader_worker_init
 
@@ -39,15 +39,19 @@ def pool_batches(files: PhotoFiles, batch_size: int, workers: int) -> Iterator[t
                                initializer=loader_worker_init, initargs=(0,))
     pending: collections.deque[Future] = collections.deque()
     todo = iter(bounds)
+
+    def submit(start: int, stop: int) -> Future:  # only the batch's own entries cross to the worker
+        return pool.submit(_decode_batch, files.files[start:stop], files.transform, files.max_pixels)
+
     try:
         for start, stop in todo:
-            pending.append(pool.submit(_decode_batch, files, start, stop))
+            pending.append(submit(start, stop))
             if len(pending) >= workers * AHEAD:
                 break
         while pending:
             items = pending.popleft().result()
             for start, stop in todo:
-                pending.append(pool.submit(_decode_batch, files, start, stop))
+                pending.append(submit(start, stop))
                 break
             yield collate(items)
     finally:
