@@ -67,14 +67,18 @@ def usable_cores() -> int:
 
 @contextlib.contextmanager
 def encoder_threads(model: Any, leave: int) -> Iterator[None]:
-    """On CPU, run the encoder on the cores that ``leave`` other busy processes (decoding
-    workers) do not take: oversubscribed intra-op threads spin and slow a forward pass several
-    times over (measured 3x on 2 cores). A no-op on a GPU or when there are threads enough. An
-    ONNX encoder whose sessions are not open yet opens them with that many threads."""
+    """On CPU, run the encoder beside ``leave`` other busy processes (decoding workers).
+
+    torch runs on the cores they do not take: its oversubscribed intra-op threads spin and slow a
+    forward pass several times over (measured 3x on 2 cores). An ONNX encoder whose sessions are
+    not open yet opens them on every core with spinning off (`OnnxEncoder.session`): a core that
+    the workers (at a lower priority, `dmwan_qdrant.ingest.pool`) want is handed over at once,
+    and the encoder has it whenever they wait; the shipped model ingests 180 images/s so on 2
+    cores against 140 on one thread (BENCHMARKS.md, "Runtimes"). A no-op on a GPU."""
     want = max(1, usable_cores() - leave)
     if model.runtime == "onnx":
-        if getattr(model.device, "type", "cpu") == "cpu" and want < usable_cores() and not model.threads:
-            model.threads = want
+        if getattr(model.device, "type", "cpu") == "cpu" and leave and not model.threads:
+            model.threads = usable_cores()
         yield
         return
     import torch
