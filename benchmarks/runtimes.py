@@ -120,33 +120,42 @@ def ingest(work: Path, photos: Path, bundles: dict[str, Path], device: str | Non
 
 def encoder_alone(photos: Path, bundles: dict[str, Path], seconds: float = 8.0) -> dict[str, dict[int, float]]:
     """Images/s of each runtime's photo encoder alone on preprocessed batches of 64 (no decoding,
-    no store), with the intra-op threads ingest gives it beside its decoding workers on this
-    machine and with every core: what `dmwan ingest` is measured against."""
+    no store), on one thread and on every core: what `dmwan ingest` is measured against."""
     from PIL import Image
 
-    from dmwan_qdrant.encoder import encoder_threads, load_bundle, usable_cores
-    from dmwan_qdrant.ingest.run import default_workers
+    from dmwan_qdrant.encoder import load_bundle, usable_cores
 
     out: dict[str, dict[int, float]] = {}
     files = sorted(photos.glob("*.jpg"))[:64]
     for name, bundle in bundles.items():
         out[name] = {}
-        for leave in sorted({default_workers(), 0}, reverse=True):
+        for threads in sorted({1, usable_cores()}):
             model = load_bundle(bundle, "cpu", runtime_of(name))
             tf = model.transform("photo")
             batch = np.stack([np.asarray(tf(Image.open(f).convert("RGB"))) for f in files])
             if runtime_of(name) == "torch":
                 import torch
 
+                torch.set_num_threads(threads)
                 batch = torch.from_numpy(batch)
-            with encoder_threads(model, leave=leave):
-                model.embed_photos(batch)  # warm-up (sessions, allocations)
-                n, t0 = 0, time.perf_counter()
-                while time.perf_counter() - t0 < seconds:
-                    model.embed_photos(batch)
-                    n += len(files)
-                out[name][usable_cores() - leave] = n / (time.perf_counter() - t0)
+            else:
+                model.threads = threads
+            model.embed_photos(batch)  # warm-up (sessions, allocations)
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                model.embed_photos(batch)
+                n += len(files)
+            out[name][threads] = n / (time.perf_counter() - t0)
     return out
+
+
+def ingest_threads(name: str) -> int:
+    """The encoder threads `dmwan ingest` runs ``name``'s runtime on here, beside its decoding
+    workers (`dmwan_qdrant.encoder.encoder_threads`): every core for ONNX, the rest for torch."""
+    from dmwan_qdrant.encoder import usable_cores
+    from dmwan_qdrant.ingest.run import default_workers
+
+    return usable_cores() if runtime_of(name) == "onnx" else max(1, usable_cores() - default_workers())
 
 
 def cold_queries(work: Path, sketch: Path, bundles: dict[str, Path], runs: int) -> dict[str, float]:
@@ -301,14 +310,11 @@ def main() -> None:
         for name in bundles:
             print(f"{name:<10} {sizes[name]:10.1f} {ips[name]:13.1f} {cold[name]:13.2f} {warm[name][0]:12.1f} "
                   f"{warm[name][1]:8.1f}")
-        from dmwan_qdrant.encoder import usable_cores
-        from dmwan_qdrant.ingest.run import default_workers
-
-        mine = usable_cores() - default_workers()
         for name, by_threads in alone.items():
+            mine = ingest_threads(name)
             figures = ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.1f}" for t, v in sorted(by_threads.items()))
-            print(f"  encoder alone ({name}): {figures} images/s; ingest / encoder on ingest's {mine} "
-                  f"thread{'s' if mine > 1 else ''}: {ips[name] / by_threads[mine]:.2f}")
+            print(f"  encoder alone ({name}): {figures} images/s; ingest / encoder on the {mine} "
+                  f"thread{'s' if mine > 1 else ''} ingest gives it: {ips[name] / by_threads[mine]:.2f}")
         base = ids["torch"]["torch"]
         for store in ("torch", "onnx"):
             for name in bundles:
