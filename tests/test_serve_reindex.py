@@ -53,3 +53,22 @@ def test_a_served_collection_follows_its_reindex(tmp_path):
         assert r.status_code == 200 and r.json()["added"] == 1, r.text
         other.close()
         client.close()
+
+
+def test_reindex_refuses_an_embedded_store_held_by_serve(tmp_path):
+    import subprocess
+    import sys
+
+    from serve_helpers import ServeProcess, make_collection
+
+    env = make_collection(tmp_path)
+    other = save_model(create_model("tiny", seed=1), tmp_path / "other")
+    server = ServeProcess("-c", "pics", "--store", env["store"])
+    try:
+        done = subprocess.run([sys.executable, "-m", "dmwan_qdrant.cli", "collections", "reindex", "pics", "--model",
+                               str(other), "--store", str(env["store"])], capture_output=True, text=True, timeout=120)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 7 and len(errors) == 1 and "stop the server" in errors[0], done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        server.stop()
