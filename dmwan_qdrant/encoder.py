@@ -73,9 +73,8 @@ def encoder_threads(model: Any, leave: int) -> Iterator[None]:
     forward pass several times over (measured 3x on 2 cores). An ONNX encoder whose sessions are
     not open yet opens them on every core with spinning off (`OnnxEncoder.session`): a core that
     the workers (at a lower priority, `dmwan_qdrant.ingest.pool`) want is handed over at once,
-    and the encoder has it whenever they wait; the shipped model ingests 180 images/s so on 2
-    cores against 140 on one thread (BENCHMARKS.md, "Runtimes"). A no-op on a GPU."""
-    want = max(1, usable_cores() - leave)
+    and the encoder has it whenever they wait; the shipped model ingests 191 images/s so on 2
+    cores against 141 on one thread (BENCHMARKS.md, "Runtimes"). A no-op on a GPU."""
     if model.runtime == "onnx":
         if getattr(model.device, "type", "cpu") == "cpu" and leave and not model.threads:
             model.threads = usable_cores()
@@ -83,6 +82,7 @@ def encoder_threads(model: Any, leave: int) -> Iterator[None]:
         return
     import torch
 
+    want = max(1, usable_cores() - leave)
     before = torch.get_num_threads()
     if getattr(getattr(model, "device", None), "type", "cpu") != "cpu" or want >= before:
         yield

@@ -62,6 +62,14 @@ def _device(providers: Sequence[Any] | None, cuda: Any, device_id: int | None, d
     return f"cuda:{device_id}" if device_id is not None else "cuda"
 
 
+def _bundle_encoder(model_name: str, threads: int | None, providers: Sequence[Any] | None, cuda: Any,
+                    device_id: int | None, device_ids: list[int] | None) -> tuple[Registered, Any]:
+    """The registered bundle ``model_name`` and its shared encoder on the device and threads that
+    FastEmbed's constructor arguments ask for."""
+    entry = lookup(model_name)
+    return entry, entry.encoder_for(_device(providers, cuda, device_id, device_ids), threads)
+
+
 def _check(option: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"options {option}={value!r} is not one of {', '.join(allowed)}")
@@ -166,13 +174,11 @@ class DmwanImageEmbedding(ImageEmbeddingBase):
         output: str = "global",
         **kwargs: Any,
     ) -> None:
-        kwargs.pop("specific_model_path", None)
+        kwargs.pop("specific_model_path", None)  # a registered bundle is its own folder
         super().__init__(model_name, cache_dir, threads, **kwargs)
-        self.entry = lookup(model_name)
         self.domain = _check("domain", domain, DOMAINS)
         self.output = _check("output", output, OUTPUTS)
-        device = _device(providers, cuda, device_id, device_ids)
-        self.encoder = self.entry.encoder_for(device, threads)
+        self.entry, self.encoder = _bundle_encoder(model_name, threads, providers, cuda, device_id, device_ids)
         if not lazy_load:
             self.encoder.session("visual")
 
@@ -218,13 +224,11 @@ class DmwanTextEmbedding(TextEmbeddingBase):
         device_id: int | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.pop("specific_model_path", None)
+        kwargs.pop("specific_model_path", None)  # a registered bundle is its own folder
         super().__init__(model_name, cache_dir, threads, **kwargs)
-        self.entry = lookup(model_name)
-        if not self.entry.has_text:
+        if not lookup(model_name).has_text:
             raise ValueError(f"{model_name} has no text tower, so it cannot embed text")
-        device = _device(providers, cuda, device_id, device_ids)
-        self.encoder = self.entry.encoder_for(device, threads)
+        self.entry, self.encoder = _bundle_encoder(model_name, threads, providers, cuda, device_id, device_ids)
 
     @classmethod
     def _list_supported_models(cls) -> list[DenseModelDescription]:

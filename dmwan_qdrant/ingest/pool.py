@@ -22,10 +22,6 @@ AHEAD = 2
 """Batches each worker may decode ahead of the encoder."""
 WORKER_NICENESS = 5
 """How much lower the decoding workers' CPU priority is than the encoder's."""
-FIRST_BATCH = 8
-"""Images of the first batch that workers decode: the encoder waits for the first batch whole, so
-a small one starts it sooner (a full batch of 64 camera photos is about a second of decoding on
-one core, a tenth of a 600-photo run); later batches decode while it works."""
 
 
 def _decode_batch(entries: list[Any], transform: Any, max_pixels: int) -> list[dict[str, Any]]:
@@ -47,9 +43,7 @@ def _worker_init() -> None:
 def pool_batches(files: PhotoFiles, batch_size: int, workers: int) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
     """``(images, items)`` batches of ``files``, in order, decoded by ``workers`` processes (0:
     in this one)."""
-    first = min(len(files), batch_size, FIRST_BATCH) if workers else 0  # the encoder starts on these few
-    bounds = ([(0, first)] if first else []) + [(i, min(i + batch_size, len(files)))
-                                                for i in range(first, len(files), batch_size)]
+    bounds = [(i, min(i + batch_size, len(files))) for i in range(0, len(files), batch_size)]
     if not workers:
         for start, stop in bounds:
             yield collate(_decode_batch(files.files[start:stop], files.transform, files.max_pixels))

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import DiskFullError, DmwanError, Interrupted
+from .. import interrupts
 from ..interrupts import STOP_REASONS
 from ..store import Store
 
@@ -53,12 +55,43 @@ def stopped_message(e: DmwanError, store: Store, collection: str, done: int, fou
         held = f"{store.count(collection)} points are stored in '{collection}'"
     except DmwanError:
         held = f"the points written before are kept in '{collection}'"
-    if isinstance(e, Interrupted):
-        what = STOP_REASONS.get(e.signum, "interrupted")
-    else:
-        what = str(e)
+    return stop_line(e, f"{done} of {found} files handled", held)
+
+
+def stop_reason(e: DmwanError) -> str:
+    """Why a run stopped, as its line starts: the signal, or the error's own words."""
+    return STOP_REASONS.get(e.signum, "interrupted") if isinstance(e, Interrupted) else str(e)
+
+
+def stop_line(e: DmwanError, handled: str, held: str) -> str:
+    """A stopped run's line from its parts: why (`stop_reason`), ``handled`` (how far it got),
+    ``held`` (what is stored), and what to do next."""
     again = "free some space and run the same command again" if isinstance(e, DiskFullError) else "run the same command again"
-    return f"{what}: {done} of {found} files handled, {held}; {again} to finish"
+    return f"{stop_reason(e)}: {handled}, {held}; {again} to finish"
+
+
+@contextlib.contextmanager
+def stop_messages(describe: Callable[[DmwanError], str], hint: Callable[[], str]) -> Iterator[None]:
+    """Turn a run stopped by a signal, a full disk or a dead decoding worker into one line,
+    ``describe(why)`` (what is stored, what to do next), raised as the stop's own error class.
+    ``hint`` is the watchdog's line (`dmwan_qdrant.interrupts.stop_hint`): plain values only."""
+    try:
+        with interrupts.stop_hint(hint):
+            yield
+    except (Interrupted, DiskFullError) as e:
+        raise type(e)(describe(e), *signum_args(e)) from None
+    except (Exception, KeyboardInterrupt) as e:
+        stopped = interrupts.pending()
+        if stopped is not None:
+            # The signal's Interrupted, turned into something else on its way here: a
+            # KeyboardInterrupt when it came during an import (Ray Data imports as it runs), or
+            # another error from code that caught it (Ray's own wrappers). The same stop.
+            raise Interrupted(describe(stopped), stopped.signum) from None
+        if not isinstance(e, RuntimeError) or ("DataLoader worker" not in str(e) and "process pool" not in str(e)):
+            raise
+        # A decoding worker killed from outside (the OOM killer, a stray SIGTERM): the run stops
+        # like an interrupted one, with what it stored.
+        raise DmwanError(describe(DmwanError(f"a decoding worker died ({str(e).splitlines()[0].rstrip('. ')})"))) from None
 
 
 def record_ingest(store: Store, collection: str, roots: list[Path], label_from_folder: bool,

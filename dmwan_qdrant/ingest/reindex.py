@@ -29,25 +29,22 @@ so nothing is written twice. The embedded store starts over.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import interrupts
 from ..encoder import describe_record, model_record
-from ..errors import DiskFullError, DmwanError, Interrupted, PhotosMissingError, UsageError
+from ..errors import PhotosMissingError, UsageError
 from ..imageio import MAX_IMAGE_PIXELS
-from ..interrupts import STOP_REASONS
 from ..store import CollectionSpec, PhotoPoint, Store
 from ..store.checks import check_name
 from ..store.index import IndexSettings
 from ..store.replacement import Replacement
 from .decode import FileEntry
-from .records import alias_list, signum_args
+from .records import alias_list, stop_messages, stop_reason
 from .report import IngestProgress
 from .run import decoded_batches
 
@@ -289,27 +286,13 @@ def _missing(name: str, lost: list[tuple[str, str]], total: int, tense: str) -> 
             "as it was: restore the files, or run again with --drop-missing to leave their points out")
 
 
-@contextlib.contextmanager
-def _stop_messages(run: _Run) -> Iterator[None]:
+def _stop_messages(run: _Run) -> Any:
     """A run stopped by a signal, a full disk or a dead decoding worker: one line that says the
-    collection is unchanged, how far the build got and what to do next."""
+    collection is unchanged, how far the build got and what to do next (`stop_messages`)."""
 
     def line() -> str:
         kept = "the photos embedded so far are kept for it" if run.rep.resumable else "it starts over"
         return (f"{run.done()} of {len(run.source)} photos handled; '{run.name}' is unchanged and still answers "
                 f"with model {describe_record(run.report.old_model)}; run the same command again to finish ({kept})")
 
-    try:
-        with interrupts.stop_hint(line):
-            yield
-    except Interrupted as e:
-        raise Interrupted(f"{STOP_REASONS.get(e.signum, 'interrupted')}: {line()}", *signum_args(e)) from None
-    except DiskFullError as e:
-        raise DiskFullError(f"{e}: {line()}") from None
-    except (Exception, KeyboardInterrupt) as e:
-        stopped = interrupts.pending()
-        if stopped is not None:  # the signal's Interrupted, turned into something else on its way
-            raise Interrupted(f"{STOP_REASONS.get(stopped.signum, 'interrupted')}: {line()}", stopped.signum) from None
-        if isinstance(e, RuntimeError) and ("DataLoader worker" in str(e) or "process pool" in str(e)):
-            raise DmwanError(f"a decoding worker died ({str(e).splitlines()[0].rstrip('. ')}): {line()}") from None
-        raise
+    return stop_messages(lambda why: f"{stop_reason(why)}: {line()}", line)

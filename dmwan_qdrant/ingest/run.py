@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -10,16 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import interrupts
 from ..encoder import encoder_threads, usable_cores
-from ..errors import DiskFullError, DmwanError, Interrupted, UsageError
+from ..errors import UsageError
 from ..imageio import MAX_IMAGE_PIXELS
 from ..runtime import as_array
 from .selection import Selection
 from ..store import Store
 from .decode import FileEntry, PhotoFiles, collate
 from .plan import IngestPlan, create_if_missing, finish_ingest, plan_ingest
-from .records import signum_args, stopped_message
+from . import records
+from .records import stopped_message
 from .report import IngestProgress, IngestReport
 from .write import BatchWriter, Embed
 
@@ -190,33 +189,13 @@ def _embedder(model: Any, tensors: Any, good: int) -> Callable[[list[int]], tupl
     return embed
 
 
-@contextlib.contextmanager
-def stop_messages(store: Store, collection: str, plan: IngestPlan, report: IngestReport) -> Iterator[None]:
+def stop_messages(store: Store, collection: str, plan: IngestPlan, report: IngestReport) -> Any:
     """Turn a run stopped by a signal, a full disk or a dead decoding worker into one line that
-    says what is stored and what to do next (`dmwan_qdrant.ingest.records.stopped_message`)."""
+    says what is stored and what to do next (`dmwan_qdrant.ingest.records.stop_messages`, with
+    `stopped_message`)."""
     def hint() -> str:  # the watchdog's, should the clean stop below outlast its deadline
         return (f"{report.handled(plan.skipped)} of {report.found} files handled, the points written before are "
                 f"kept in '{collection}'; run the same command again to finish")
 
-    try:
-        with interrupts.stop_hint(hint):
-            yield
-    except (Interrupted, DiskFullError) as e:
-        done = report.handled(plan.skipped)
-        raise type(e)(stopped_message(e, store, collection, done, report.found), *signum_args(e)) from None
-    except (Exception, KeyboardInterrupt) as e:
-        stopped = interrupts.pending()
-        if stopped is not None:
-            # The signal's Interrupted, turned into something else on its way here: a
-            # KeyboardInterrupt when it came during an import (Ray Data imports as it runs), or
-            # another error from code that caught it (Ray's own wrappers). The same stop.
-            done = report.handled(plan.skipped)
-            raise Interrupted(stopped_message(stopped, store, collection, done, report.found),
-                              stopped.signum) from None
-        if not isinstance(e, RuntimeError) or ("DataLoader worker" not in str(e) and "process pool" not in str(e)):
-            raise
-        # A decoding worker killed from outside (the OOM killer, a stray SIGTERM): the run stops
-        # like an interrupted one, with what it stored.
-        why = DmwanError(f"a decoding worker died ({str(e).splitlines()[0].rstrip('. ')})")
-        done = report.handled(plan.skipped)
-        raise DmwanError(stopped_message(why, store, collection, done, report.found)) from None
+    return records.stop_messages(
+        lambda why: stopped_message(why, store, collection, report.handled(plan.skipped), report.found), hint)

@@ -32,7 +32,8 @@ from dmwan_qdrant.search.reranking import DEFAULT_PREFETCH, bundle_rerank
 from dmwan_qdrant.server.batching import MicroBatcher
 from dmwan_qdrant.server.guard import Guard
 from dmwan_qdrant.server.http_errors import HTTPError, error_response, one_line
-from dmwan_qdrant.server.ingest import IngestBody, check_ingest_allowed, check_under_roots, ingest_lines, run_ingest
+from dmwan_qdrant.server.ingest import (IngestBody, check_ingest_allowed, check_ingest_request, check_under_roots,
+                                        ingest_lines, run_ingest)
 from dmwan_qdrant.server.ingest_job import IngestJob
 from dmwan_qdrant.server.metrics import CONTENT_TYPE, ServerMetrics
 from dmwan_qdrant.server.photos import THUMBNAIL_SIZES, ThumbnailCache, media_type, photo_file
@@ -267,6 +268,7 @@ def create_app(
         the ingest runs beside them at a lower priority, and its writes take turns with them."""
         by = check_ingest_allowed(request.headers, settings.ingest_token, settings.ingest_key)
         service.model(name)  # 404 before the work
+        check_ingest_request(service, body)
         if by == "key":
             await asyncio.to_thread(check_under_roots, body, settings.ingest_roots)
         if running:

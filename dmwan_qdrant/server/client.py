@@ -124,16 +124,15 @@ def ingest_through_server(url: str, collection: str, paths: Sequence[str | Path]
 def _stopped_line(stop: Any, url: str, collection: str, api_key: str | None, last: Any) -> str:
     """A stop's line for an ingest through a server, as a local ingest's: the reason, how far it
     got, what the server holds (asked after the stop), what next."""
-    from dmwan_qdrant.interrupts import STOP_REASONS
+    from dmwan_qdrant.ingest.records import stop_line
 
-    what = STOP_REASONS.get(stop.signum, "interrupted")
-    done = f"{last.done} of {last.total} files handled" if last is not None else "stopped at the start"
+    handled = f"{last.done} of {last.total} files handled" if last is not None else "stopped at the start"
     try:
         points = _call("GET", url, f"/collections/{collection}", api_key, timeout=10).json()["points"]
         held = f"{points} points are stored in '{collection}' (the server stops at its next batch)"
     except (DmwanError, KeyError, TypeError, ValueError):
         held = f"the points written before are kept in '{collection}'"
-    return f"{what}: {done}, {held}; run the same command again to finish"
+    return stop_line(stop, handled, held)
 
 
 class ServerResults(list):

@@ -59,8 +59,8 @@ class Guard:
             return True  # the route lets in writers only, and the search key is none
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                return scheme.lower() == "bearer" and any(secrets.compare_digest(token.strip(), k) for k in self.keys)
+                token = bearer_token(value.decode("latin-1"))
+                return token is not None and any(secrets.compare_digest(token, k) for k in self.keys)
         return False
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -107,6 +107,12 @@ class Guard:
             template = getattr(route, "path", None) or ("/static" if _app_path(scope).startswith("/static/") else "other")
             self.metrics.observe_request(scope["method"], template, started[0] if started else 500,
                                          time.perf_counter() - t0)
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header's value, else None."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dmwan_qdrant.errors import UsageError
+from dmwan_qdrant.server.guard import bearer_token
 from dmwan_qdrant.server.http_errors import HTTPError, one_line, status_of
 from dmwan_qdrant.server.ingest_job import IngestJob, StoreOnWorker, ingest_encoder, lower_priority
 
@@ -49,12 +50,6 @@ class IngestBody(BaseModel):
     batch_size: int = Field(64, ge=1, le=MAX_BATCH_SIZE)
 
 
-def bearer(headers: Any) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, else None."""
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def check_ingest_allowed(headers: Any, token: str | None, ingest_key: str | None) -> str:
     """Who may write: ``"token"`` (the address file's token) or ``"key"`` (the write key).
 
@@ -64,11 +59,26 @@ def check_ingest_allowed(headers: Any, token: str | None, ingest_key: str | None
     sent = headers.get(TOKEN_HEADER)
     if token is not None and sent is not None and secrets.compare_digest(sent, token):
         return "token"
-    key = bearer(headers)
+    key = bearer_token(headers.get("authorization") or "")
     if ingest_key is not None and key is not None and secrets.compare_digest(key, ingest_key):
         return "key"
     raise HTTPError(403, "ingest through the server needs the token of its address file (a `dmwan ingest` on the "
                          "store's machine sends it) or the server's --ingest-key; the search key cannot write")
+
+
+def check_ingest_request(service: Any, body: IngestBody) -> None:
+    """Refuse, before any work, an ingest the server cannot run: into a private copy of a
+    read-only store, or of a relative path (which it would resolve against its own folder).
+
+    Raises:
+        UsageError: either (a 400).
+    """
+    notice = getattr(service.store, "notice", None)
+    if notice:
+        raise UsageError(f"this server searches a private copy of a read-only store ({notice}): nothing can be added")
+    relative = [p for p in body.paths if not Path(p).is_absolute()]
+    if relative:
+        raise UsageError(f"{relative[0]}: give absolute paths (the server resolves none against its own folder)")
 
 
 def _under(path: Path, roots: tuple[Path, ...]) -> bool:
@@ -78,7 +88,8 @@ def _under(path: Path, roots: tuple[Path, ...]) -> bool:
 def check_under_roots(body: IngestBody, roots: tuple[Path, ...]) -> None:
     """Refuse (403) an ingest by the write key that would read outside ``roots``: a path that
     resolves outside them (``..``, a symlink), or a file found under one that does (a symlink
-    out). Walks the paths as the ingest will, before it reads a byte.
+    out). Walks the paths (absolute: `check_ingest_request`) as the ingest will, before it reads
+    a byte.
 
     Raises:
         HTTPError: 403 naming the first path or file outside, or no roots at all.
@@ -88,10 +99,7 @@ def check_under_roots(body: IngestBody, roots: tuple[Path, ...]) -> None:
     if not roots:
         raise HTTPError(403, "this server reads no folder for an ingest by key: start it with --ingest-root DIR")
     for raw in body.paths:
-        path = Path(raw)
-        if not path.is_absolute():
-            raise HTTPError(400, f"{raw}: give absolute paths (the server resolves none against its own folder)")
-        if not _under(path.resolve(), roots):
+        if not _under(Path(raw).resolve(), roots):
             raise HTTPError(403, f"{raw}: outside the server's ingest roots")
     try:
         files = walk_images(body.paths, Selection(body.include, body.exclude))
@@ -104,9 +112,9 @@ def check_under_roots(body: IngestBody, roots: tuple[Path, ...]) -> None:
 
 def run_ingest(service: Any, name: str, body: IngestBody, worker: concurrent.futures.Executor,
                job: IngestJob) -> dict[str, Any]:
-    """The ingest of ``body`` into the served collection ``name``, on the calling thread (the
-    server's ingest thread, whose priority it lowers), its store calls on the store's ``worker``
-    (`dmwan_qdrant.server.ingest_job`); the report as JSON.
+    """The ingest of ``body`` (checked by `check_ingest_request`) into the served collection
+    ``name``, on the calling thread (the server's ingest thread, whose priority it lowers), its
+    store calls on the store's ``worker`` (`dmwan_qdrant.server.ingest_job`); the report as JSON.
 
     Raises:
         Interrupted: ``job.stop`` was set (the client went away): the run stopped at a batch
@@ -115,13 +123,7 @@ def run_ingest(service: Any, name: str, body: IngestBody, worker: concurrent.fut
     from dmwan_qdrant.ingest import ingest
 
     lower_priority()
-    model = worker.submit(service.current_model, name).result()  # the collection's model, swapped or not  # 404 for a collection this server does not serve
-    notice = getattr(service.store, "notice", None)
-    if notice:
-        raise UsageError(f"this server searches a private copy of a read-only store ({notice}): nothing can be added")
-    relative = [p for p in body.paths if not Path(p).is_absolute()]
-    if relative:
-        raise UsageError(f"{relative[0]}: give absolute paths (the server resolves none against its own folder)")
+    model = worker.submit(service.current_model, name).result()  # the collection's model, swapped or not
     report = ingest(body.paths, StoreOnWorker(service.store, worker), name, ingest_encoder(model),
                     label_from_folder=body.label_from_folder, prune=body.prune, batch_size=body.batch_size,
                     include=body.include, exclude=body.exclude, progress=job.progress)

@@ -20,7 +20,9 @@ import concurrent.futures
 import copy
 import itertools
 import os
+import signal
 import threading
+import weakref
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -33,6 +35,8 @@ from dmwan_qdrant.ingest.report import IngestProgress
 INGEST_NICENESS = 10
 #: Items of a scroll the ingest reads per call on the store's worker.
 PAGE = 1024
+#: The ingest's copy of each served ONNX encoder (gone with the encoder, after a model swap).
+_INGEST_COPIES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 class StoreOnWorker:
@@ -79,8 +83,11 @@ def ingest_encoder(model: Any) -> Any:
     the searches' own sessions); a torch model is shared."""
     if getattr(model, "runtime", None) != "onnx":
         return model
-    mine = copy.copy(model)  # `OnnxEncoder.__getstate__`: the copy opens its own sessions
-    mine.threads = 1
+    mine = _INGEST_COPIES.get(model)
+    if mine is None:  # one per served encoder: its session opens once, on the ingest thread
+        mine = copy.copy(model)  # `OnnxEncoder.__getstate__`: the copy opens its own sessions
+        mine.threads = 1
+        _INGEST_COPIES[model] = mine
     return mine
 
 
@@ -101,4 +108,4 @@ class IngestJob:
         if self.on_progress is not None:
             self.on_progress({**asdict(p), "images_per_second": round(p.images_per_second, 2)})
         if self.stop.is_set():
-            raise Interrupted("stopped by the client", 2)
+            raise Interrupted("stopped by the client", signal.SIGINT)

@@ -60,9 +60,8 @@ class Store(ABC):
     """Short backend name: ``"edge"``, ``"server"`` or ``"memory"``."""
 
     manifest_ttl: float | None = None
-    """Seconds a collection's record read once is trusted; None: for as long as the store is
-    open (no other process can change it). A server's collection can be swapped by another
-    process (`begin_replacement`), so a long-lived reader reads its record again."""
+    """Seconds a collection's record read once is trusted; None: while the store is open. A
+    server's collection can be swapped by another process, so a long reader reads it again."""
 
     def __init__(self, where: str, batch_size: int) -> None:
         self._where = where
@@ -228,8 +227,7 @@ class Store(ABC):
 
     def begin_replacement(self, name: str, spec: CollectionSpec) -> Replacement:
         """A new, empty collection of ``spec`` for the place of the existing ``name``, swapped in
-        when complete (`dmwan_qdrant.store.replacement.Replacement`); ``name`` is untouched until
-        then. Used by `dmwan_qdrant.ingest.reindex.reindex_collection`.
+        when complete (`dmwan_qdrant.store.replacement.Replacement`; `reindex_collection` uses it).
 
         Raises:
             CollectionNotFoundError: no collection ``name``.
@@ -281,7 +279,10 @@ class Store(ABC):
         """Every point as ``(id, payload)``, in pages; ``fields`` limits the payload keys."""
         self._check_open()
         check_name(name)
-        with_payload: bool | list[str] = True if fields is None else (list(fields) or False)
+        yield from self._pages(name, True if fields is None else (list(fields) or False))
+
+    def _pages(self, name: str, with_payload: bool | list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point of the engine's collection ``name`` as ``(id, payload)``, page by page."""
         offset = None
         while True:
             records, offset = self._scroll(name, offset, with_payload)

@@ -295,13 +295,7 @@ class ClientStore(Store):
 
     def scroll_physical(self, name: str, physical: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(id, payload)`` of every point of a physical collection of ``name``."""
-        offset = None
-        while True:
-            records, offset = self._scroll(physical, offset, True)
-            for r in records:
-                yield str(r.id), dict(r.payload or {})
-            if offset is None:
-                return
+        return self._pages(physical, True)
 
     def drop_physical(self, name: str, physical: str) -> None:
         """Delete the physical collection ``physical`` of collection ``name``."""
