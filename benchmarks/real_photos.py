@@ -33,7 +33,6 @@ import json
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import zlib
 from collections import Counter
@@ -45,6 +44,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dmwan_qdrant.data.debian import CACHE, fetch_deb  # noqa: E402
 from dmwan_qdrant.data.iconsets import class_name, concept, fetch, icon_svg, licence_of, render  # noqa: E402
 from dmwan_qdrant.encoder import load_bundle  # noqa: E402
 from dmwan_qdrant.errors import DatasetError  # noqa: E402
@@ -52,7 +52,6 @@ from dmwan_qdrant.eval.metrics import retrieval_metrics  # noqa: E402
 from dmwan_qdrant.runtime import as_array  # noqa: E402
 
 PACKAGE, VERSION = "gcompris-qt-data", "3.1-2"
-CACHE = Path.home() / ".cache" / "dmwan-qdrant" / "apt"
 #: The photos taken: .rcc file -> path of the photos inside it.
 PHOTO_PATHS: dict[str, re.Pattern] = {
     "categorization": re.compile(r"categorization/resource/images/(tools|others|renewable)/[^/]+\.webp$"),
@@ -152,20 +151,7 @@ def readme_attribution(text: str) -> dict[str, dict[str, str]]:
 
 def fetch_package(cache: Path = CACHE) -> Path:
     """The unpacked ``gcompris-qt-data`` package (``apt-get download`` once into ``cache``)."""
-    root = cache / f"{PACKAGE}_{VERSION}"
-    if root.is_dir():
-        return root
-    cache.mkdir(parents=True, exist_ok=True)
-    try:
-        if not list(cache.glob(f"{PACKAGE}_{VERSION}_*.deb")):
-            subprocess.run(["apt-get", "download", f"{PACKAGE}={VERSION}"], cwd=cache, check=True)
-        tmp = cache / f".{root.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(["dpkg-deb", "-x", str(next(cache.glob(f"{PACKAGE}_{VERSION}_*.deb"))), str(tmp)], check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise DatasetError(f"cannot fetch {PACKAGE}={VERSION} with apt-get/dpkg-deb: {exc}") from None
-    tmp.rename(root)
-    return root
+    return fetch_deb(PACKAGE, VERSION, cache)
 
 
 def gcompris_photos(root: Path) -> list[Picture]:

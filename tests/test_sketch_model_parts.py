@@ -149,3 +149,62 @@ def test_knowledge_preservation_keeps_photos_near_the_starting_model(random_batc
     plain = create_model("tiny", seed=0)
     plain.set_class_names(["cat", "dog", "car", "house"])
     assert "loss_preserve" not in plain(**random_batch())  # off unless preserve_weight is set
+
+
+def test_fine_tuning_a_sentence_anchored_bundle_without_the_encoder_takes_random_proxies(monkeypatch):
+    from dmwan_qdrant.model import get_preset, sentence
+
+    config = get_preset("efficientnet_lite0").with_overrides({"semantic_anchors": "sentence"})
+    monkeypatch.setattr(sentence, "sentence_available", lambda: False)
+    changed, note = sentence.finetune_anchors(config)
+    assert changed.semantic_anchors == "random" and changed.embed_dim == config.embed_dim
+    assert "random proxies" in note and sentence.SENTENCE_PACKAGE in note
+    monkeypatch.setattr(sentence, "sentence_available", lambda: True)
+    assert sentence.finetune_anchors(config) == (config, None)
+    plain = get_preset("efficientnet_lite0").with_overrides({"semantic_anchors": "random"})
+    monkeypatch.setattr(sentence, "sentence_available", lambda: False)
+    assert sentence.finetune_anchors(plain) == (plain, None)
+
+
+def _catalogue(path, licence_text):
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("LICENSE.TXT", licence_text)
+        z.writestr("PluginFurnitureCatalog.properties",
+                   "# a catalogue\nname#1=Folding chair\ncategory#1=Kitchen\nicon#1=/icons/chair.png\n"
+                   "name#2=Caf\\u00e9 table\nicon#2=/icons/table.png\nname#3=Lost piece\nicon#3=/icons/gone.png\n")
+        for name, colour in (("chair", (200, 30, 30, 255)), ("table", (30, 30, 200, 255))):
+            image = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+            ImageDraw.Draw(image).rectangle((4, 4, 11, 11), fill=colour)
+            buf = io.BytesIO()
+            image.save(buf, "PNG")
+            z.writestr(f"icons/{name}.png", buf.getvalue())
+
+
+def test_furniture_pieces_come_named_on_white_with_their_licence(tmp_path):
+    from dmwan_qdrant.data import furniture
+
+    folder = tmp_path / "usr" / "share" / "sweethome3d" / "furniture"
+    folder.mkdir(parents=True)
+    _catalogue(folder / "Shop.sh3f", "under ... http://creativecommons.org/licenses/by/3.0/us/ ...")
+    pieces = furniture.furniture_pieces(tmp_path)
+    assert [(p.name, p.category, p.licence) for p in pieces] == [
+        ("Folding chair", "Kitchen", "CC-BY-3.0-US"), ("Café table", "", "CC-BY-3.0-US")]  # no icon, no piece
+    pixels = np.asarray(pieces[0].image)
+    assert pieces[0].image.mode == "RGB" and tuple(pixels[0, 0]) == (255, 255, 255)  # transparent -> white
+    assert tuple(pixels[8, 8]) == (200, 30, 30) and pieces[0].source == "Shop.sh3f:icons/chair.png"
+    assert furniture.licence_line("see http://creativecommons.org/licenses/by/3.0/") == "CC-BY-3.0"
+    assert furniture.licence_line("http://creativecommons.org/choose/zero/") == "CC0-1.0"
+
+
+@pytest.mark.parametrize("name, known, label", [
+    ("Coffee machine", {"coffee_machine", "machine"}, "coffee_machine"),  # the whole name first
+    ("Folding chair", {"chair"}, "chair"),  # else the head noun
+    ("TV 16:9", {"tv"}, "tv"), ("Peugeot 308 CC", {"cc"}, None),  # too short a head to trust
+    ("Yucca", {"chair"}, None)])
+def test_a_piece_is_the_class_its_name_or_head_noun_names(name, known, label):
+    from dmwan_qdrant.data.furniture import piece_concepts
+
+    assert piece_concepts(name, known) == label
