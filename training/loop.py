@@ -115,7 +115,10 @@ def build_model(cfg: TrainConfig) -> DMWAN:
         raise UsageError("model.overrides do not apply to a fine-tuned bundle (init): it keeps its architecture")
     from dmwan_qdrant.encoder import load_bundle
 
+    from dmwan_qdrant.model.sentence import finetune_anchors
+
     model = load_bundle(m.init, "cpu", runtime="torch")
+    model.config, _ = finetune_anchors(model.config)  # the bundle records what the run trained with
     model.weighting.reset_statistics()  # other data: the score statistics and warmup start afresh
     return model
 
@@ -124,8 +127,9 @@ def model_config_of(cfg: TrainConfig) -> ModelConfig:
     """The architecture a run trains, without building it."""
     if cfg.model.init:
         from dmwan_qdrant.encoder import load_bundle_record
+        from dmwan_qdrant.model.sentence import finetune_anchors
 
-        return ModelConfig.from_dict(load_bundle_record(cfg.model.init)["model"])
+        return finetune_anchors(ModelConfig.from_dict(load_bundle_record(cfg.model.init)["model"]))[0]
     return get_preset(cfg.model.preset).with_overrides(cfg.model.overrides)
 
 

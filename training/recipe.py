@@ -75,8 +75,16 @@ def describe_recipe(cfg: TrainConfig) -> str:
     details = ", ".join(f"{k} {v}" for k, v in extra.items())
     stop = f", early stop after {o.patience} epochs without a validation gain" if o.patience else ""
     start = f"{m.start}\n" if m.start else ""
+    anchors = ""
+    if m.init:
+        from dmwan_qdrant.encoder import load_bundle_record
+        from dmwan_qdrant.model.config import ModelConfig
+        from dmwan_qdrant.model.sentence import finetune_anchors
+
+        note = finetune_anchors(ModelConfig.from_dict(load_bundle_record(m.init)["model"]))[1]
+        anchors = f"; {note}" if note else ""
     return (f"{start}recipe: {model}{', ' + details if details else ''}; up to {o.epochs} epochs x {o.steps_per_epoch} "
-            f"steps of {o.batch_size}, lr {o.lr:g}{stop}")
+            f"steps of {o.batch_size}, lr {o.lr:g}{stop}{anchors}")
 
 
 def folder_config(

