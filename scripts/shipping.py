@@ -98,7 +98,9 @@ def write_card(target: Path, evaluation: dict | None) -> None:
     ]
     for name, entry in shipped["sets"].items():
         role = ("held out whole (cross-dataset test)" if entry["held_out"] else
-                "trained (line and colour)" if entry["paired"] else "trained (colour, pseudo-sketches)")
+                "trained (line and colour)" if entry["paired"] else
+                "trained (colour, pseudo-sketches)" if shipped["pseudo_sketches"] else
+                "trained (colour: photos of the classes other sets draw)")
         lines.append(f"| {name} | {entry.get('author', '?')} | {entry['licence']} | {entry['classes']} | "
                      f"{entry['test']} | {entry['validation']} | {role} |")
     renders = shipped.get("renders")
