@@ -5,7 +5,8 @@
 
 Stages (each resumes: run the same command again after a stop):
 
-1. ``fetch``: the icon sets below from the npm registry (``npm pack``; pinned versions).
+1. ``fetch``: the icon sets below from the npm registry (``npm pack``; pinned versions), and the
+   furniture package from Debian's (``apt-get download``, unpacked, never installed).
 2. ``build``: one training folder (``photo/<class>/``, ``sketch/<class>/``) in which a class is a
    thing's name normalised across sets (`dmwan_qdrant.data.iconsets.concept`), so one thing is
    one class whoever drew it; each class is a test, validation or training class by a hash of
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stage", choices=["fetch", "build", "train", "export", "evaluate", "all"])
     p.add_argument("--work", type=Path, default=Path("data/sketch-model"), help="work folder (images, runs)")
     p.add_argument("--gpu", action="store_true", help="train on the GPU: 224 px, every stage trained")
-    p.add_argument("--pseudo", action="store_true", help="also pseudo-sketches of the paired sets' coloured pictures")
+    p.add_argument("--pseudo", action="store_true", help="pseudo-sketches (colour edges) of every coloured picture too")
     p.add_argument("--no-renders", dest="renders", action="store_false",
                    help="no Sweet Home 3D furniture renderings as photos")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 6 on a CPU, 20 on a GPU)")
@@ -290,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("fetch", "all"):
         for spec in [s for v in PAIRED_SETS.values() for s in (v[0], v[2])] + list(PICTURE_SETS.values()):
             fetch(spec)
+        if args.renders:
+            from dmwan_qdrant.data import furniture
+            from dmwan_qdrant.data.debian import fetch_deb
+
+            fetch_deb(furniture.PACKAGE, furniture.VERSION)
     if args.stage in ("build", "all"):
         build(work, args.pseudo, args.renders)
     bundle = work / "runs" / "dmwan-sketch" / "model"
