@@ -128,6 +128,16 @@ def _pseudo(photo: Path):
         return pseudo_sketch(im)
 
 
+def _on_canvas(image):
+    """A rendering centred on a white ``SIZE`` square with the icons' margin (a tenth a side)."""
+    from PIL import Image
+
+    inner = int(round(SIZE * 0.8))
+    canvas = Image.new("RGB", (SIZE, SIZE), (255, 255, 255))
+    canvas.paste(image.resize((inner, inner), Image.LANCZOS), ((SIZE - inner) // 2,) * 2)
+    return canvas
+
+
 def _link(src: Path, dst: Path) -> None:
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -136,13 +146,10 @@ def _link(src: Path, dst: Path) -> None:
 
 def add_renders(work: Path, roles: dict[str, str]) -> dict:
     """Sweet Home 3D's furniture renderings (`dmwan_qdrant.data.furniture`) as photos of the
-    classes whose line drawings the icon sets give: training and validation classes into the
-    training folder: training classes there, test classes into the eval folder ``sweethome3d``
-    (line icons of those classes searching the renderings); validation classes stay the icon
-    sets' alone, so that they compare recipes with and without renderings on equal terms. Returns
-    the manifest's entry."""
-    from PIL import Image
-
+    classes whose line drawings the icon sets give: training classes' into the training folder,
+    test classes' into the eval folder ``sweethome3d`` (line icons of those classes searching the
+    renderings); validation classes stay the icon sets' alone, so that they compare recipes with
+    and without renderings on equal terms. Returns the manifest's entry."""
     from dmwan_qdrant.data import furniture
 
     images, train = work / "images", work / "train"
@@ -150,25 +157,22 @@ def add_renders(work: Path, roles: dict[str, str]) -> dict:
              for d in (images / s).iterdir() if (d / "sketch").is_dir()}
     counts = {"test": 0, "validation": 0, "train": 0}
     licences: dict[str, int] = {}
-    inner = int(round(SIZE * 0.8))
+    tested: set[str] = set()
     for piece in furniture.furniture_pieces():
-        label = furniture.piece_concepts(piece.name, drawn)
+        label = furniture.piece_class(piece.name, drawn)
         if label is None:
             continue
         counts[roles[label]] += 1
         licences[piece.licence] = licences.get(piece.licence, 0) + 1
         catalogue, icon = piece.source.split(":", 1)
         f = images / "sweethome3d" / label / "photo" / f"{Path(catalogue).stem}-{Path(icon).stem}.png"
-        if not f.exists():
-            canvas = Image.new("RGB", (SIZE, SIZE), (255, 255, 255))
-            canvas.paste(piece.image.resize((inner, inner), Image.LANCZOS), ((SIZE - inner) // 2,) * 2)
-            _save(lambda: canvas, f)
+        _save(lambda: _on_canvas(piece.image), f)
         if roles[label] == "train":
             _link(f, train / "photo" / label / f"sweethome3d-{f.name}")
-            continue
-        if roles[label] == "validation":  # the validation classes stay the icon sets' alone
-            continue
-        _link(f, work / "eval" / "sweethome3d" / "photo" / label / f.name)
+        elif roles[label] == "test":  # the validation classes stay the icon sets' alone
+            _link(f, work / "eval" / "sweethome3d" / "photo" / label / f.name)
+            tested.add(label)
+    for label in sorted(tested):  # the line icons of every set that draws a tested class
         for s in PAIRED_SETS:
             if s in HELD_OUT_SETS or not (images / s / label / "sketch").is_dir():
                 continue

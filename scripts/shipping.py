@@ -188,7 +188,7 @@ def text_score(model, folder: Path, classes: list[str], trained: list[str]) -> d
     from dmwan_qdrant.eval.metrics import retrieval_metrics
     from dmwan_qdrant.model.sentence import SENTENCE_DIM, embed_names, sentence_available
 
-    if getattr(model, "config", None) is None or model.config.semantic_anchors != "sentence" or not sentence_available():
+    if model.config.semantic_anchors != "sentence" or not sentence_available():
         return None
     centre = embed_names(trained).mean(dim=0, keepdim=True)
     queries = F.normalize(F.pad(embed_names(classes) - centre, (0, model.config.embed_dim - SENTENCE_DIM)), dim=-1)

@@ -205,6 +205,6 @@ def test_furniture_pieces_come_named_on_white_with_their_licence(tmp_path):
     ("TV 16:9", {"tv"}, "tv"), ("Peugeot 308 CC", {"cc"}, None),  # too short a head to trust
     ("Yucca", {"chair"}, None)])
 def test_a_piece_is_the_class_its_name_or_head_noun_names(name, known, label):
-    from dmwan_qdrant.data.furniture import piece_concepts
+    from dmwan_qdrant.data.furniture import piece_class
 
-    assert piece_concepts(name, known) == label
+    assert piece_class(name, known) == label

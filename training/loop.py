@@ -123,13 +123,19 @@ def build_model(cfg: TrainConfig) -> DMWAN:
     return model
 
 
+def finetuned_config(init: str) -> tuple[ModelConfig, str | None]:
+    """The architecture a run fine-tuning the bundle ``init`` trains, and a note on what it
+    changes (`dmwan_qdrant.model.sentence.finetune_anchors`), or None."""
+    from dmwan_qdrant.encoder import load_bundle_record
+    from dmwan_qdrant.model.sentence import finetune_anchors
+
+    return finetune_anchors(ModelConfig.from_dict(load_bundle_record(init)["model"]))
+
+
 def model_config_of(cfg: TrainConfig) -> ModelConfig:
     """The architecture a run trains, without building it."""
     if cfg.model.init:
-        from dmwan_qdrant.encoder import load_bundle_record
-        from dmwan_qdrant.model.sentence import finetune_anchors
-
-        return finetune_anchors(ModelConfig.from_dict(load_bundle_record(cfg.model.init)["model"]))[0]
+        return finetuned_config(cfg.model.init)[0]
     return get_preset(cfg.model.preset).with_overrides(cfg.model.overrides)
 
 

@@ -77,11 +77,9 @@ def describe_recipe(cfg: TrainConfig) -> str:
     start = f"{m.start}\n" if m.start else ""
     anchors = ""
     if m.init:
-        from dmwan_qdrant.encoder import load_bundle_record
-        from dmwan_qdrant.model.config import ModelConfig
-        from dmwan_qdrant.model.sentence import finetune_anchors
+        from .loop import finetuned_config
 
-        note = finetune_anchors(ModelConfig.from_dict(load_bundle_record(m.init)["model"]))[1]
+        note = finetuned_config(m.init)[1]
         anchors = f"; {note}" if note else ""
     return (f"{start}recipe: {model}{', ' + details if details else ''}; up to {o.epochs} epochs x {o.steps_per_epoch} "
             f"steps of {o.batch_size}, lr {o.lr:g}{stop}{anchors}")

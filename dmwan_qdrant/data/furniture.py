@@ -35,8 +35,8 @@ class Piece(NamedTuple):
 
 
 def properties(text: str) -> dict[str, str]:
-    """A Java ``.properties`` text as a dict (``key=value`` lines, ``#`` and ``!`` comments,
-    ``\\uXXXX`` escapes)."""
+    """A Java ``.properties`` text as a dict (``key=value`` lines, ``#`` and ``!`` comments
+    and ``\\u00e9``-style escapes)."""
     out = {}
     for line in text.splitlines():
         line = line.strip()
@@ -84,7 +84,7 @@ def furniture_pieces(root: Path | None = None) -> list[Piece]:
     return [p for sh3f in sorted(folder.glob("*.sh3f")) for p in catalogue_pieces(sh3f)]
 
 
-def piece_concepts(name: str, known: set[str]) -> str | None:
+def piece_class(name: str, known: set[str]) -> str | None:
     """The class of a piece: its whole name's concept if ``known`` has it ("Coffee machine":
     ``coffee_machine``), else its last word's ("Folding chair": ``chair``), else None."""
     from .iconsets import concept
