@@ -6,7 +6,8 @@
 Stages (each resumes: run the same command again after a stop):
 
 1. ``fetch``: the icon sets below from the npm registry (``npm pack``; pinned versions), and the
-   furniture package from Debian's (``apt-get download``, unpacked, never installed).
+   furniture and word-picture packages from Debian's (``apt-get download``, unpacked, never
+   installed).
 2. ``build``: one training folder (``photo/<class>/``, ``sketch/<class>/``) in which a class is a
    thing's name normalised across sets (`dmwan_qdrant.data.iconsets.concept`), so one thing is
    one class whoever drew it; each class is a test, validation or training class by a hash of
@@ -14,7 +15,10 @@ Stages (each resumes: run the same command again after a stop):
    folder of its test classes; the Fluent set (another designer) is held out whole as a
    cross-dataset test. Sweet Home 3D's furniture renderings (Debian ``sweethome3d-furniture``,
    `dmwan_qdrant.data.furniture`) join the photos of the classes they name, and their test
-   classes make the eval folder ``sweethome3d`` (``--no-renders`` leaves them out). The coloured
+   classes make the eval folder ``sweethome3d`` (``--no-renders`` leaves them out). Art4Apps's
+   word pictures (Debian ``pysiogame``, `dmwan_qdrant.data.art4apps`: shaded, inked drawings of
+   animals, food, clothes, vehicles) train as pairs with their own ink outlines, and their test
+   classes make the eval folder ``art4apps`` (``--no-pictures`` leaves them out). The coloured
    sets without a line version add photos to the classes the other sets draw. ``--pseudo`` adds
    a pseudo-sketch (`dmwan_qdrant.data.pseudosketch`) of every coloured picture, which brings in
    the classes no set draws (it lowered the validation classes: BENCHMARKS.md).
@@ -144,6 +148,56 @@ def _link(src: Path, dst: Path) -> None:
         os.link(src, dst)
 
 
+def _drawn(images: Path) -> set[str]:
+    """The classes that a trained paired set draws as line icons."""
+    return {d.name for s in PAIRED_SETS if s not in HELD_OUT_SETS and (images / s).is_dir()
+            for d in (images / s).iterdir() if (d / "sketch").is_dir()}
+
+
+def _link_line_icons(work: Path, classes: set[str], folder: Path) -> None:
+    """Link the line icons of every trained set that draws one of ``classes`` into the eval
+    ``folder``'s sketches: the queries of a held-out set of other pictures."""
+    images = work / "images"
+    for label in sorted(classes):
+        for s in PAIRED_SETS:
+            if s in HELD_OUT_SETS or not (images / s / label / "sketch").is_dir():
+                continue
+            for sketch in sorted((images / s / label / "sketch").iterdir()):
+                _link(sketch, folder / "sketch" / label / f"{s}-{sketch.name}")
+
+
+def add_pictures(work: Path, roles: dict[str, str]) -> dict:
+    """Art4Apps word pictures (`dmwan_qdrant.data.art4apps`) with their ink outlines as
+    sketches: a training class's pair goes into the training folder (a word no icon set draws is a
+    class of its own, split by the same hash); a test class's picture into the eval folder
+    ``art4apps``, searched by the line icons of the sets that draw it (never by its own outline);
+    validation classes stay the icon sets' alone. Returns the manifest's entry."""
+    from dmwan_qdrant.data import art4apps
+
+    images, train = work / "images", work / "train"
+    known = set(roles)
+    counts = {"test": 0, "validation": 0, "train": 0}
+    tested: set[str] = set()
+    for picture in art4apps.pictures():
+        label = art4apps.picture_class(picture.word, known)
+        roles.setdefault(label, role(label))
+        counts[roles[label]] += 1
+        folder = images / "art4apps" / label
+        photo, sketch = folder / "photo" / f"{picture.word}.png", folder / "sketch" / f"{picture.word}.png"
+        _save(lambda: _on_canvas(picture.image), photo)
+        _save(lambda: _on_canvas(art4apps.ink_outline(picture.image)), sketch)
+        if roles[label] == "train":
+            _link(photo, train / "photo" / label / f"art4apps-{photo.name}")
+            _link(sketch, train / "sketch" / label / f"art4apps-{sketch.name}")
+        elif roles[label] == "test":
+            _link(photo, work / "eval" / "art4apps" / "photo" / label / photo.name)
+            tested.add(label)
+    _link_line_icons(work, tested & _drawn(images), work / "eval" / "art4apps")
+    print(f"art4apps: {sum(counts.values())} pictures ({counts['test']} test, {counts['validation']} validation)",
+          file=sys.stderr)
+    return {"package": f"{art4apps.PACKAGE} {art4apps.VERSION}", "licence": art4apps.LICENCE, **counts}
+
+
 def add_renders(work: Path, roles: dict[str, str]) -> dict:
     """Sweet Home 3D's furniture renderings (`dmwan_qdrant.data.furniture`) as photos of the
     classes whose line drawings the icon sets give: training classes' into the training folder,
@@ -153,8 +207,7 @@ def add_renders(work: Path, roles: dict[str, str]) -> dict:
     from dmwan_qdrant.data import furniture
 
     images, train = work / "images", work / "train"
-    drawn = {d.name for s in PAIRED_SETS if s not in HELD_OUT_SETS and (images / s).is_dir()
-             for d in (images / s).iterdir() if (d / "sketch").is_dir()}
+    drawn = _drawn(images)
     counts = {"test": 0, "validation": 0, "train": 0}
     licences: dict[str, int] = {}
     tested: set[str] = set()
@@ -172,18 +225,13 @@ def add_renders(work: Path, roles: dict[str, str]) -> dict:
         elif roles[label] == "test":  # the validation classes stay the icon sets' alone
             _link(f, work / "eval" / "sweethome3d" / "photo" / label / f.name)
             tested.add(label)
-    for label in sorted(tested):  # the line icons of every set that draws a tested class
-        for s in PAIRED_SETS:
-            if s in HELD_OUT_SETS or not (images / s / label / "sketch").is_dir():
-                continue
-            for sketch in sorted((images / s / label / "sketch").iterdir()):
-                _link(sketch, work / "eval" / "sweethome3d" / "sketch" / label / f"{s}-{sketch.name}")
+    _link_line_icons(work, tested, work / "eval" / "sweethome3d")
     print(f"sweethome3d: {sum(counts.values())} renderings of drawn classes ({counts['test']} test, "
           f"{counts['validation']} validation)", file=sys.stderr)
     return {"package": f"{furniture.PACKAGE} {furniture.VERSION}", "licences": licences, **counts}
 
 
-def build(work: Path, pseudo: bool, renders: bool = True) -> dict:
+def build(work: Path, pseudo: bool, renders: bool = True, pictures: bool = True) -> dict:
     """Write ``work/train`` and ``work/eval/*``; returns the manifest (also ``work/manifest.json``)."""
     images, train = work / "images", work / "train"
     manifest: dict = {"size": SIZE, "pseudo_sketches": pseudo, "test_share": TEST_SHARE,
@@ -232,6 +280,8 @@ def build(work: Path, pseudo: bool, renders: bool = True) -> dict:
               f"[{time.perf_counter() - t0:.0f} s]", file=sys.stderr)
     if renders:
         manifest["renders"] = add_renders(work, roles)
+    if pictures:
+        manifest["pictures"] = add_pictures(work, roles)
     trained = sorted(d.name for d in (train / "photo").iterdir())
     (train / "zeroshot").mkdir(parents=True, exist_ok=True)
     (train / "zeroshot" / "unseen_classes.txt").write_text(
@@ -287,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pseudo", action="store_true", help="pseudo-sketches (colour edges) of every coloured picture too")
     p.add_argument("--no-renders", dest="renders", action="store_false",
                    help="no Sweet Home 3D furniture renderings as photos")
+    p.add_argument("--no-pictures", dest="pictures", action="store_false",
+                   help="no Art4Apps word pictures (and their ink outlines) in training")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 6 on a CPU, 20 on a GPU)")
     p.add_argument("--steps", type=int, default=50, help="steps per epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -300,8 +352,13 @@ def main(argv: list[str] | None = None) -> int:
             from dmwan_qdrant.data.debian import fetch_deb
 
             fetch_deb(furniture.PACKAGE, furniture.VERSION)
+        if args.pictures:
+            from dmwan_qdrant.data import art4apps
+            from dmwan_qdrant.data.debian import fetch_deb
+
+            fetch_deb(art4apps.PACKAGE, art4apps.VERSION)
     if args.stage in ("build", "all"):
-        build(work, args.pseudo, args.renders)
+        build(work, args.pseudo, args.renders, args.pictures)
     bundle = work / "runs" / "dmwan-sketch" / "model"
     if args.stage in ("train", "all"):
         bundle = train(work, args.gpu, args.epochs or (20 if args.gpu else 6), args.steps, args.seed)

@@ -42,13 +42,14 @@ def ship(bundle: Path, work: Path, target: Path) -> None:
     card = dict(model.metadata.get("card", {}))
     training = dict(card.get("training") or {})
     training.update(root="scripts/build_sketch_model.py (icon sets from the npm registry, furniture renderings "
-                         "from Debian)")
+                         "and word pictures from Debian)")
     card.update(training=training, shipped={
         "name": NAME, "built_by": "scripts/build_sketch_model.py",
         "sets": manifest["sets"], "classes": manifest["classes"], "held_out_sets": manifest["held_out_sets"],
         "split": f"class names hashed: {manifest['test_share']:.0%} test, {manifest['validation_share']:.0%} "
                  "validation, the same in every set; held-out sets never trained on",
         "pseudo_sketches": manifest["pseudo_sketches"], "renders": manifest.get("renders"),
+        "pictures": manifest.get("pictures"),
     })
     model.class_names = []  # thousands of names: kept in the work folder, not in the package
     staging = work / "shipped-staging"
@@ -93,7 +94,7 @@ def write_card(target: Path, evaluation: dict | None) -> None:
         f"{ANCHORS.get(record['model'].get('semantic_anchors'), record['model'].get('semantic_anchors'))}.",
         f"- Pseudo-sketches (colour edges of the coloured pictures) in training: "
         f"{'yes' if shipped['pseudo_sketches'] else 'no'}.", "",
-        "## Data (icon sets from the npm registry, furniture renderings from Debian)", "",
+        "## Data (icon sets from the npm registry; furniture renderings and word pictures from Debian)", "",
         "| set | designer | licence | classes | test | validation | role |", "|---|---|---|---|---|---|---|",
     ]
     for name, entry in shipped["sets"].items():
@@ -109,8 +110,14 @@ def write_card(target: Path, evaluation: dict | None) -> None:
         lines.append(f"| sweethome3d (3D renderings, as photos of the classes the sets draw) | Sweet Home 3D "
                      f"furniture libraries | {licences} | {renders['train'] + renders['validation'] + renders['test']} "
                      f"renderings | {renders['test']} | {renders['validation']} (left out) | trained (photos) |")
+    pictures = shipped.get("pictures")
+    if pictures:
+        lines.append(f"| art4apps (word pictures, with their ink outlines as sketches) | Art4Apps (Smart4Kids), in "
+                     f"Debian pysiogame | {pictures['licence']} | "
+                     f"{pictures['train'] + pictures['validation'] + pictures['test']} pictures | {pictures['test']} | "
+                     f"{pictures['validation']} (left out) | trained (line and colour) |")
     packages = sorted({p for e in shipped["sets"].values() for p in e["packages"]})
-    packages += [f"Debian {renders['package']}"] if renders else []
+    packages += [f"Debian {x['package']}" for x in (renders, pictures) if x]
     lines += ["", "Packages: " + ", ".join(packages) + ".",
               "Attribution: the Streamline icons are by Streamline (streamlinehq.com), used under CC BY 4.0; "
               "IconPark by ByteDance (Apache-2.0); Fluent UI System Icons by Microsoft (MIT); Flat Color Icons by "
@@ -119,7 +126,9 @@ def write_card(target: Path, evaluation: dict | None) -> None:
                   " The furniture renderings are the icons of Sweet Home 3D's furniture libraries (Debian "
                   "sweethome3d-furniture; models by Scopia, by Blend Swap contributors, by Andrew Kator and "
                   "Jennifer Legaz, and by Reallusion), under the licences their LICENSE.TXT files state: "
-                  "CC BY 3.0, CC BY 3.0 US and CC0." if renders else ""),
+                  "CC BY 3.0, CC BY 3.0 US and CC0." if renders else "") + (
+                  " The word pictures are Art4Apps's (art4apps.org, by Smart4Kids, as Debian's pysiogame ships "
+                  "them), used under CC BY-SA; their ink outlines are drawn from them." if pictures else ""),
               ""]
     if shipped.get("figures"):
         lines += ["## Figures (classes never trained on)", "",

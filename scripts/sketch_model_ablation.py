@@ -11,7 +11,7 @@ validation classes (which choose the epoch, as in every run), on the test classe
 Variants, each against the recipe without knowledge preservation: ``full`` (pseudo-sketches, random
 class proxies, the dynamic weighting),
 ``no_pseudo`` (no pseudo-sketches of the coloured pictures), ``no_renders`` (no furniture
-renderings among the photos), ``sentence`` (class anchors from the
+renderings among the photos), ``no_pictures`` (no Art4Apps word pictures and ink outlines), ``sentence`` (class anchors from the
 sentence encoder instead of random proxies), ``uniform`` (no dynamic weighting), ``preserve``
 (knowledge preservation of the starting model's photo embeddings, weight 1), ``preserve10`` (the same
 at weight 10: photos held near where ImageNet puts them), ``size224`` (224 px, the size ImageNet
@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict] = {
     "full": {},
     "no_pseudo": {"data.drop": ["-edges-"]},
     "no_renders": {"data.drop": ["sweethome3d-"]},
+    "no_pictures": {"data.drop": ["art4apps-"]},
     "sentence": {"model.semantic_anchors": "sentence"},
     "uniform": {"model.use_weighting": False},
     "preserve": {"model.preserve_weight": 1.0},
@@ -51,7 +52,8 @@ VARIANTS: dict[str, dict] = {
 
 def without(work: Path, drops: list[str]) -> Path:
     """The training folder less the files whose names hold any of ``drops`` (hard links to the
-    same images): ``-edges-`` marks a pseudo-sketch, ``sweethome3d-`` a furniture rendering."""
+    same images): ``-edges-`` marks a pseudo-sketch, ``sweethome3d-`` a furniture rendering,
+    ``art4apps-`` a word picture or its outline."""
     src = work / "train"
     dst = work / ("train-without" + "".join(f"-{d.strip('-')}" for d in sorted(drops)))
     for f in src.rglob("*"):

@@ -208,3 +208,37 @@ def test_a_piece_is_the_class_its_name_or_head_noun_names(name, known, label):
     from dmwan_qdrant.data.furniture import piece_class
 
     assert piece_class(name, known) == label
+
+
+def test_art4apps_pictures_are_read_by_topic_and_leave_the_verbs_out(tmp_path):
+    from dmwan_qdrant.data import art4apps
+
+    for topic, word in (("animals", "bear"), ("food", "cheese"), ("actions", "clap")):
+        path = tmp_path / art4apps.FOLDER / topic / f"{word}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 20), (180, 120, 60)).save(path)
+    pictures = art4apps.pictures(tmp_path)
+    assert [(p.word, p.topic) for p in pictures] == [("bear", "animals"), ("cheese", "food")]
+    assert pictures[0].image.mode == "RGB" and pictures[0].source.endswith("art4apps/animals/bear.jpg")
+
+
+def test_an_ink_outline_keeps_the_dark_strokes_and_whitens_the_shaded_fills():
+    from dmwan_qdrant.data.art4apps import ink_outline
+
+    image = Image.new("RGB", (32, 32), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((4, 4, 27, 27), fill=(200, 120, 40), outline=(20, 15, 10), width=2)  # an inked, filled shape
+    draw.rectangle((12, 12, 16, 16), fill=(150, 90, 30))  # shading, darker than the fill, lighter than ink
+    lines = np.asarray(ink_outline(image).convert("L"))
+    assert lines[4, 16] == 0 and lines[16, 4] == 0  # the ink
+    assert lines[14, 14] == 255 and lines[20, 20] == 255 and lines[0, 0] == 255  # shading, fill, paper
+
+
+@pytest.mark.parametrize("word, known, label", [
+    ("bananas", {"banana"}, "banana"), ("blackberries", {"blackberry"}, "blackberry"),
+    ("boxes", {"box"}, "box"), ("glasses", {"glass"}, "glasses"),  # eyewear is not a drinking glass
+    ("bananas", set(), "bananas"), ("baby_rabbit", {"rabbit"}, "baby_rabbit")])  # a class of its own
+def test_a_word_is_the_class_it_or_its_singular_names(word, known, label):
+    from dmwan_qdrant.data.art4apps import picture_class
+
+    assert picture_class(word, known) == label
