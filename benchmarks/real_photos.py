@@ -23,6 +23,15 @@ only. It is an evaluation set: never used for training, for choosing an epoch or
   plain (non-interpolated AP), mAP@all interpolated, P@10 and top-1.
 
     python benchmarks/real_photos.py --out data/real-photos --models /tmp/effnet-untrained-rp dmwan-sketch
+
+A second source, ``--source scratch``: the cut-out photographs among Scratch 1.4's costumes
+(Debian ``scratch``, ``/usr/share/scratch/Media/Costumes``; MIT, CC-BY-SA-3.0): single things on
+transparent backgrounds (a cow, an elephant, ants, a fire hydrant, a bus, cars, a sailing boat),
+the files listed in `SCRATCH_PHOTOS` (chosen by looking at them, before any score: the drawn
+costumes left out), searched by the same line icons. Every Scratch photo is in the gallery; the
+ones without an icon of their class are distractors.
+
+    python benchmarks/real_photos.py --source scratch --out data/cutout-photos --models dmwan-sketch
 """
 
 from __future__ import annotations
@@ -84,6 +93,26 @@ SYNONYMS = {"measuring_tape": ["tape_measure"], "koala": ["koala_bear"], "knife"
 #: Icons whose name matches but that draw another thing: (set, icon).
 EXCLUDED_ICONS = {("icon-park-outline", "windmill")}  # a pinwheel toy
 MAX_SIDE, SKETCH_SIZE = 512, 224
+SCRATCH_PACKAGE, SCRATCH_VERSION = "scratch", "1.4.0.6~dfsg1-6.1"
+SCRATCH_COSTUMES = "usr/share/scratch/Media/Costumes"
+#: Scratch costumes that are photographs (folder/file) -> class. Written by looking at every
+#: costume of Animals, Things and Transportation, before any score.
+SCRATCH_PHOTOS = {
+    "Animals/bird-flying.gif": "bird", "Animals/buffalo1.gif": "buffalo", "Animals/cow1.gif": "cow",
+    "Animals/elephant.gif": "elephant", "Animals/insect1-a.gif": "ant", "Animals/insect1-b.gif": "ant",
+    "Animals/insect2.gif": "ant", "Animals/squirrel1.png": "squirrel",
+    "Things/cheesy-puffs.gif": "cheese_puffs", "Things/fire-hydrant.gif": "fire_hydrant",
+    "Things/flower-vase.gif": "vase", "Things/fortune_cookie.gif": "fortune_cookie",
+    "Things/fruit_platter.gif": "fruit_platter", "Things/hair1.gif": "wig", "Things/hair2.gif": "wig",
+    "Things/lamp.gif": "lamp", "Things/lego.gif": "lego", "Things/marble-building.gif": "building",
+    "Things/palmtree.gif": "palm_tree", "Things/scoreboard.gif": "scoreboard", "Things/trampoline.gif": "trampoline",
+    "Things/umbrella.gif": "umbrella", "Things/manhole.png": "manhole", "Things/tennisball.png": "tennis_ball",
+    "Things/rock.png": "rock", "Transportation/airplane.gif": "airplane", "Transportation/bike.gif": "bicycle",
+    "Transportation/bus.gif": "bus", "Transportation/car-blue.gif": "car", "Transportation/car-bug.gif": "car",
+    "Transportation/car-cow.gif": "car", "Transportation/sail-boat.gif": "sailboat",
+    "Transportation/train.gif": "train", "Transportation/tug-boat.gif": "boat", "Transportation/yacht.gif": "ship",
+    "Transportation/street-cleaner-mit.png": "street_sweeper",
+}
 
 
 class Picture(NamedTuple):
@@ -247,10 +276,24 @@ def score(model: Any, folder: Path) -> dict[str, Any]:
             "gallery": len(gallery), "gallery_classes": len(gallery_classes), "per_class_mAP@all": per_class}
 
 
-def build(out: Path, cache: Path = CACHE) -> dict[str, Any]:
-    """Fetch the package and the icon sets and write the benchmark into ``out``."""
-    photos = gcompris_photos(fetch_package(cache))
-    about = {"photo_package": f"{PACKAGE} {VERSION} (Debian)", "sketch_packages": list(SKETCH_SETS.values()),
+def scratch_photos(root: Path) -> list[Picture]:
+    """The `SCRATCH_PHOTOS` costumes of the ``scratch`` package unpacked at ``root``."""
+    folder = root / SCRATCH_COSTUMES
+    return [Picture(label, Path(name).stem, Image.open(folder / name),
+                    {"package": f"{SCRATCH_PACKAGE} {SCRATCH_VERSION}", "path": f"{SCRATCH_COSTUMES}/{name}",
+                     "copyright": "Massachusetts Institute of Technology", "licence": "CC-BY-SA-3.0"})
+            for name, label in SCRATCH_PHOTOS.items()]
+
+
+def build(out: Path, cache: Path = CACHE, source: str = "gcompris") -> dict[str, Any]:
+    """Fetch the photo package (``gcompris`` or ``scratch``) and the icon sets and write the
+    benchmark into ``out``."""
+    if source == "scratch":
+        photos = scratch_photos(fetch_deb(SCRATCH_PACKAGE, SCRATCH_VERSION, cache))
+        package = f"{SCRATCH_PACKAGE} {SCRATCH_VERSION} (Debian)"
+    else:
+        photos, package = gcompris_photos(fetch_package(cache)), f"{PACKAGE} {VERSION} (Debian)"
+    about = {"photo_package": package, "sketch_packages": list(SKETCH_SETS.values()),
              "use": "evaluation only: never used for training or tuning"}
     return write_benchmark(out, photos, line_sketches(sorted({p.label for p in photos})), about)
 
@@ -260,13 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="the benchmark folder (built when it has no manifest)")
     p.add_argument("--models", nargs="*", default=[], help="bundles to score: folders or names (dmwan-sketch)")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--source", choices=["gcompris", "scratch"], default="gcompris",
+                   help="the photos: GCompris's named photos, or Scratch 1.4's cut-out photo costumes")
     p.add_argument("--rebuild", action="store_true", help="write the folder again")
     p.add_argument("--cache", type=Path, default=CACHE, help="where the .deb is kept")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     args = p.parse_args(argv)
     try:
         if args.rebuild or not (args.out / "manifest.json").exists():
-            build(args.out, args.cache)
+            build(args.out, args.cache, args.source)
     except DatasetError as exc:
         sys.exit(f"error: {exc}")
     results = {}

@@ -121,3 +121,17 @@ def test_rcc_reader_and_photo_names(rp):
                                    "Copyright: B\nLicense: CC0-1.0\nFiles:\nscreDriver.webp\nhammer1.webp\n")
     assert credit["bee.webp"] == {"copyright": "A", "licence": "public-domain", "source": "https://x/y"}
     assert credit["screwDriver.webp"]["licence"] == credit["hammer1.webp"]["licence"] == "CC0-1.0"
+
+
+def test_scratch_costumes_that_are_photographs_come_with_their_class_and_licence(rp, tmp_path):
+    folder = tmp_path / rp.SCRATCH_COSTUMES
+    for name in rp.SCRATCH_PHOTOS:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        _image("cat", (40, 30), "RGBA").save(folder / name)
+    (folder / "Animals" / "cat1-a.gif").write_bytes(b"a drawn costume: never read")
+    photos = rp.scratch_photos(tmp_path)
+    assert len(photos) == len(rp.SCRATCH_PHOTOS) and {p.label for p in photos} >= {"cow", "bus", "ant", "car"}
+    cow = next(p for p in photos if p.name == "cow1")
+    assert cow.label == "cow" and cow.meta["licence"] == "CC-BY-SA-3.0" and cow.image.size == (40, 30)
+    manifest = rp.write_benchmark(tmp_path / "out", photos, [rp.Picture("car", "set-car", _image("dog"))])
+    assert manifest["scored_classes"] == {"car": {"photos": 3, "sketches": 1}}  # the rest are distractors
