@@ -6,8 +6,8 @@
 Stages (each resumes: run the same command again after a stop):
 
 1. ``fetch``: the icon sets below from the npm registry (``npm pack``; pinned versions), and the
-   furniture and word-picture packages from Debian's (``apt-get download``, unpacked, never
-   installed).
+   furniture package (and, with ``--pictures``, the word pictures') from Debian's (``apt-get
+   download``, unpacked, never installed).
 2. ``build``: one training folder (``photo/<class>/``, ``sketch/<class>/``) in which a class is a
    thing's name normalised across sets (`dmwan_qdrant.data.iconsets.concept`), so one thing is
    one class whoever drew it; each class is a test, validation or training class by a hash of
@@ -15,10 +15,11 @@ Stages (each resumes: run the same command again after a stop):
    folder of its test classes; the Fluent set (another designer) is held out whole as a
    cross-dataset test. Sweet Home 3D's furniture renderings (Debian ``sweethome3d-furniture``,
    `dmwan_qdrant.data.furniture`) join the photos of the classes they name, and their test
-   classes make the eval folder ``sweethome3d`` (``--no-renders`` leaves them out). Art4Apps's
-   word pictures (Debian ``pysiogame``, `dmwan_qdrant.data.art4apps`: shaded, inked drawings of
-   animals, food, clothes, vehicles) train as pairs with their own ink outlines, and their test
-   classes make the eval folder ``art4apps`` (``--no-pictures`` leaves them out). The coloured
+   classes make the eval folder ``sweethome3d`` (``--no-renders`` leaves them out). With
+   ``--pictures``, Art4Apps's word pictures (Debian ``pysiogame``, `dmwan_qdrant.data.art4apps`:
+   shaded, inked drawings of animals, food, clothes, vehicles) train as pairs with their own ink
+   outlines, and their test classes make the eval folder ``art4apps`` (a full build with them was
+   level on the validation classes and lower on both real-photo checks: BENCHMARKS.md). The coloured
    sets without a line version add photos to the classes the other sets draw. ``--pseudo`` adds
    a pseudo-sketch (`dmwan_qdrant.data.pseudosketch`) of every coloured picture, which brings in
    the classes no set draws (it lowered the validation classes: BENCHMARKS.md).
@@ -231,7 +232,7 @@ def add_renders(work: Path, roles: dict[str, str]) -> dict:
     return {"package": f"{furniture.PACKAGE} {furniture.VERSION}", "licences": licences, **counts}
 
 
-def build(work: Path, pseudo: bool, renders: bool = True, pictures: bool = True) -> dict:
+def build(work: Path, pseudo: bool, renders: bool = True, pictures: bool = False) -> dict:
     """Write ``work/train`` and ``work/eval/*``; returns the manifest (also ``work/manifest.json``)."""
     images, train = work / "images", work / "train"
     manifest: dict = {"size": SIZE, "pseudo_sketches": pseudo, "test_share": TEST_SHARE,
@@ -337,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pseudo", action="store_true", help="pseudo-sketches (colour edges) of every coloured picture too")
     p.add_argument("--no-renders", dest="renders", action="store_false",
                    help="no Sweet Home 3D furniture renderings as photos")
-    p.add_argument("--no-pictures", dest="pictures", action="store_false",
-                   help="no Art4Apps word pictures (and their ink outlines) in training")
+    p.add_argument("--pictures", action="store_true",
+                   help="Art4Apps word pictures and their ink outlines in training too")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 6 on a CPU, 20 on a GPU)")
     p.add_argument("--steps", type=int, default=50, help="steps per epoch")
     p.add_argument("--seed", type=int, default=0)
