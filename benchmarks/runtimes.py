@@ -6,6 +6,7 @@ Usage::
     python benchmarks/runtimes.py --presets tiny --photos 400 --int8
     python benchmarks/runtimes.py --quality data/ultimate data/freehand   # int8's cost in mAP
     python benchmarks/runtimes.py --presets vit_b16 --device cuda         # on a GPU
+    python benchmarks/runtimes.py --chunks --presets dmwan-sketch efficientnet_lite0 tiny --photos 400
 
 What it does, per preset:
 
@@ -265,6 +266,44 @@ def quality(folder: Path, model_dir: Path | None = None) -> dict[str, dict[str, 
     return out
 
 
+def chunk_ab(work: Path, photos: Path, bundle: Path, rounds: int = 2) -> dict[str, dict[str, list[float]]]:
+    """The ONNX encoder's CPU chunks (`dmwan_qdrant.runtime.onnx_encoder.CPU_CHUNK_PIXELS`) against
+    one forward pass per batch, alternating in this process: images/s of the encoder alone (2
+    threads, batches of 64) and of a whole ingest (the library's, into a fresh embedded store)."""
+    import shutil
+
+    from PIL import Image
+
+    from dmwan_qdrant.encoder import load_bundle, usable_cores
+    from dmwan_qdrant.ingest import ingest as run_ingest
+    from dmwan_qdrant.runtime import onnx_encoder
+    from dmwan_qdrant.store import open_store
+
+    chunked = onnx_encoder.CPU_CHUNK_PIXELS
+    files = sorted(photos.glob("*.jpg"))[:64]
+    out: dict[str, dict[str, list[float]]] = {"chunked": {"encoder": [], "ingest": []},
+                                              "one pass": {"encoder": [], "ingest": []}}
+    for _ in range(rounds):
+        for name, pixels in (("one pass", 10**12), ("chunked", chunked)):
+            onnx_encoder.CPU_CHUNK_PIXELS = pixels
+            model = load_bundle(bundle, "cpu", "onnx")
+            model.threads = usable_cores()
+            tf = model.transform("photo")
+            batch = np.stack([tf(Image.open(f).convert("RGB")) for f in files])
+            model.embed_photos(batch)
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < 6.0:
+                model.embed_photos(batch)
+                n += len(files)
+            out[name]["encoder"].append(n / (time.perf_counter() - t0))
+            shutil.rmtree(work / "store-chunks", ignore_errors=True)
+            with open_store(path=work / "store-chunks") as store:
+                report = run_ingest([photos], store, "bench", load_bundle(bundle, "cpu", "onnx"))
+            out[name]["ingest"].append(report.to_dict()["images_per_second"])
+    onnx_encoder.CPU_CHUNK_PIXELS = chunked
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--presets", nargs="+", default=["tiny", "vit_b16"])
@@ -279,6 +318,8 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="with --quality: the bundle to score (default: the untrained efficientnet_lite0)")
     p.add_argument("--work", type=Path, default=None, help="keep the bundles, photos and stores here")
+    p.add_argument("--chunks", action="store_true",
+                   help="only the ONNX encoder's CPU chunks against one pass per batch (encoder alone and ingest)")
     args = p.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -289,6 +330,18 @@ def main() -> None:
             print(f"{'encoder':<10} {'mAP@all':>8} {'P@10':>7} {'images/s':>9}")
             for name, r in rows.items():
                 print(f"{name:<10} {r['mAP@all']:8.4f} {r['P@10']:7.4f} {r['images_per_s']:9.1f}")
+        return
+
+    if args.chunks:
+        for preset in args.presets:
+            work = (args.work or Path(tempfile.mkdtemp(prefix="runtimes-"))) / preset
+            work.mkdir(parents=True, exist_ok=True)
+            photos, _ = make_images(work, args.photos, 1)
+            r = chunk_ab(work, photos, make_bundles(work, preset, False)["onnx"])
+            for what in ("encoder", "ingest"):
+                a, b = r["one pass"][what], r["chunked"][what]
+                print(f"{preset}: {what} images/s, one pass {' '.join(f'{v:.1f}' for v in a)}; chunked "
+                      f"{' '.join(f'{v:.1f}' for v in b)}; ratio {statistics.mean(b) / statistics.mean(a):.2f}")
         return
 
     for preset in args.presets:

@@ -95,6 +95,24 @@ def test_onnx_encoder_equals_torch_on_real_images(exported):
     assert (torch_model.embed_texts(texts).numpy() * onnx_model.embed_texts(texts)).sum(-1).min() > 0.9999
 
 
+def test_a_cpu_batch_runs_in_chunks_that_give_the_vectors_of_one_pass(exported, monkeypatch):
+    from dmwan_qdrant.encoder import load_bundle
+    from dmwan_qdrant.runtime import onnx_encoder
+
+    model = load_bundle(exported["bundle"], "cpu", runtime="onnx")
+    photos = [Image.open(p).convert("RGB") for p in sorted((exported["root"] / "photos").rglob("*.png"))[:7]]
+    whole = model.embed_photos(photos)
+    assert onnx_encoder.cpu_chunk(48) == 88 and onnx_encoder.cpu_chunk(160) == 8 and onnx_encoder.cpu_chunk(224) == 4
+    runs = []
+    monkeypatch.setattr(onnx_encoder, "cpu_chunk", lambda size: 3)
+    monkeypatch.setattr(model, "_run_visual", lambda images, domain, run=model._run_visual: runs.append(len(images))
+                        or run(images, domain))
+    chunked = model.embed_photos(photos)
+    assert runs == [3, 3, 1]
+    np.testing.assert_allclose(chunked.global_, whole.global_, atol=1e-6)
+    np.testing.assert_allclose(chunked.tokens, whole.tokens, atol=1e-6)
+
+
 def test_tokenizer_equals_open_clips():
     import open_clip
     from open_clip.tokenizer import SimpleTokenizer
