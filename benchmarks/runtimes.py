@@ -266,30 +266,39 @@ def quality(folder: Path, model_dir: Path | None = None) -> dict[str, dict[str, 
     return out
 
 
-def chunk_ab(work: Path, photos: Path, bundle: Path, rounds: int = 2) -> dict[str, dict[str, list[float]]]:
-    """The ONNX encoder's CPU chunks (`dmwan_qdrant.runtime.onnx_encoder.CPU_CHUNK_PIXELS`) against
-    one forward pass per batch, alternating in this process: images/s of the encoder alone (2
-    threads, batches of 64) and of a whole ingest (the library's, into a fresh embedded store)."""
+def chunk_ab(work: Path, photos: Path, bundle: Path, runtime: str,
+             rounds: int = 2) -> dict[str, dict[str, list[float]]]:
+    """The encoders' CPU chunks (`dmwan_qdrant.model.imageprep.CPU_CHUNK_PIXELS`) against one
+    forward pass per batch, alternating in this process, for ``runtime``: images/s of the encoder
+    alone (batches of 64, on the threads the ingest gives it) and of a whole ingest (the
+    library's, into a fresh embedded store)."""
     import shutil
 
     from PIL import Image
 
-    from dmwan_qdrant.encoder import load_bundle, usable_cores
+    from dmwan_qdrant.encoder import load_bundle
     from dmwan_qdrant.ingest import ingest as run_ingest
-    from dmwan_qdrant.runtime import onnx_encoder
+    from dmwan_qdrant.model import imageprep
     from dmwan_qdrant.store import open_store
 
-    chunked = onnx_encoder.CPU_CHUNK_PIXELS
+    chunked = imageprep.CPU_CHUNK_PIXELS
     files = sorted(photos.glob("*.jpg"))[:64]
     out: dict[str, dict[str, list[float]]] = {"chunked": {"encoder": [], "ingest": []},
                                               "one pass": {"encoder": [], "ingest": []}}
     for _ in range(rounds):
         for name, pixels in (("one pass", 10**12), ("chunked", chunked)):
-            onnx_encoder.CPU_CHUNK_PIXELS = pixels
-            model = load_bundle(bundle, "cpu", "onnx")
-            model.threads = usable_cores()
+            imageprep.CPU_CHUNK_PIXELS = pixels
+            model = load_bundle(bundle, "cpu", runtime)
+            threads = ingest_threads(runtime)
             tf = model.transform("photo")
-            batch = np.stack([tf(Image.open(f).convert("RGB")) for f in files])
+            batch = np.stack([np.asarray(tf(Image.open(f).convert("RGB"))) for f in files])
+            if runtime == "torch":
+                import torch
+
+                torch.set_num_threads(threads)
+                batch = torch.from_numpy(batch)
+            else:
+                model.threads = threads
             model.embed_photos(batch)
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < 6.0:
@@ -298,9 +307,9 @@ def chunk_ab(work: Path, photos: Path, bundle: Path, rounds: int = 2) -> dict[st
             out[name]["encoder"].append(n / (time.perf_counter() - t0))
             shutil.rmtree(work / "store-chunks", ignore_errors=True)
             with open_store(path=work / "store-chunks") as store:
-                report = run_ingest([photos], store, "bench", load_bundle(bundle, "cpu", "onnx"))
+                report = run_ingest([photos], store, "bench", load_bundle(bundle, "cpu", runtime))
             out[name]["ingest"].append(report.to_dict()["images_per_second"])
-    onnx_encoder.CPU_CHUNK_PIXELS = chunked
+    imageprep.CPU_CHUNK_PIXELS = chunked
     return out
 
 
@@ -319,7 +328,7 @@ def main() -> None:
                    help="with --quality: the bundle to score (default: the untrained efficientnet_lite0)")
     p.add_argument("--work", type=Path, default=None, help="keep the bundles, photos and stores here")
     p.add_argument("--chunks", action="store_true",
-                   help="only the ONNX encoder's CPU chunks against one pass per batch (encoder alone and ingest)")
+                   help="only the encoders' CPU chunks against one pass per batch (encoder alone and ingest)")
     args = p.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -337,11 +346,14 @@ def main() -> None:
             work = (args.work or Path(tempfile.mkdtemp(prefix="runtimes-"))) / preset
             work.mkdir(parents=True, exist_ok=True)
             photos, _ = make_images(work, args.photos, 1)
-            r = chunk_ab(work, photos, make_bundles(work, preset, False)["onnx"])
-            for what in ("encoder", "ingest"):
-                a, b = r["one pass"][what], r["chunked"][what]
-                print(f"{preset}: {what} images/s, one pass {' '.join(f'{v:.1f}' for v in a)}; chunked "
-                      f"{' '.join(f'{v:.1f}' for v in b)}; ratio {statistics.mean(b) / statistics.mean(a):.2f}")
+            bundle = make_bundles(work, preset, False)["onnx"]
+            for runtime in ("onnx", "torch"):
+                r = chunk_ab(work, photos, bundle, runtime)
+                for what in ("encoder", "ingest"):
+                    a, b = r["one pass"][what], r["chunked"][what]
+                    print(f"{preset} ({runtime}): {what} images/s, one pass {' '.join(f'{v:.1f}' for v in a)}; "
+                          f"chunked {' '.join(f'{v:.1f}' for v in b)}; ratio {statistics.mean(b) / statistics.mean(a):.2f}",
+                          flush=True)
         return
 
     for preset in args.presets:

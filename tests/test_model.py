@@ -85,3 +85,18 @@ def test_frozen_backbone_trains_only_the_heads(random_batch):
     assert model.global_head.weight.grad is not None
     after = model.visual.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics too
+
+
+def test_a_cpu_batch_runs_in_chunks_that_give_the_vectors_of_one_pass(tiny_model, monkeypatch):
+    from dmwan_qdrant.model import dmwan
+
+    images = torch.rand(7, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    whole = tiny_model.embed_photos(images)  # 48 px: chunks of 88, one pass
+    calls = []
+    encode = tiny_model.encode
+    monkeypatch.setattr(dmwan, "cpu_chunk", lambda size: 3)
+    monkeypatch.setattr(tiny_model, "encode", lambda x, d: calls.append(len(x)) or encode(x, d))
+    chunked = tiny_model.embed_photos(images)
+    assert calls == [3, 3, 1]
+    torch.testing.assert_close(chunked.global_, whole.global_, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunked.tokens, whole.tokens, atol=1e-5, rtol=1e-5)

@@ -15,6 +15,7 @@ from torch import nn
 
 from .backbone import create_towers
 from .config import ModelConfig
+from .imageprep import cpu_chunk
 from .losses import semantic_loss, token_triplet_loss, weighted_quadruplet_loss
 from .preprocess import DOMAINS, PHOTO, SKETCH, build_transform
 from .weighting import AlignmentScores, AlignmentWeighting, LocalAggregation, maxsim, weight_statistics
@@ -296,8 +297,13 @@ class DMWAN(nn.Module):
             images = torch.stack([tf(im) for im in images])
         images = images.to(self.device, non_blocking=True)
         domains = torch.full((images.shape[0],), DOMAINS[domain], dtype=torch.long, device=self.device)
+        step = cpu_chunk(images.shape[-1]) if self.device.type == "cpu" else len(images)
         with self._inference():
-            g, t = self.encode(images, domains)
+            if len(images) <= step:
+                g, t = self.encode(images, domains)
+            else:  # on a CPU, in chunks whose activations stay in the caches (`cpu_chunk`)
+                parts = [self.encode(images[i:i + step], domains[i:i + step]) for i in range(0, len(images), step)]
+                g, t = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         return Embeddings(global_=g.float(), tokens=t.float())
 
     def embed_photos(self, images: torch.Tensor | Sequence[Image.Image]) -> Embeddings:

@@ -1,4 +1,5 @@
-"""Inference preprocessing in numpy and Pillow: the one definition both runtimes use.
+"""Inference preprocessing in numpy and Pillow, and the CPU's forward-pass chunks: the one
+definition both runtimes use.
 
 The torch path (`dmwan_qdrant.model.preprocess`) wraps these arrays in tensors, the ONNX path
 feeds them to onnxruntime as they are, so a photo or a sketch reaches either encoder as the same
@@ -75,3 +76,16 @@ class ArrayPreprocess:
 
     def __repr__(self) -> str:
         return f"ArrayPreprocess(size={self.size}, domain={self.domain!r})"
+
+
+#: Pixels per forward pass on a CPU, in both runtimes: a batch of larger images runs in chunks of
+#: about this many pixels, whose activations stay in the caches (on 2 cores, EfficientNet-Lite0
+#: at 160 px through ONNX in chunks of 8: 294 images/s against 247 in one pass of 64; through
+#: torch on one thread 115 against 61). Small images (the 48 px tiny preset: chunks of 88) run
+#: whole, where a chunk's call would cost more than the cache saves. BENCHMARKS.md, "Runtimes".
+CPU_CHUNK_PIXELS = 8 * 160 * 160
+
+
+def cpu_chunk(image_size: int) -> int:
+    """Images per forward pass on a CPU for images of ``image_size`` px (`CPU_CHUNK_PIXELS`)."""
+    return max(1, CPU_CHUNK_PIXELS // (image_size * image_size))

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import CheckpointError, ModelError, UsageError
 from ..model.bundle import read_bundle_record
 from ..model.config import ModelConfig
-from ..model.imageprep import ArrayPreprocess
+from ..model.imageprep import ArrayPreprocess, cpu_chunk
 from .graphs import TEXT, VISUAL, graph_folder, read_manifest
 
 DOMAIN_IDS = {"photo": 0, "sketch": 1}
@@ -66,19 +66,6 @@ def providers_for(device: str | None) -> tuple[Device, list[Any]]:
                          "or use --runtime torch")
     return Device("cuda", int(index or 0)), [("CUDAExecutionProvider", {"device_id": int(index or 0)}),
                                              "CPUExecutionProvider"]
-
-
-#: Pixels per forward pass on a CPU: a batch of larger images runs in chunks of about this many
-#: pixels, whose activations stay in the caches (on 2 cores, EfficientNet-Lite0 at 160 px in
-#: chunks of 8: 294 images/s against 247 in one pass of 64; at 224 px in chunks of 4: 156-163
-#: against 126). Small images (the 48 px tiny preset: chunks of 88) run whole, where a chunk's
-#: call would cost more than the cache saves. BENCHMARKS.md, "Runtimes".
-CPU_CHUNK_PIXELS = 8 * 160 * 160
-
-
-def cpu_chunk(image_size: int) -> int:
-    """Images per forward pass on a CPU for images of ``image_size`` px (`CPU_CHUNK_PIXELS`)."""
-    return max(1, CPU_CHUNK_PIXELS // (image_size * image_size))
 
 
 class OnnxEncoder:
@@ -158,10 +145,11 @@ class OnnxEncoder:
                 tf = self.transform(domain)
                 images = np.stack([tf(im) for im in images])
         images = np.ascontiguousarray(images, dtype=np.float32)
-        step = cpu_chunk(images.shape[-1]) if self.device.type == "cpu" else max(1, len(images))
+        step = cpu_chunk(images.shape[-1]) if self.device.type == "cpu" else len(images)
+        if len(images) <= step:
+            return self._run_visual(images, domain)
+        # On a CPU, in chunks whose activations stay in the caches (`cpu_chunk`).
         parts = [self._run_visual(images[i:i + step], domain) for i in range(0, len(images), step)]
-        if len(parts) <= 1:
-            return parts[0] if parts else self._run_visual(images, domain)
         return ArrayEmbeddings(global_=np.concatenate([p.global_ for p in parts]),
                                tokens=np.concatenate([p.tokens for p in parts]))
 
