@@ -270,11 +270,9 @@ def chunk_ab(work: Path, photos: Path, bundle: Path, runtime: str,
              rounds: int = 2) -> dict[str, dict[str, list[float]]]:
     """The encoders' CPU chunks (`dmwan_qdrant.model.imageprep.CPU_CHUNK_PIXELS`) against one
     forward pass per batch, alternating in this process, for ``runtime``: images/s of the encoder
-    alone (batches of 64, on the threads the ingest gives it) and of a whole ingest (the
+    alone (`encoder_alone`, on the threads the ingest gives it) and of a whole ingest (the
     library's, into a fresh embedded store)."""
     import shutil
-
-    from PIL import Image
 
     from dmwan_qdrant.encoder import load_bundle
     from dmwan_qdrant.ingest import ingest as run_ingest
@@ -282,29 +280,13 @@ def chunk_ab(work: Path, photos: Path, bundle: Path, runtime: str,
     from dmwan_qdrant.store import open_store
 
     chunked = imageprep.CPU_CHUNK_PIXELS
-    files = sorted(photos.glob("*.jpg"))[:64]
     out: dict[str, dict[str, list[float]]] = {"chunked": {"encoder": [], "ingest": []},
                                               "one pass": {"encoder": [], "ingest": []}}
     for _ in range(rounds):
         for name, pixels in (("one pass", 10**12), ("chunked", chunked)):
             imageprep.CPU_CHUNK_PIXELS = pixels
-            model = load_bundle(bundle, "cpu", runtime)
-            threads = ingest_threads(runtime)
-            tf = model.transform("photo")
-            batch = np.stack([np.asarray(tf(Image.open(f).convert("RGB"))) for f in files])
-            if runtime == "torch":
-                import torch
-
-                torch.set_num_threads(threads)
-                batch = torch.from_numpy(batch)
-            else:
-                model.threads = threads
-            model.embed_photos(batch)
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < 6.0:
-                model.embed_photos(batch)
-                n += len(files)
-            out[name]["encoder"].append(n / (time.perf_counter() - t0))
+            alone = encoder_alone(photos, {runtime: bundle}, seconds=6.0)[runtime]
+            out[name]["encoder"].append(alone[ingest_threads(runtime)])
             shutil.rmtree(work / "store-chunks", ignore_errors=True)
             with open_store(path=work / "store-chunks") as store:
                 report = run_ingest([photos], store, "bench", load_bundle(bundle, "cpu", runtime))

@@ -348,16 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("fetch", "all"):
         for spec in [s for v in PAIRED_SETS.values() for s in (v[0], v[2])] + list(PICTURE_SETS.values()):
             fetch(spec)
-        if args.renders:
-            from dmwan_qdrant.data import furniture
-            from dmwan_qdrant.data.debian import fetch_deb
+        from dmwan_qdrant.data import art4apps, furniture
+        from dmwan_qdrant.data.debian import fetch_deb
 
-            fetch_deb(furniture.PACKAGE, furniture.VERSION)
-        if args.pictures:
-            from dmwan_qdrant.data import art4apps
-            from dmwan_qdrant.data.debian import fetch_deb
-
-            fetch_deb(art4apps.PACKAGE, art4apps.VERSION)
+        for wanted, package in ((args.renders, furniture), (args.pictures, art4apps)):
+            if wanted:
+                fetch_deb(package.PACKAGE, package.VERSION)
     if args.stage in ("build", "all"):
         build(work, args.pseudo, args.renders, args.pictures)
     bundle = work / "runs" / "dmwan-sketch" / "model"

@@ -22,6 +22,14 @@ ANCHORS = {"sentence": "the sentence encoder all-MiniLM-L6-v2's embeddings of th
            "random": "random class proxies", "text": "the CLIP text tower's prompts"}
 
 
+def sources(build: dict) -> str:
+    """Where a build's material came from, as the card says it (``build``: its manifest, or the
+    card's ``shipped`` entry): the icon sets, and the Debian picture sets it took."""
+    debian = [name for key, name in (("renders", "furniture renderings"), ("pictures", "word pictures"))
+              if build.get(key)]
+    return "icon sets from the npm registry" + (f"; {' and '.join(debian)} from Debian" if debian else "")
+
+
 def ship(bundle: Path, work: Path, target: Path) -> None:
     """Write the bundle of ``bundle``'s weights into ``target``: float16 safetensors, the ONNX
     graph with float16-stored weights, and a card naming the data, the split and the run."""
@@ -41,8 +49,7 @@ def ship(bundle: Path, work: Path, target: Path) -> None:
     model = load_model(bundle)
     card = dict(model.metadata.get("card", {}))
     training = dict(card.get("training") or {})
-    training.update(root="scripts/build_sketch_model.py (icon sets from the npm registry, furniture renderings "
-                         "and word pictures from Debian)")
+    training.update(root=f"scripts/build_sketch_model.py ({sources(manifest)})")
     card.update(training=training, shipped={
         "name": NAME, "built_by": "scripts/build_sketch_model.py",
         "sets": manifest["sets"], "classes": manifest["classes"], "held_out_sets": manifest["held_out_sets"],
@@ -94,7 +101,7 @@ def write_card(target: Path, evaluation: dict | None) -> None:
         f"{ANCHORS.get(record['model'].get('semantic_anchors'), record['model'].get('semantic_anchors'))}.",
         f"- Pseudo-sketches (colour edges of the coloured pictures) in training: "
         f"{'yes' if shipped['pseudo_sketches'] else 'no'}.", "",
-        "## Data (icon sets from the npm registry; furniture renderings and word pictures from Debian)", "",
+        f"## Data ({sources(shipped)})", "",
         "| set | designer | licence | classes | test | validation | role |", "|---|---|---|---|---|---|---|",
     ]
     for name, entry in shipped["sets"].items():
